@@ -1,0 +1,34 @@
+# reflow: `make demo` runs the main job, `make test` runs the whole suite. Both install what they need first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install -q -c constraints.txt
+
+.PHONY: demo test bench lint install clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+
+$(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml constraints.txt
+	$(PIP) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed-test
+
+demo: install
+	$(VENV)/bin/reflow run examples/reactors/pipeline.py
+
+test: install
+	$(PY) -m pytest tests
+
+bench: install
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""Every error reflow raises, in one place.
+
+Each class names a kind of mistake; each message names the node, port, reactor or file at fault and, where it
+can, says how to fix it. Catch ``ReflowError`` to catch them all.
+"""
+
+from __future__ import annotations
+
+
+class ReflowError(Exception):
+    """Base class of every error raised by reflow."""
+
+
+# --- graph IR -------------------------------------------------------------------------------------------------
+class GraphError(ReflowError):
+    """A graph is malformed: unknown node or port, duplicate name."""
+
+
+class DanglingPortError(GraphError):
+    """An input port that must be connected has no incoming edge."""
+
+
+class PortTypeError(GraphError):
+    """An edge connects ports whose declared types disagree."""
+
+
+class CycleError(GraphError):
+    """The graph has a cycle where a DAG is required; ``cycle`` lists the nodes on it, in order."""
+
+    def __init__(self, message: str, cycle: list[str]) -> None:
+        super().__init__(message)
+        self.cycle = cycle
+
+
+# --- reactors ---------------------------------------------------------------------------------------------------
+class ReactorError(ReflowError):
+    """A reactor program is malformed (found while it is being built)."""
+
+
+class PortConnectionError(ReactorError):
+    """Two ports cannot be connected as asked (two outputs, an input driven twice, ...)."""
+
+
+class CausalityError(ReactorError, CycleError):
+    """The reactions form a causality cycle at one tag; the message names the reactions on it."""
+
+
+class EffectError(ReactorError):
+    """A reaction wrote to a port or scheduled an action it did not declare as an effect."""
+
+
+class ReactionFailed(ReflowError):
+    """A reaction raised; carries the reactor, the reaction and the tag at which it happened."""
+
+
+class LifecycleError(ReflowError):
+    """An API call was made in a phase that does not allow it (e.g. connecting after the program started)."""
+
+
+# --- transport --------------------------------------------------------------------------------------------------
+class TransportError(ReflowError):
+    """Moving a message between processes failed."""
+
+
+class WorkerCrashed(ReflowError):
+    """A worker process died; the message names the reactors or envs it held."""
+
+
+# --- onnx -------------------------------------------------------------------------------------------------------
+class OnnxImportError(ReflowError):
+    """An ONNX model cannot be imported (bad file, unsupported op, unknown shape)."""
+
+
+class UnsupportedOpError(OnnxImportError):
+    """An ONNX operator reflow does not implement; the message names the op and the node."""
+
+
+# --- rl ---------------------------------------------------------------------------------------------------------
+class EnvError(ReflowError):
+    """An environment cannot be made or stepped (unknown id, step raised, space mismatch)."""
