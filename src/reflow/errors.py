@@ -52,6 +52,12 @@ class EffectError(ReactorError):
 class ReactionFailed(ReflowError):
     """A reaction raised; carries the reactor, the reaction and the tag at which it happened."""
 
+    def __init__(self, message: str, reactor: str = "", reaction: str = "", tag: object = None) -> None:
+        super().__init__(message)
+        self.reactor = reactor
+        self.reaction = reaction
+        self.tag = tag
+
 
 class LifecycleError(ReflowError):
     """An API call was made in a phase that does not allow it (e.g. connecting after the program started)."""
@@ -60,6 +66,22 @@ class LifecycleError(ReflowError):
 # --- transport --------------------------------------------------------------------------------------------------
 class TransportError(ReflowError):
     """Moving a message between processes failed."""
+
+
+class SerializationError(TransportError):
+    """A message cannot be encoded (unpicklable object); the message names its type."""
+
+
+class MessageTooLarge(TransportError):
+    """A message is larger than the sender's shared-memory store; the message names topic and sizes."""
+
+
+class BackPressureError(TransportError):
+    """A subscriber did not keep up: the store stayed full past the timeout; names topic and subscriber."""
+
+
+class ChannelClosed(TransportError):
+    """The other end of a channel or topic went away (closed or died)."""
 
 
 class WorkerCrashed(ReflowError):
@@ -78,3 +100,11 @@ class UnsupportedOpError(OnnxImportError):
 # --- rl ---------------------------------------------------------------------------------------------------------
 class EnvError(ReflowError):
     """An environment cannot be made or stepped (unknown id, step raised, space mismatch)."""
+
+
+class CheckpointError(ReflowError):
+    """An RL checkpoint is missing, corrupt, or does not match the env or network it is used with."""
+
+
+class TrainConfigError(ReflowError):
+    """A training run was asked for an unknown algorithm or an impossible setting."""

@@ -1,11 +1,11 @@
 """The one IR: a directed multigraph of named nodes with typed ports.
 
 Every front end lowers to this. A node is an operation (``op``) with named input and output ports, a cost (the
-time it takes, in seconds, as best the front end can tell) and free-form ``attrs`` for the front end's own use.
+time it takes, in seconds, as best the front end can tell) and free-form ``attrs`` for the front end's use.
 An edge joins an output port to an input port and carries the size in bytes of what flows along it.
 
-Node identity is its name: deterministic, chosen by the front end, never an ``id()`` or a uuid. Nodes keep their
-insertion order, and every analysis breaks ties by that order, so results never depend on hashing.
+Node identity is its name: deterministic, chosen by the front end, never an ``id()`` or a uuid. Nodes keep
+their insertion order, and every analysis breaks ties by that order, so results never depend on hashing.
 
 Graphs are built with ``add_node``/``connect``; passes never mutate their input: they ``copy()`` first.
 
@@ -93,7 +93,7 @@ class Graph:
         self._in: dict[str, list[Edge]] = {}
         self._out: dict[str, list[Edge]] = {}
 
-    # -- building -----------------------------------------------------------------------------------------------
+    # -- building --------------------------------------------------------------------------------------------
     def add_node(self, node: Node) -> Node:
         if node.name in self._nodes:
             raise GraphError(f"graph {self.name!r} already has a node named {node.name!r}")
@@ -133,7 +133,7 @@ class Graph:
             g._nodes[name] = replace(g.node(name), cost=c)
         return g
 
-    # -- reading ------------------------------------------------------------------------------------------------
+    # -- reading ---------------------------------------------------------------------------------------------
     def node(self, name: str) -> Node:
         try:
             return self._nodes[name]
@@ -184,7 +184,7 @@ class Graph:
     def total_cost(self) -> float:
         return sum(n.cost for n in self._nodes.values())
 
-    # -- whole-graph operations ---------------------------------------------------------------------------------
+    # -- whole-graph operations ------------------------------------------------------------------------------
     def copy(self, name: str | None = None) -> Graph:
         """A copy sharing the (immutable) nodes; attrs are shallow-copied."""
         g = Graph(self.name if name is None else name)
@@ -197,8 +197,8 @@ class Graph:
     def subgraph(self, names: Iterable[str]) -> Graph:
         """The induced subgraph on ``names`` (edges with both ends inside), in this graph's node order."""
         keep = set(names)
-        for n in keep:
-            self.node(n)
+        for name in keep:
+            self.node(name)
         g = Graph(f"{self.name}/sub")
         for n in self._nodes.values():
             if n.name in keep:
