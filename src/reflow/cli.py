@@ -14,6 +14,9 @@ import sys
 # The front ends' command modules, in the order they appear in ``reflow --help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "reflow.reactor.commands",
+    "reflow.onnx.commands",
+    "reflow.rl.envs.commands",
+    "reflow.rl.commands",
 )
 
 EPILOG = """\
