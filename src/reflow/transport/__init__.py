@@ -1,5 +1,23 @@
 """Moving data between processes: shared memory, serialization, channels, pub/sub."""
 
+from reflow.transport.channel import Channel
+from reflow.transport.pubsub import Publisher, Subscriber, Subscription, publisher, subscribe
+from reflow.transport.serialize import Encoded, Stats, decode, encode
 from reflow.transport.shm import SharedSegment, leaked_segments
+from reflow.transport.store import ObjectStore
 
-__all__ = ["SharedSegment", "leaked_segments"]
+__all__ = [
+    "Channel",
+    "Encoded",
+    "ObjectStore",
+    "Publisher",
+    "SharedSegment",
+    "Stats",
+    "Subscriber",
+    "Subscription",
+    "decode",
+    "encode",
+    "leaked_segments",
+    "publisher",
+    "subscribe",
+]

@@ -12,12 +12,14 @@ Names start with ``reflow-<pid>-`` so leaks are attributable and tests can look 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
+import mmap
 import os
 import signal
 import threading
 import weakref
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -31,6 +33,27 @@ _lock = threading.Lock()
 
 def _new_name() -> str:
     return f"{PREFIX}{os.getpid()}-{next(_counter)}"
+
+
+class _Attached:
+    """A read-write mapping of an existing segment, with the parts of SharedMemory that SharedSegment uses."""
+
+    def __init__(self, name: str) -> None:
+        fd = os.open(f"/dev/shm/{name.lstrip('/')}", os.O_RDWR)
+        try:
+            self.size = os.fstat(fd).st_size
+            self._mmap: mmap.mmap | None = mmap.mmap(fd, self.size)
+        finally:
+            os.close(fd)
+        self.name = name
+        self.buf: memoryview | None = memoryview(self._mmap)
+
+    def close(self) -> None:
+        # Never unmap explicitly: numpy arrays made on ``buf`` keep a reference to it but hold no buffer
+        # export, so releasing it would unmap memory under live arrays (a segfault on the next access).
+        # Dropping our references lets the mapping go when the last array does.
+        self.buf = None
+        self._mmap = None
 
 
 class SharedSegment:
@@ -53,13 +76,10 @@ class SharedSegment:
 
     @classmethod
     def attach(cls, name: str) -> SharedSegment:
-        shm = shared_memory.SharedMemory(name=name, create=False)
-        # The attaching process does not own the segment: keep the resource tracker from unlinking it.
-        try:
-            resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-        except Exception:
-            pass
-        return cls(shm, owner=False)
+        # The attaching process does not own the segment, so it must stay out of Python's resource tracker
+        # (which would unlink it at exit, or, when the tracker is shared with the owner, lose the owner's
+        # registration): map the file directly instead of going through SharedMemory.
+        return cls(_Attached(name), owner=False)  # type: ignore[arg-type]
 
     @property
     def buf(self) -> memoryview:
@@ -78,23 +98,20 @@ class SharedSegment:
         shm, self._shm = self._shm, None
         if shm is None:
             return
-        try:
+        # Live numpy views may still export the buffer (BufferError); the mapping goes when they do.
+        with contextlib.suppress(BufferError):
             shm.close()
-        except BufferError:
-            # Live numpy views still export the buffer; the mapping goes when they do.
-            pass
         if self.owner:
             with _lock:
                 _owned.pop(self.name, None)
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 shm.unlink()
-            except FileNotFoundError:
-                pass
 
     def __enter__(self) -> SharedSegment:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def __del__(self) -> None:
@@ -108,6 +125,17 @@ def unlink_all_owned() -> None:
         segs = list(_owned.values())
     for s in segs:
         s.close()
+
+
+def unlink_segments_of(pid: int) -> list[str]:
+    """Unlink the segments a (dead) process ``pid`` created and could not unlink, e.g. after a SIGKILL.
+
+    Only for a parent cleaning up after a child it knows is dead; returns the names it removed."""
+    names = leaked_segments(pid)
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"/dev/shm/{name}")
+    return names
 
 
 def leaked_segments(pid: int | None = None) -> list[str]:
@@ -127,5 +155,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 atexit.register(unlink_all_owned)
-if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+_main = threading.current_thread() is threading.main_thread()
+if _main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
     signal.signal(signal.SIGTERM, _on_sigterm)

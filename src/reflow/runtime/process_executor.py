@@ -1,0 +1,168 @@
+"""The process executor: reactors live in worker processes; invocations and results move over the transport.
+
+Policy. ``start`` places every reactor on a worker (``placement.place``), starts one ``spawn`` process per
+worker and hands it, pickled, the hosts it keeps: from then on their state lives there and only there.
+Each worker talks to the scheduler over one ``reflow.transport.Channel`` (small messages inline, arrays
+through the worker's shared-memory store). ``run_batch`` splits a batch by worker, sends every worker its
+part first, runs the reactors kept local (``local=``) in the calling thread meanwhile, then collects the
+replies and returns the results in batch order. The scheduler applies results in that order, so a program
+gives the same trace with threads, processes or a mix: placement decides where reactions run, never what
+they do.
+
+Faults. While waiting for a reply the executor checks that the worker is alive; a worker that died (crashed,
+killed) raises ``WorkerCrashed`` naming the worker and the reactors it held. ``close`` (which the scheduler
+calls on every exit path, Ctrl-C included) stops the workers, kills any that do not stop, and unlinks
+shared memory a killed worker could not unlink itself. An exception in a reaction is not a fault: it comes
+back as a result, like with threads; one that cannot be pickled comes back as a ``RuntimeError`` with the
+original traceback text.
+
+After a run, the reactor objects in the scheduler's process still hold their state from before the run (the
+live state was in the workers); read results from the trace or from reactors kept local.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing as mp
+import os
+import pickle
+import threading
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from reflow.errors import ChannelClosed, WorkerCrashed
+from reflow.graph import Graph
+from reflow.runtime.executor import Executor, Invocation, ReactionHost, Result, run_invocation
+from reflow.runtime.placement import LOCAL, place
+from reflow.transport import Channel
+from reflow.transport.shm import unlink_segments_of
+
+_STOP = "stop"
+_names = itertools.count()
+
+
+def _portable(result: Result) -> Result:
+    """The result itself if it pickles; else the same result with its error replaced by a RuntimeError."""
+    try:
+        pickle.dumps(result)
+    except Exception:
+        result.error = RuntimeError(f"reaction {result.name} raised an exception that cannot be sent between "
+                                    f"processes:\n{result.error_text}")
+    return result
+
+
+def worker_main(channel: str, hosts_pickle: bytes) -> None:
+    """A worker process: run the invocations it is sent on its own hosts until told to stop."""
+    hosts: Mapping[str, ReactionHost] = pickle.loads(hosts_pickle)
+    with Channel(channel, "b") as ch:
+        while True:
+            batch = ch.recv()
+            if isinstance(batch, str):
+                return
+            ch.send([_portable(run_invocation(hosts[inv.reactor], inv)) for inv in batch])
+
+
+class ProcessExecutor(Executor):
+    """Runs reactors in ``workers`` processes; reactors named in ``local`` stay in the scheduler's process."""
+
+    def __init__(self, workers: int = 2, local: Collection[str] = (), start_timeout: float = 60.0) -> None:
+        super().__init__()
+        if workers < 1:
+            raise ValueError(f"ProcessExecutor needs at least 1 worker, got {workers}")
+        self.workers = workers
+        self.local = tuple(local)
+        self.start_timeout = start_timeout
+        self.placement: dict[str, int] = {}
+        self._procs: list[Any] = []
+        self._chans: list[Channel] = []
+        self._lock = threading.Lock()
+
+    def start(self, hosts: Mapping[str, ReactionHost], graph: Graph) -> None:
+        super().start(hosts, graph)
+        unknown = sorted(set(self.local) - set(hosts))
+        if unknown:
+            raise ValueError(f"ProcessExecutor(local=...): reactors {unknown} are not in the program; its "
+                             f"reactors are {sorted(hosts)}")
+        with_reactions = {str(n.attrs["reactor"]) for n in graph}
+        self.placement = place(graph, self.workers, [p for p in self.local if p in with_reactions])
+        for path in hosts:  # a reactor without reactions still gets a home
+            self.placement.setdefault(path, LOCAL if path in self.local else 0)
+        ctx = mp.get_context("spawn")
+        try:
+            for w in range(self.workers):
+                name = f"reflow-exec-{os.getpid()}-{next(_names)}-{w}"
+                mine = {p: h for p, h in hosts.items() if self.placement[p] == w}
+                self._chans.append(Channel(name, "a"))
+                proc = ctx.Process(target=worker_main, args=(name, pickle.dumps(mine)), daemon=True,
+                                   name=f"reflow-worker-{w}")
+                proc.start()
+                self._procs.append(proc)
+            for ch in self._chans:
+                ch.connect(self.start_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def held_by(self, worker: int) -> list[str]:
+        """The reactors worker ``worker`` keeps."""
+        return sorted(p for p, w in self.placement.items() if w == worker)
+
+    def _reply(self, w: int) -> list[Result]:
+        proc, ch = self._procs[w], self._chans[w]
+        while True:
+            try:
+                reply: list[Result] = ch.recv(timeout=0.05)
+                return reply
+            except TimeoutError:
+                if not proc.is_alive():
+                    break
+            except ChannelClosed:
+                proc.join(1.0)
+                break
+        raise WorkerCrashed(
+            f"worker process {w} (pid {proc.pid}) died with exit code {proc.exitcode} while running reactors "
+            f"{self.held_by(w)}; their state is lost. Look for the cause in the worker's output (a crash in "
+            "native code, running out of memory, or a kill signal)")
+
+    def run_batch(self, batch: Sequence[Invocation]) -> list[Result]:
+        parts: dict[int, list[int]] = {}
+        for i, inv in enumerate(batch):
+            parts.setdefault(self.placement[inv.reactor], []).append(i)
+        with self._lock:
+            for w, idx in parts.items():
+                if w != LOCAL:
+                    try:
+                        self._chans[w].send([batch[i] for i in idx])
+                    except ChannelClosed:
+                        self._reply(w)  # raises WorkerCrashed naming the reactors
+            results: list[Result | None] = [None] * len(batch)
+            for i in parts.get(LOCAL, []):
+                results[i] = run_invocation(self._hosts[batch[i].reactor], batch[i])
+            for w, idx in parts.items():
+                if w != LOCAL:
+                    for i, r in zip(idx, self._reply(w), strict=True):
+                        results[i] = r
+        done = [r for r in results if r is not None]
+        for r in done:
+            self._record(r)
+        return done
+
+    def close(self) -> None:
+        """Stop the workers (kill those that do not stop), free their shared memory. Idempotent."""
+        super().close()
+        for ch, proc in zip(self._chans, self._procs, strict=False):
+            if proc.is_alive():
+                with contextlib.suppress(Exception):
+                    ch.send(_STOP)
+        for proc in self._procs:
+            proc.join(5.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5.0)
+        for ch in self._chans:
+            ch.close()
+        for proc in self._procs:
+            if proc.pid is not None:
+                unlink_segments_of(proc.pid)  # what a killed worker could not unlink itself
+        self._procs, self._chans = [], []

@@ -1,0 +1,53 @@
+"""A point-to-point, two-way channel between two processes, built from two topics.
+
+A ``Channel`` named ``n`` has two sides, ``"a"`` and ``"b"``: side ``a`` publishes on ``n/a`` and subscribes
+to ``n/b``, side ``b`` the reverse, so both directions get the eager protocol of ``pubsub`` (inline small
+messages, store handles for large ones) and each side owns the store it sends from. Unlike a topic, a channel
+never drops a message: ``connect`` waits until both directions are connected before anything is sent.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Literal
+
+from reflow.transport.pubsub import Publisher, Subscriber
+
+Side = Literal["a", "b"]
+
+
+class Channel:
+    """One side of a named two-way channel; use as a context manager (it connects on entry)."""
+
+    def __init__(self, name: str, side: Side, bus: str = "default", **options: Any) -> None:
+        other = "b" if side == "a" else "a"
+        self.name, self.side = name, side
+        self.out = Publisher(f"{name}/{side}", bus, **options)
+        try:
+            self.inp = Subscriber(f"{name}/{other}", bus)
+        except BaseException:
+            self.out.close()
+            raise
+
+    def connect(self, timeout: float = 10.0) -> Channel:
+        """Wait until the other side is there (both directions connected)."""
+        self.inp.wait_connected(timeout)
+        self.out.wait_for_subscribers(1, timeout)
+        return self
+
+    def send(self, value: Any) -> None:
+        self.out.publish(value)
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self.inp.recv(timeout)
+
+    def close(self) -> None:
+        self.inp.close()
+        self.out.close()
+
+    def __enter__(self) -> Channel:
+        return self.connect()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,363 @@
+"""Named topics between processes: ``publisher(topic)`` and ``subscribe(topic, callback)``, ROS style.
+
+How a message moves (the eager protocol). A publisher listens on a unix ``SOCK_SEQPACKET`` socket in the
+abstract namespace (``\\0reflow/<bus>/<topic>``: nothing on disk, gone when the process is). Each subscriber
+connects once and is given a reader slot. ``publish`` encodes the value (``serialize``); a message up to
+``inline_bytes`` (64 KiB) is sent whole, one ``send`` per subscriber; a larger one is copied *once* into the
+publisher's object store and each subscriber gets a handle frame of a few dozen bytes, so broadcasting to
+more subscribers adds only small sends, never copies. The subscriber maps the store and returns numpy views
+on it (zero-copy); the block is released when the last view is garbage collected.
+
+Back-pressure. Every subscriber socket has a bounded kernel queue, and the store is bounded: a subscriber that
+does not keep up first fills its queue, then holds store blocks; ``publish`` then waits, and after
+``timeout`` seconds raises ``BackPressureError`` naming the topic. Memory never grows without bound.
+
+Documented behaviour: a subscriber to a topic with no publisher yet simply waits (``recv`` with a timeout
+raises ``TimeoutError`` naming the topic); publishing with no subscribers drops the message, as in ROS; a
+second publisher on one topic raises ``TransportError``; a closed publisher makes ``recv`` raise
+``ChannelClosed``. A new subscriber receives the messages published from the moment the publisher has seen
+it: within a millisecond of connecting while the publisher publishes (looking costs a syscall, so it looks at
+most once per millisecond), or at once after ``wait_for_subscribers``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from reflow.errors import BackPressureError, ChannelClosed, TransportError
+from reflow.transport import wire
+from reflow.transport.serialize import Stats, decode, encode
+from reflow.transport.store import ObjectStore, StoreReader
+
+INLINE_BYTES = 64 * 1024
+MAX_INLINE = 128 * 1024  # a SOCK_SEQPACKET frame must fit the socket's send buffer (~208 KiB by default)
+STORE_BYTES = 256 * 1024 * 1024
+MAX_SUBSCRIBERS = 32
+ACCEPT_EVERY = 1e-3  # seconds between looks for new subscribers while publishing
+
+
+def address(topic: str, bus: str = "default") -> str:
+    """The abstract-namespace socket address of a topic."""
+    if not topic or "\0" in topic:
+        raise ValueError(f"bad topic name {topic!r}: use a non-empty name without NUL bytes")
+    return f"\0reflow/{bus}/{topic}"
+
+
+@dataclass
+class PublisherStats:
+    """What the publisher did: encodings chosen, and messages sent inline or through the store."""
+
+    encoding: Stats = field(default_factory=Stats)
+    inline: int = 0
+    stored: int = 0
+    dropped_no_subscribers: int = 0
+
+
+class Publisher:
+    """The only publisher of ``topic`` on ``bus``. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, topic: str, bus: str = "default", *, store_bytes: int = STORE_BYTES,
+                 inline_bytes: int = INLINE_BYTES, max_subscribers: int = MAX_SUBSCRIBERS,
+                 timeout: float = 10.0) -> None:
+        if not 0 <= inline_bytes <= MAX_INLINE:
+            raise ValueError(f"topic {topic!r}: inline_bytes must be in 0..{MAX_INLINE} (one socket frame), "
+                             f"got {inline_bytes}")
+        self.topic, self.bus, self.timeout = topic, bus, timeout
+        self.inline_bytes = inline_bytes
+        self.stats = PublisherStats()
+        self._listen = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._listen.bind(address(topic, bus))
+        except OSError as exc:
+            self._listen.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise TransportError(f"topic {topic!r} on bus {bus!r} already has a publisher; a topic has "
+                                     "exactly one: close the other one or use another topic name") from exc
+            raise
+        self._listen.listen(max_subscribers)
+        self._listen.setblocking(False)
+        try:
+            self.store = ObjectStore(store_bytes, max_readers=max_subscribers, name=f"topic {topic!r}")
+        except BaseException:
+            self._listen.close()
+            raise
+        self._subs: dict[int, socket.socket] = {}  # slot -> connection
+        self._free_slots = list(range(max_subscribers - 1, -1, -1))
+        self._next_accept = 0.0
+        self._closed = False
+
+    @property
+    def subscribers(self) -> int:
+        """Number of connected subscribers (after accepting any that are waiting)."""
+        self._accept()
+        return len(self._subs)
+
+    def wait_for_subscribers(self, n: int, timeout: float = 10.0) -> None:
+        """Block until at least ``n`` subscribers are connected (messages only reach connected ones)."""
+        deadline = time.monotonic() + timeout
+        while self.subscribers < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"topic {self.topic!r}: {len(self._subs)} of {n} subscribers after {timeout}s")
+            time.sleep(0.001)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listen.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            if not self._free_slots:
+                conn.close()
+                continue
+            slot = self._free_slots.pop()
+            conn.setblocking(True)
+            conn.settimeout(self.timeout)
+            conn.send(wire.welcome_frame(wire.Welcome(slot, self.store.max_readers, self.store.max_blocks,
+                                                      self.inline_bytes, self.store.name)))
+            self._subs[slot] = conn
+
+    def _drop(self, slot: int) -> None:
+        self._subs.pop(slot).close()
+        self.store.drop_reader(slot)
+        self._free_slots.append(slot)
+
+    def publish(self, value: Any) -> None:
+        """Send ``value`` to every connected subscriber (see the module docstring for how)."""
+        if self._closed:
+            raise TransportError(f"topic {self.topic!r}: publish after close")
+        if time.monotonic() >= self._next_accept:  # an accept() is a syscall: at most one per ms
+            self._accept()
+            self._next_accept = time.monotonic() + ACCEPT_EVERY
+        enc = encode(value, self.stats.encoding)
+        if not self._subs:
+            self.stats.dropped_no_subscribers += 1
+            return
+        if enc.nbytes <= self.inline_bytes:
+            frame = wire.inline_frame(enc)
+            self.stats.inline += 1
+        else:
+            sizes = [b.nbytes for b in enc.buffers]
+            offs, total = wire.buffer_offsets(sizes)
+            block = self.store.alloc(total, sorted(self._subs), self.timeout)
+            dst = self.store.view(block)
+            for off, buf, n in zip(offs, enc.buffers, sizes, strict=True):
+                dst[off:off + n] = np.frombuffer(buf, np.uint8)
+            del dst
+            frame = wire.handle_frame(enc, block.id, block.offset)
+            self.stats.stored += 1
+        for slot, conn in list(self._subs.items()):
+            try:
+                conn.sendall(frame)
+            except TimeoutError as exc:
+                raise BackPressureError(
+                    f"topic {self.topic!r}: subscriber in slot {slot} has not read for {self.timeout}s "
+                    "and its queue is full; consume faster or raise the publisher timeout") from exc
+            except (BrokenPipeError, ConnectionResetError):
+                self._drop(slot)
+
+    def close(self) -> None:
+        """Disconnect every subscriber and free the store. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for slot in list(self._subs):
+            self._subs.pop(slot).close()
+        self._listen.close()
+        self.store.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class _Lease:
+    """Counts the live zero-copy views of one store block; the last one to go releases the block."""
+
+    __slots__ = ("block", "left", "reader", "slot")
+
+    def __init__(self, reader: StoreReader, block: int, slot: int, n: int) -> None:
+        self.reader, self.block, self.slot, self.left = reader, block, slot, n
+
+    def drop(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.reader.release(self.block, self.slot)
+
+
+class Subscriber:
+    """Receives the messages of ``topic``; ``recv`` returns values whose arrays view the publisher's store."""
+
+    def __init__(self, topic: str, bus: str = "default") -> None:
+        self.topic, self.bus = topic, bus
+        self._addr = address(topic, bus)
+        self._sock: socket.socket | None = None
+        self._reader: StoreReader | None = None
+        self._welcome: wire.Welcome | None = None
+        self._buf = bytearray(4096)
+        self._blocking: bool | None = None
+        self._closed = False
+        self.received = 0
+
+
+    def _connect(self, deadline: float | None) -> socket.socket:
+        """Connect to the publisher, waiting for it to appear if it does not exist yet."""
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                s.connect(self._addr)
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                s.close()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"topic {self.topic!r} on bus {self.bus!r} has no publisher yet") from None
+                time.sleep(0.002)
+        return s
+
+    def _greet(self, frame: memoryview) -> None:
+        """Handle the publisher's welcome, always the first frame: map its store, size the receive buffer."""
+        w = wire.parse_welcome(frame)
+        self._welcome = w
+        self._reader = StoreReader(w.store, w.max_readers, w.max_blocks)
+        self._buf = bytearray(w.inline_bytes + 4096)
+
+    def wait_connected(self, timeout: float = 10.0) -> None:
+        """Connect now (a publisher only sends to subscribers connected at publish time; the connection is
+        queued in the kernel until the publisher next publishes or calls ``wait_for_subscribers``)."""
+        if self._sock is None:
+            self._sock = self._connect(time.monotonic() + timeout)
+
+    def recv(self, timeout: float | None = None) -> Any:
+        """The next message; ``timeout`` in seconds (``TimeoutError``), ``None`` to wait for ever."""
+        if self._closed:
+            raise TransportError(f"topic {self.topic!r}: recv after close")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._sock is None:
+            self._sock = self._connect(deadline)
+        mv = self._frame(self._sock, deadline, timeout)
+        if self._welcome is None:
+            self._greet(mv)
+            mv = self._frame(self._sock, deadline, timeout)
+        self.received += 1
+        f = wire.parse(mv)
+        if f.tag == b"I":
+            data = bytearray(mv[f.data_start:])
+            bufs: list[Any] = []
+            pos = 0
+            for size in f.sizes:
+                bufs.append(memoryview(data)[pos:pos + size])
+                pos += size
+            return decode(f.kind, f.header, bufs)
+        assert self._reader is not None and self._welcome is not None
+        offs, _ = wire.buffer_offsets(f.sizes)
+        lease = _Lease(self._reader, f.block_id, self._welcome.slot, len(f.sizes))
+        views = []
+        for off, size in zip(offs, f.sizes, strict=True):
+            v = self._reader.buffer(f.offset + off, size)
+            weakref.finalize(v, lease.drop)
+            views.append(v)
+        if not views:
+            self._reader.release(f.block_id, self._welcome.slot)
+        return decode(f.kind, f.header, views)
+
+    def _frame(self, sock: socket.socket, deadline: float | None, timeout: float | None) -> memoryview:
+        wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if wait is not None or self._blocking is not True:  # settimeout costs a syscall: skip it if unchanged
+            sock.settimeout(wait)
+            self._blocking = wait is None
+        try:
+            n = sock.recv_into(self._buf)
+        except TimeoutError:
+            raise TimeoutError(f"no message on topic {self.topic!r} within {timeout}s") from None
+        except ConnectionResetError:
+            n = 0
+        if n == 0:
+            raise ChannelClosed(f"the publisher of topic {self.topic!r} closed or died")
+        return memoryview(self._buf)[:n]
+
+    def close(self) -> None:
+        """Disconnect; arrays already received stay valid while referenced. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sock is not None:
+            self._sock.close()
+        if self._reader is not None:
+            self._reader.close()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class Subscription:
+    """A subscriber whose messages go to ``callback`` on a background thread, in order, until ``close()``.
+
+    An exception in the callback stops the subscription; ``close()`` re-raises it so it is never lost.
+    """
+
+    def __init__(self, topic: str, callback: Callable[[Any], None], bus: str = "default") -> None:
+        self.subscriber = Subscriber(topic, bus)
+        self._callback = callback
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name=f"reflow-sub-{topic}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                value = self.subscriber.recv(timeout=0.05)
+            except TimeoutError:
+                continue
+            except ChannelClosed:
+                return
+            try:
+                self._callback(value)
+            except BaseException as exc:
+                self.error = exc
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.subscriber.close()
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise TransportError(f"the callback of topic {self.subscriber.topic!r} raised: {err!r}") from err
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        with contextlib.suppress(TransportError) if et is not None else contextlib.nullcontext():
+            self.close()
+
+
+def publisher(topic: str, bus: str = "default", **options: Any) -> Publisher:
+    """The ROS-like entry point: a publisher on ``topic`` (options: see ``Publisher``)."""
+    return Publisher(topic, bus, **options)
+
+
+def subscribe(topic: str, callback: Callable[[Any], None], bus: str = "default") -> Subscription:
+    """The ROS-like entry point: call ``callback(value)`` for every message on ``topic``."""
+    return Subscription(topic, callback, bus)

@@ -1,0 +1,185 @@
+"""The object store: a shared-memory arena per sender, with allocation, per-reader reference counts, release.
+
+Policy. A sender (a publisher, one end of a channel) owns one arena, a ``SharedSegment``. A large message is
+copied once into a block of the arena and only a handle (block id, offset, sizes) travels on the channel;
+readers map the arena once and build numpy views on the block: no copy on the read side.
+
+Reference counting without locks. Each live block has a row in a table of release flags at the start of the
+arena, one byte per reader slot. When the sender hands a block to readers ``r1..rk`` it clears their bytes
+and sets every other byte; a reader sets its own byte when it no longer needs the block. Every byte has a
+single writer at a time, so no lock or atomic instruction is needed: the count of a block is the number of
+cleared bytes in its row, and the sender frees the block once the row is all ones. Readers release
+automatically: the arrays handed to user code carry a finalizer that sets the byte when the last view goes.
+
+Allocation is first fit over a sorted free list with coalescing, done only by the owning sender, after
+reclaiming released blocks (so the same warm pages are reused). When no block fits, it waits for readers:
+this is the back-pressure that keeps a slow subscriber from growing memory without bound. After ``timeout``
+seconds it raises ``BackPressureError``; a message larger than the whole arena raises ``MessageTooLarge``
+at once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from reflow.errors import BackPressureError, MessageTooLarge
+from reflow.transport.shm import SharedSegment
+
+ALIGN = 64
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block of the arena: ``id`` is its row in the release table; ``offset`` is from the segment start."""
+
+    id: int
+    offset: int
+    size: int
+
+
+class ObjectStore:
+    """An arena owned by one sender. ``alloc`` blocks until readers release space (see module docstring)."""
+
+    def __init__(self, capacity: int, max_readers: int = 32, max_blocks: int = 256,
+                 name: str = "store") -> None:
+        if capacity <= 0:
+            raise ValueError(f"object store {name!r}: capacity must be positive, got {capacity}")
+        self.label = name
+        self.max_readers = max_readers
+        self.max_blocks = max_blocks
+        self.table_bytes = _align(max_readers * max_blocks)
+        self.capacity = _align(capacity)
+        self.segment = SharedSegment.create(self.table_bytes + self.capacity)
+        self.flags = self.segment.ndarray((max_blocks, max_readers), np.uint8)
+        self.flags[:] = 1
+        self._free: list[tuple[int, int]] = [(self.table_bytes, self.capacity)]  # sorted (offset, size)
+        self._live: dict[int, Block] = {}
+        self._free_ids = list(range(max_blocks - 1, -1, -1))
+
+    @property
+    def name(self) -> str:
+        return self.segment.name
+
+    def view(self, block: Block) -> np.ndarray[Any, Any]:
+        """A writable byte view on a block, for the sender to fill."""
+        return self.segment.ndarray((block.size,), np.uint8, block.offset)
+
+    def in_use(self) -> int:
+        """Bytes held by blocks not yet released by all their readers."""
+        return sum(b.size for b in self._live.values())
+
+    def reclaim(self) -> int:
+        """Free every block all of whose readers released it; returns how many were freed."""
+        done = [b for b in self._live.values() if self.flags[b.id].all()]
+        for b in done:
+            self._release_block(b)
+        return len(done)
+
+    def drop_reader(self, reader: int) -> None:
+        """Forget a reader that went away: its pending releases are done on its behalf."""
+        self.flags[:, reader] = 1
+
+    def alloc(self, nbytes: int, readers: list[int], timeout: float = 10.0, waiting_on: str = "") -> Block:
+        """A block of at least ``nbytes`` bytes held for ``readers``; waits up to ``timeout`` for space."""
+        size = _align(max(nbytes, 1))
+        if size > self.capacity:
+            raise MessageTooLarge(
+                f"{self.label}: a {nbytes}-byte message does not fit in its {self.capacity}-byte "
+                "shared-memory store; create the publisher/channel with a larger store_bytes"
+            )
+        deadline: float | None = None
+        pause = 20e-6
+        # Reclaim first: reusing the lowest free offsets keeps the arena's pages warm (a fresh page costs a
+        # fault and a zeroing, which at 1 MB is more than the copy itself).
+        self.reclaim()
+        while True:
+            block = self._try_alloc(size)
+            if block is not None:
+                break
+            if self.reclaim():
+                continue
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + timeout
+            elif now > deadline:
+                raise BackPressureError(
+                    f"{self.label}: store full ({self.in_use()} of {self.capacity} bytes held) for "
+                    f"{timeout}s; "
+                    f"a subscriber is not keeping up{waiting_on}; consume faster, release received arrays "
+                    "sooner, or give a larger store_bytes"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 1e-3)
+        self.flags[block.id] = 1
+        if readers:
+            self.flags[block.id, readers] = 0
+        return block
+
+    def _try_alloc(self, size: int) -> Block | None:
+        if not self._free_ids:
+            return None
+        for i, (off, free) in enumerate(self._free):
+            if free >= size:
+                if free == size:
+                    del self._free[i]
+                else:
+                    self._free[i] = (off + size, free - size)
+                block = Block(self._free_ids.pop(), off, size)
+                self._live[block.id] = block
+                return block
+        return None
+
+    def _release_block(self, block: Block) -> None:
+        del self._live[block.id]
+        self._free_ids.append(block.id)
+        i = bisect.bisect(self._free, (block.offset, 0))
+        self._free.insert(i, (block.offset, block.size))
+        # coalesce with the right neighbour, then the left one
+        if i + 1 < len(self._free) and self._free[i][0] + self._free[i][1] == self._free[i + 1][0]:
+            self._free[i] = (self._free[i][0], self._free[i][1] + self._free[i + 1][1])
+            del self._free[i + 1]
+        if i > 0 and self._free[i - 1][0] + self._free[i - 1][1] == self._free[i][0]:
+            self._free[i - 1] = (self._free[i - 1][0], self._free[i - 1][1] + self._free[i][1])
+            del self._free[i]
+
+    def close(self) -> None:
+        del self.flags
+        self.segment.close()
+
+    def __enter__(self) -> ObjectStore:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class StoreReader:
+    """A reader's mapping of another process's arena: zero-copy views on blocks, and release of them."""
+
+    def __init__(self, name: str, max_readers: int, max_blocks: int) -> None:
+        self.segment = SharedSegment.attach(name)
+        self.flags: np.ndarray[Any, Any] | None = self.segment.ndarray((max_blocks, max_readers), np.uint8)
+
+    def buffer(self, offset: int, size: int) -> np.ndarray[Any, Any]:
+        return self.segment.ndarray((size,), np.uint8, offset)
+
+    def release(self, block_id: int, reader: int) -> None:
+        """Mark a block done for ``reader``; after ``close`` a no-op (the sender dropped this reader)."""
+        if self.flags is not None:
+            self.flags[block_id, reader] = 1
+
+    def close(self) -> None:
+        """Stop releasing; the mapping itself stays until the last array viewing it is gone."""
+        self.flags = None
+        self.segment.close()

@@ -1,0 +1,92 @@
+"""Frames on a channel socket: the eager protocol's two message forms and the greeting.
+
+A channel is a connected unix ``SOCK_SEQPACKET`` socket: the kernel keeps message boundaries, there is no
+handshake per message and one ``send``/``recv`` pair moves one frame. Three frame types:
+
+* ``I`` inline: a small message (up to the sender's ``inline_bytes``) travels whole inside the frame.
+* ``H`` handle: a large message sits in the sender's object store; the frame carries only the block id, its
+  offset and the buffer sizes (a few dozen bytes, whatever the payload size).
+* ``W`` welcome: the first frame a publisher sends a new subscriber: its store's name and geometry and the
+  reader slot the subscriber owns in the release table.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from reflow.transport.serialize import KINDS, Encoded, Kind
+
+_INLINE = struct.Struct("<cBII")  # tag, kind, header length, buffer count
+_HANDLE = struct.Struct("<cBIQII")  # tag, kind, block id, offset, header length, buffer count
+_WELCOME = struct.Struct("<cIIIQ")  # tag, slot, max readers, max blocks, inline bytes (+ store name)
+ALIGN = 64
+
+
+def buffer_offsets(sizes: list[int]) -> tuple[list[int], int]:
+    """Offsets of buffers laid out one after another in a block, each 64-byte aligned, and the total size."""
+    offs, pos = [], 0
+    for n in sizes:
+        offs.append(pos)
+        pos += (n + ALIGN - 1) // ALIGN * ALIGN
+    return offs, pos
+
+
+def inline_frame(enc: Encoded) -> bytes:
+    sizes = [b.nbytes for b in enc.buffers]
+    head = _INLINE.pack(b"I", KINDS.index(enc.kind), len(enc.header), len(sizes))
+    return b"".join([head, struct.pack(f"<{len(sizes)}Q", *sizes), enc.header, *enc.buffers])
+
+
+def handle_frame(enc: Encoded, block_id: int, offset: int) -> bytes:
+    sizes = [b.nbytes for b in enc.buffers]
+    head = _HANDLE.pack(b"H", KINDS.index(enc.kind), block_id, offset, len(enc.header), len(sizes))
+    return b"".join([head, struct.pack(f"<{len(sizes)}Q", *sizes), enc.header])
+
+
+@dataclass(frozen=True)
+class Welcome:
+    slot: int
+    max_readers: int
+    max_blocks: int
+    inline_bytes: int
+    store: str
+
+
+def welcome_frame(w: Welcome) -> bytes:
+    return _WELCOME.pack(b"W", w.slot, w.max_readers, w.max_blocks, w.inline_bytes) + w.store.encode()
+
+
+def parse_welcome(frame: bytes | memoryview) -> Welcome:
+    _, slot, mr, mb, inline = _WELCOME.unpack_from(frame)
+    return Welcome(slot, mr, mb, inline, bytes(frame[_WELCOME.size:]).decode())
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A parsed inline or handle frame; for inline frames ``data_start`` is where the buffers begin."""
+
+    tag: bytes
+    kind: Kind
+    header: bytes
+    sizes: list[int]
+    block_id: int = -1
+    offset: int = 0
+    data_start: int = 0
+
+
+def parse(frame: memoryview) -> Frame:
+    tag = bytes(frame[:1])
+    if tag == b"I":
+        _, k, hlen, nbuf = _INLINE.unpack_from(frame)
+        pos = _INLINE.size
+        sizes = list(struct.unpack_from(f"<{nbuf}Q", frame, pos))
+        pos += 8 * nbuf
+        return Frame(tag, KINDS[k], bytes(frame[pos:pos + hlen]), sizes, data_start=pos + hlen)
+    if tag == b"H":
+        _, k, bid, off, hlen, nbuf = _HANDLE.unpack_from(frame)
+        pos = _HANDLE.size
+        sizes = list(struct.unpack_from(f"<{nbuf}Q", frame, pos))
+        pos += 8 * nbuf
+        return Frame(tag, KINDS[k], bytes(frame[pos:pos + hlen]), sizes, bid, off)
+    raise ValueError(f"unknown frame tag {tag!r}")

@@ -1,0 +1,108 @@
+"""The process executor: the same trace as threads (processes, or a mix), crashes named, nothing leaked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from multiprocessing import resource_tracker
+from typing import Any
+
+import numpy as np
+import pytest
+from process_programs import Fan
+
+from reflow.errors import WorkerCrashed
+from reflow.reactor import reaction_graph_of, run
+from reflow.runtime import ThreadExecutor
+from reflow.runtime.placement import LOCAL, place
+from reflow.runtime.process_executor import ProcessExecutor
+from reflow.transport import leaked_segments
+
+TAGS = 5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _resource_tracker() -> None:
+    """Start multiprocessing's long-lived resource tracker before ``no_leaks`` takes its first census."""
+    resource_tracker.ensure_running()
+
+
+def comparable(trace: list[Any]) -> list[Any]:
+    """A trace with arrays replaced by (dtype, shape, bytes), so traces compare exactly."""
+    def norm(v: Any) -> Any:
+        return (v.dtype.str, v.shape, v.tobytes()) if isinstance(v, np.ndarray) else v
+    return [(e.tag, e.reaction, tuple((k, norm(v)) for k, v in e.writes)) for e in trace]
+
+
+def test_same_trace_with_threads_processes_and_a_mix(no_leaks: None) -> None:
+    reference = run(Fan(3), executor=ThreadExecutor(1), timeout=TAGS, trace=True)
+    oracle = comparable(reference.trace)
+    assert len(oracle) == (TAGS + 1) * 5  # gen, 3 stages, sink at each tag
+    threaded = run(Fan(3), executor=ThreadExecutor(3), timeout=TAGS, trace=True)
+    assert comparable(threaded.trace) == oracle
+    procs = ProcessExecutor(2)
+    assert comparable(run(Fan(3), executor=procs, timeout=TAGS, trace=True).trace) == oracle
+    assert set(procs.placement.values()) == {0, 1}
+    mixed = ProcessExecutor(2, local=["main", "main.stages[1]"])
+    main = Fan(3)
+    assert comparable(run(main, executor=mixed, timeout=TAGS, trace=True).trace) == oracle
+    assert mixed.placement["main.stages[1]"] == LOCAL
+    assert main.stages[1].total == reference_total(TAGS, 1)  # local state lives here
+    assert main.totals == [reference_total(TAGS, k) for k in range(3)]
+
+
+def reference_total(tags: int, k: int) -> float:
+    base = np.arange(50_000, dtype=np.float64)
+    return float(sum((base * n)[:: k + 1].sum() for n in range(1, tags + 2)))
+
+
+def test_killed_worker_stops_the_program_naming_the_reactor(no_leaks: None) -> None:
+    main = Fan(2, crash=True)
+    ex = ProcessExecutor(2, local=["main", "main.gen", "main.stages[0]", "main.stages[1]"])
+    with pytest.raises(WorkerCrashed, match=r"main\.crasher") as info:
+        run(main, executor=ex, timeout=TAGS)
+    assert "exit code -9" in str(info.value)
+
+
+def test_placement_is_deterministic_and_balanced() -> None:
+    graph = reaction_graph_of(Fan(5))
+    a, b = place(graph, 3), place(graph, 3)
+    assert a == b and set(a.values()) == {0, 1, 2}
+    with pytest.raises(ValueError, match="not in the program"):
+        place(graph, 2, local=["main.nope"])
+
+
+def test_ctrl_c_releases_workers_and_shared_memory(no_leaks: None) -> None:
+    here = os.path.dirname(__file__)
+    code = "import process_programs as p; p.run_until_interrupted()"
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=here, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        workers = [int(x) for x in child.stdout.readline().split()]
+        assert len(workers) == 2
+        time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        for w in workers:
+            os.kill(w, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+        assert child.wait(30) == 130
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    deadline = time.monotonic() + 5
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [w for w in workers if alive(w)]
+    assert leaked_segments(child.pid) == [] and all(leaked_segments(w) == [] for w in workers)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -1,0 +1,226 @@
+"""Pub/sub and channels across processes: values arrive intact, large ones via the store, nothing leaks."""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing as mp
+import os
+import threading
+from multiprocessing import resource_tracker
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import transport_peers as peers
+
+from reflow.errors import BackPressureError, ChannelClosed, MessageTooLarge, TransportError
+from reflow.transport import Channel, Publisher, Subscriber, publisher, subscribe
+
+CTX = mp.get_context("spawn")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _resource_tracker() -> None:
+    """Start multiprocessing's long-lived resource tracker before ``no_leaks`` takes its first census."""
+    resource_tracker.ensure_running()
+
+
+def unique(name: str) -> str:
+    return f"{name}-{os.getpid()}-{threading.get_ident()}"
+
+
+def start(target: Any, *args: Any) -> Any:
+    p = CTX.Process(target=target, args=args)
+    p.start()
+    return p
+
+
+VALUES: list[Any] = [
+    7,
+    {"k": "v", "n": [1, 2]},
+    np.arange(10, dtype=np.int16),
+    np.arange(50_000, dtype=np.float64).reshape(500, 100),  # 400 KB: through the store
+    {"obs": np.ones((300, 300), np.float32), "step": 3},  # 360 KB structure: oob through the store
+    torch.arange(30_000, dtype=torch.float32),
+    np.arange(64, dtype=np.float32).reshape(8, 8)[:, 1::2],  # non-contiguous
+]
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and bool(torch.equal(a, b))
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    return bool(a == b)
+
+
+def test_channel_round_trip_across_processes(no_leaks: None) -> None:
+    name = unique("echo")
+    child = start(peers.echo, name, len(VALUES))
+    try:
+        with Channel(name, "a") as ch:
+            for v in VALUES:
+                ch.send(v)
+                assert same(v, ch.recv(timeout=20))
+            assert ch.out.stats.stored == 3 and ch.out.stats.inline == 4
+            assert dict(ch.out.stats.encoding.kinds) == {"small": 2, "raw": 4, "oob": 1}
+    finally:
+        child.join(20)
+    assert child.exitcode == 0
+
+
+def test_broadcast_reaches_every_subscriber_with_one_copy(no_leaks: None) -> None:
+    topic, n, count = unique("bcast"), 3, 4
+    replies = [unique(f"reply{i}") for i in range(n)]
+    kids = [start(peers.sum_subscriber, topic, count, r) for r in replies]
+    try:
+        with Publisher(topic, store_bytes=8 << 20) as pub:
+            chans = [Channel(r, "a").connect(20) for r in replies]
+            assert [c.recv(timeout=20) for c in chans] == ["ready"] * n
+            pub.wait_for_subscribers(n)
+            arrays = [np.full(100_000, i, np.float64) for i in range(count)]
+            for a in arrays:
+                pub.publish(a)
+            expected = [float(a.sum()) for a in arrays]
+            assert [c.recv(timeout=20) for c in chans] == [expected] * n
+            assert pub.stats.stored == count  # one store copy per message, whatever the subscriber count
+            for c in chans:
+                c.close()
+    finally:
+        for k in kids:
+            k.join(20)
+    assert [k.exitcode for k in kids] == [0] * n
+
+
+def test_received_arrays_are_views_released_when_dropped(no_leaks: None) -> None:
+    topic = unique("lease")
+    with Publisher(topic, store_bytes=1 << 20) as pub, Subscriber(topic) as sub:
+        sub.wait_connected()
+        pub.wait_for_subscribers(1)
+        pub.publish({"a": np.ones(100_000, np.uint8), "b": np.zeros(100_000, np.uint8)})
+        got = sub.recv(timeout=5)
+        assert not got["a"].flags.owndata  # a view on the publisher's store
+        pub.store.reclaim()
+        assert pub.store.in_use() > 0
+        keep = got["b"]
+        del got
+        gc.collect()
+        pub.store.reclaim()
+        assert pub.store.in_use() > 0  # one view still alive holds the block
+        del keep
+        gc.collect()
+        pub.store.reclaim()
+        assert pub.store.in_use() == 0
+
+
+def test_callback_api_delivers_in_order(no_leaks: None) -> None:
+    topic, got, done = unique("cb"), [], threading.Event()
+
+    def on_message(v: Any) -> None:
+        got.append(v)
+        if len(got) == 20:
+            done.set()
+
+    with publisher(topic) as pub, subscribe(topic, on_message):
+        pub.wait_for_subscribers(1)
+        for i in range(20):
+            pub.publish({"i": i})
+        assert done.wait(5)
+    assert got == [{"i": i} for i in range(20)]
+
+
+def test_callback_error_is_not_lost(no_leaks: None) -> None:
+    topic = unique("cberr")
+
+    def boom(v: Any) -> None:
+        raise RuntimeError("bad message")
+
+    with publisher(topic) as pub:
+        sub = subscribe(topic, boom)
+        pub.wait_for_subscribers(1)
+        pub.publish(1)
+        sub._thread.join(5)
+        with pytest.raises(TransportError, match="bad message"):
+            sub.close()
+
+
+def test_slow_subscriber_gets_back_pressure_not_unbounded_memory(no_leaks: None) -> None:
+    topic, reply = unique("slow"), unique("slowreply")
+    child = start(peers.stalled_subscriber, topic, reply)
+    try:
+        with Publisher(topic, store_bytes=1 << 20, timeout=0.3) as pub, Channel(reply, "a") as ch:
+            assert ch.recv(timeout=20) == "ready"
+            pub.wait_for_subscribers(1)
+            big = np.zeros(300_000, np.uint8)
+            with pytest.raises(BackPressureError, match=topic):
+                for _ in range(10):
+                    pub.publish(big)
+            assert pub.store.in_use() <= pub.store.capacity
+            with pytest.raises(BackPressureError, match="queue is full"):
+                for _ in range(100_000):
+                    pub.publish(np.zeros(30_000, np.uint8))  # inline: fills the socket queue
+            ch.send("done")
+    finally:
+        child.join(20)
+    assert child.exitcode == 0
+
+
+def test_message_larger_than_store(no_leaks: None) -> None:
+    topic = unique("huge")
+    with Publisher(topic, store_bytes=1 << 20) as pub, Subscriber(topic) as sub:
+        sub.wait_connected()
+        pub.wait_for_subscribers(1)
+        with pytest.raises(MessageTooLarge, match="store_bytes"):
+            pub.publish(np.zeros(2 << 20, np.uint8))
+
+
+def test_topic_without_publisher_times_out_naming_it(no_leaks: None) -> None:
+    topic = unique("nobody")
+    with Subscriber(topic) as sub, pytest.raises(TimeoutError, match=topic):
+        sub.recv(timeout=0.1)
+
+
+def test_publish_without_subscribers_drops(no_leaks: None) -> None:
+    with Publisher(unique("alone")) as pub:
+        pub.publish(np.zeros(1 << 20))
+        assert pub.stats.dropped_no_subscribers == 1 and pub.store.in_use() == 0
+
+
+def test_second_publisher_on_a_topic_is_refused(no_leaks: None) -> None:
+    topic = unique("twice")
+    with Publisher(topic), pytest.raises(TransportError, match="already has a publisher"):
+        Publisher(topic)
+
+
+def test_closed_publisher_ends_the_subscriber(no_leaks: None) -> None:
+    topic = unique("closing")
+    sub = Subscriber(topic)
+    with Publisher(topic) as pub:
+        sub.wait_connected()
+        pub.publish(1)
+        assert sub.recv(timeout=5) == 1
+    with pytest.raises(ChannelClosed, match=topic):
+        sub.recv(timeout=5)
+    sub.close()
+
+
+def test_dead_subscriber_is_dropped_and_its_blocks_freed(no_leaks: None) -> None:
+    topic = unique("dead")
+    with Publisher(topic, store_bytes=1 << 20) as pub:
+        sub = Subscriber(topic)
+        sub.wait_connected()
+        pub.wait_for_subscribers(1)
+        pub.publish(np.zeros(200_000, np.uint8))  # held by the subscriber, never read
+        sub.close()
+        for _ in range(3):
+            pub.publish(np.zeros(200_000, np.uint8))
+        pub.store.reclaim()
+        assert pub.subscribers == 0 and pub.store.in_use() == 0
+
+
+def test_inline_limit_must_fit_one_socket_frame(no_leaks: None) -> None:
+    with pytest.raises(ValueError, match="inline_bytes"):
+        Publisher(unique("frame"), inline_bytes=1 << 20)

@@ -1,0 +1,99 @@
+"""Adaptive serialization: the encoding chosen per message, and exact round trips (numpy is the oracle)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from reflow.errors import SerializationError
+from reflow.transport.serialize import Stats, decode, encode
+
+
+def roundtrip(value: object, stats: Stats | None = None) -> tuple[str, object]:
+    enc = encode(value, stats)
+    return enc.kind, decode(enc.kind, enc.header, [bytearray(b) for b in enc.buffers])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "uint8", "bool", "complex128", ">i4"])
+def test_contiguous_arrays_go_raw_and_round_trip(dtype: str) -> None:
+    arr = (np.arange(24) % 3).astype(dtype).reshape(2, 3, 4)
+    kind, back = roundtrip(arr)
+    assert kind == "raw"
+    assert isinstance(back, np.ndarray) and back.dtype == arr.dtype and back.shape == arr.shape
+    np.testing.assert_array_equal(back, arr)
+
+
+def test_raw_decode_is_a_view_not_a_copy() -> None:
+    enc = encode(np.arange(8, dtype=np.int32))
+    buf = bytearray(enc.buffers[0])
+    back = decode(enc.kind, enc.header, [buf])
+    buf[0] = 99
+    assert back[0] == 99
+
+
+def test_tensor_goes_raw_and_comes_back_a_tensor() -> None:
+    t = torch.arange(12, dtype=torch.float64).reshape(3, 4)
+    kind, back = roundtrip(t)
+    assert kind == "raw" and isinstance(back, torch.Tensor)
+    assert torch.equal(back, t)
+
+
+def test_structure_of_arrays_goes_out_of_band() -> None:
+    value = {"obs": np.ones((50, 30), np.float32), "ids": [1, 2], "act": np.arange(400), "tiny": np.ones(3)}
+    enc = encode(value)
+    assert enc.kind == "oob" and len(enc.buffers) == 2  # "tiny" stays in band
+    assert len(enc.header) < 1000  # the array data is not inside the pickle stream
+    back = decode(enc.kind, enc.header, [bytearray(b) for b in enc.buffers])
+    assert back["ids"] == [1, 2]
+    np.testing.assert_array_equal(back["obs"], value["obs"])
+    np.testing.assert_array_equal(back["act"], value["act"])
+    np.testing.assert_array_equal(back["tiny"], value["tiny"])
+
+
+def test_structure_of_small_arrays_is_one_pickle() -> None:
+    kind, back = roundtrip({"a": np.arange(4), "b": np.zeros(2)})
+    assert kind == "small"
+    np.testing.assert_array_equal(back["a"], np.arange(4))  # type: ignore[index]
+
+
+@pytest.mark.parametrize("value", [0, "hello", {"a": [1, 2.5, None]}, (1, b"xy"), None])
+def test_small_plain_data_is_one_pickle(value: object) -> None:
+    kind, back = roundtrip(value)
+    assert kind == "small" and back == value
+
+
+def test_noncontiguous_array_is_made_contiguous_and_counted() -> None:
+    stats = Stats()
+    base = np.arange(40, dtype=np.float64).reshape(5, 8)
+    view = base[:, ::3]
+    kind, back = roundtrip(view, stats)
+    assert kind == "raw" and stats.copied_noncontiguous == 1
+    np.testing.assert_array_equal(back, view)
+
+
+def test_stats_count_every_kind() -> None:
+    stats = Stats()
+    for v in [np.zeros(3), {"x": np.zeros(3000)}, 5, 6]:
+        encode(v, stats)
+    assert dict(stats.kinds) == {"raw": 1, "oob": 1, "small": 2}
+
+
+def test_choice_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="reflow.transport"):
+        encode({"x": np.zeros(3000)})
+    assert any("as oob" in r.getMessage() for r in caplog.records)
+
+
+def test_unpicklable_payload_names_its_type() -> None:
+    with pytest.raises(SerializationError, match=r"_thread\.lock"):
+        encode({"lock": threading.Lock()})
+
+
+def test_object_arrays_are_pickled_not_sent_raw() -> None:
+    arr = np.array([{"a": 1}, "s"], dtype=object)
+    kind, back = roundtrip(arr)
+    assert kind == "small" and list(back) == list(arr)  # type: ignore[call-overload]

@@ -1,0 +1,68 @@
+"""The object store's allocator and lock-free reference counting, checked against a model of byte ranges."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reflow.errors import BackPressureError, MessageTooLarge
+from reflow.transport.store import ObjectStore, StoreReader
+
+
+def test_blocks_never_overlap_and_space_comes_back(no_leaks: None) -> None:
+    with ObjectStore(4096, max_readers=2, max_blocks=8) as store:
+        a = store.alloc(1000, [0])
+        b = store.alloc(1000, [0, 1])
+        assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
+        store.flags[a.id, 0] = 1
+        assert store.reclaim() == 1 and store.in_use() == b.size
+        store.flags[b.id, 0] = 1
+        assert store.reclaim() == 0  # reader 1 still holds b
+        store.drop_reader(1)
+        assert store.reclaim() == 1 and store.in_use() == 0
+        whole = store.alloc(store.capacity, [])  # coalescing gave the whole arena back
+        assert whole.size == store.capacity
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 3000), st.booleans()), min_size=1, max_size=40))
+def test_random_alloc_release_keeps_blocks_disjoint(ops: list[tuple[int, bool]]) -> None:
+    with ObjectStore(16384, max_readers=1, max_blocks=16) as store:
+        live = []
+        for size, release_oldest in ops:
+            if release_oldest and live:
+                store.flags[live.pop(0).id, 0] = 1
+            try:
+                live.append(store.alloc(size, [0], timeout=0.0))
+            except BackPressureError:
+                continue
+            spans = sorted((b.offset, b.offset + b.size) for b in live)
+            assert all(e <= s for (_, e), (s, _) in itertools.pairwise(spans))
+            assert all(store.table_bytes <= s and e <= store.table_bytes + store.capacity for s, e in spans)
+
+
+def test_message_larger_than_store_is_refused_at_once(no_leaks: None) -> None:
+    with ObjectStore(1024, name="topic 'big'") as store, pytest.raises(MessageTooLarge, match="topic 'big'"):
+        store.alloc(5000, [0])
+
+
+def test_full_store_waits_then_raises_back_pressure(no_leaks: None) -> None:
+    with ObjectStore(1024, max_readers=1) as store:
+        store.alloc(1024, [0])
+        with pytest.raises(BackPressureError, match="not keeping up"):
+            store.alloc(64, [0], timeout=0.05)
+
+
+def test_reader_sees_writer_bytes_and_releases(no_leaks: None) -> None:
+    with ObjectStore(4096, max_readers=4, max_blocks=8) as store:
+        block = store.alloc(16, [2])
+        store.view(block)[:16] = np.arange(16, dtype=np.uint8)
+        reader = StoreReader(store.name, 4, 8)
+        np.testing.assert_array_equal(reader.buffer(block.offset, 16), np.arange(16))
+        reader.release(block.id, 2)
+        reader.close()
+        assert store.reclaim() == 1

@@ -1,0 +1,31 @@
+"""Bodies of the child processes the transport tests start (their own module, so ``spawn`` can import it)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reflow.transport import Channel, Subscriber
+
+
+def echo(name: str, count: int) -> None:
+    """Side ``b`` of channel ``name``: send back each of ``count`` messages."""
+    with Channel(name, "b") as ch:
+        for _ in range(count):
+            ch.send(ch.recv(timeout=20))
+
+
+def sum_subscriber(topic: str, count: int, reply: str) -> None:
+    """Receive ``count`` arrays on ``topic``; answer on channel ``reply`` with their sums."""
+    with Subscriber(topic) as sub, Channel(reply, "b") as ch:
+        sub.wait_connected()
+        ch.send("ready")
+        sums = [float(np.asarray(sub.recv(timeout=20)).sum()) for _ in range(count)]
+        ch.send(sums)
+
+
+def stalled_subscriber(topic: str, reply: str) -> None:
+    """Connect to ``topic``, then never read: the slow subscriber of the back-pressure test."""
+    with Subscriber(topic) as sub, Channel(reply, "b") as ch:
+        sub.wait_connected()
+        ch.send("ready")
+        ch.recv(timeout=30)  # wait for "done", reading nothing from the topic
