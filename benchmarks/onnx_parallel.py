@@ -1,0 +1,211 @@
+"""Claim: reflow's generated parallel PyTorch code beats serial PyTorch and onnxruntime on wide models.
+
+Side by side, in one process, with the same thread budget P, for batch 1 and batch 8:
+
+* ``torch serial``   the generated serial function with P intra-op threads;
+* ``reflow``         the generated parallel code (clusters on threads, or batch slices for batch > 1);
+* ``ort seq``        onnxruntime, sequential execution, P intra-op threads;
+* ``ort parallel``   onnxruntime, ORT_PARALLEL execution, P inter-op threads (1 intra-op thread each).
+
+Each timing is the median over interleaved repeats (one call of each variant per round). Reported as ratios:
+``vs best ort`` > 1 means reflow is faster than the better onnxruntime setting. Writes
+results/onnx_parallel.json
+and results/onnx_parallel.png.
+
+    flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/onnx_parallel.py            # full run
+    flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/onnx_parallel.py --quick    # a short run
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from tqdm import tqdm
+
+from reflow.onnx.costmodel import random_inputs
+from reflow.onnx.importer import import_model
+from reflow.onnx.models import light_model, wide_model
+from reflow.onnx.pipeline import parallelize
+
+FULL_MODELS = [
+    "inception_v1",
+    "inception_v2",
+    "squeezenet",
+    "resnet50",
+    "densenet121",
+    "wide2",
+    "wide4",
+    "wide8",
+]
+QUICK_MODELS = ["inception_v1", "wide4"]
+VARIANTS = ("torch serial", "reflow", "ort seq", "ort parallel")
+
+
+def make_model(name: str, batch: int) -> onnx.ModelProto:
+    if name.startswith("wide"):
+        return wide_model(int(name[4:]), batch=batch, size=28, channels=64, blocks=4)
+    return light_model(name, seed=0, batch=batch)
+
+
+def ort_session(proto: onnx.ModelProto, threads: int, parallel: bool) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if parallel:
+        so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        so.inter_op_num_threads = threads
+        so.intra_op_num_threads = 1
+    else:
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def load_module(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    for fn in fns.values():  # warm up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> dict[str, Any]:
+    proto = make_model(name, batch)
+    result = parallelize(proto, workers=workers)
+    py, _ = result.code.write(tmp / f"{name}_b{batch}_p{workers}.py")
+    mod = load_module(py)
+    x = random_inputs(import_model(proto), seed=1)
+    import torch
+
+    tx = {k: torch.from_numpy(v) for k, v in x.items()}
+    seq, par = ort_session(proto, workers, False), ort_session(proto, workers, True)
+    with mod.load() as model:
+        ref = seq.run(None, x)[0]
+        got = model(**tx)[mod.OUTPUTS[0]].numpy()
+        err = float(np.abs(ref - got).max() / max(float(np.abs(ref).max()), 1e-12))
+        t = interleaved(
+            {
+                "torch serial": lambda: model.serial(**tx),
+                "reflow": lambda: model(**tx),
+                "ort seq": lambda: seq.run(None, x),
+                "ort parallel": lambda: par.run(None, x),
+            },
+            repeats,
+        )
+    plan = result.plan
+    best_ort = min(t["ort seq"], t["ort parallel"])
+    return {
+        "model": name,
+        "batch": batch,
+        "workers": workers,
+        "times_ms": {k: v * 1e3 for k, v in t.items()},
+        "speedup_vs_serial": t["torch serial"] / t["reflow"],
+        "speedup_vs_best_ort": best_ort / t["reflow"],
+        "mode": plan.mode,
+        "clusters": len(plan.clusters),
+        "nodes": plan.compute_nodes,
+        "predicted_speedup": plan.predicted_speedup,
+        "bound": plan.bound,
+        "cost_model_error": result.cost_model_error,
+        "rel_err_vs_ort": err,
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = (
+        f"{'model':<14}{'batch':>6}{'P':>3}{'mode':>10}{'clus':>5}  "
+        + "".join(f"{v:>14}" for v in VARIANTS)
+        + f"{'vs serial':>11}{'vs best ort':>12}{'predicted':>10}{'bound':>7}{'cm err':>8}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        t = r["times_ms"]
+        print(
+            f"{r['model']:<14}{r['batch']:>6}{r['workers']:>3}{r['mode']:>10}{r['clusters']:>5}  "
+            + "".join(f"{t[v]:>11.2f} ms" for v in VARIANTS)
+            + f"{r['speedup_vs_serial']:>10.2f}x{r['speedup_vs_best_ort']:>11.2f}x"
+            + f"{r['predicted_speedup']:>9.2f}x{r['bound']:>6.2f}x{r['cost_model_error']:>+8.0%}"
+        )
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['model']}\nb{r['batch']} P{r['workers']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.9), 4))
+    xs = np.arange(len(rows))
+    ax.bar(xs - 0.2, [r["speedup_vs_serial"] for r in rows], 0.4, label="reflow vs torch serial")
+    ax.bar(xs + 0.2, [r["speedup_vs_best_ort"] for r in rows], 0.4, label="reflow vs best onnxruntime")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(xs, labels, fontsize=7)
+    ax.set_ylabel("speedup (>1: reflow faster)")
+    ax.set_title("ONNX auto-parallelization, same thread budget P (shared 2-core box)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="two models, fewer repeats")
+    ap.add_argument("--models", nargs="*", help=f"models (default: {' '.join(FULL_MODELS)})")
+    ap.add_argument("--batches", nargs="*", type=int, default=[1, 8])
+    ap.add_argument("--workers", nargs="*", type=int, default=None, help="budgets P (default: 1 2 all)")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--out", default="results")
+    args = ap.parse_args(argv)
+    cores = os.cpu_count() or 1
+    models = args.models or (QUICK_MODELS if args.quick else FULL_MODELS)
+    workers = args.workers or sorted({1, 2, cores})
+    repeats = args.repeats or (5 if args.quick else 15)
+    out = Path(args.out)
+    out.mkdir(exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    jobs = [(m, b, p) for m in models for b in args.batches for p in workers]
+    with tempfile.TemporaryDirectory() as d:
+        for m, b, p in tqdm(jobs, desc="onnx_parallel", unit="config"):
+            rows.append(bench_one(m, b, p, repeats, Path(d)))
+    print_table(rows)
+    meta = {
+        "machine": f"{cores} cores, shared box (other jobs running), no GPU",
+        "python": sys.version.split()[0],
+        "onnxruntime": ort.__version__,
+        "repeats": repeats,
+        "rows": rows,
+    }
+    (out / "onnx_parallel.json").write_text(json.dumps(meta, indent=2))
+    plot(rows, out / "onnx_parallel.png")
+    print(f"wrote {out / 'onnx_parallel.json'} and {out / 'onnx_parallel.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

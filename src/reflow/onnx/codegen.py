@@ -1,0 +1,427 @@
+"""Plan -> a readable, self-contained Python module of parallel PyTorch code.
+
+Policy. The generated file is for people as much as for machines. It holds, top to bottom: a docstring with
+the plan's numbers, the model's signature, the ``onnx_*`` helpers it uses (copied from reflow.onnx.kernels),
+one function per cluster named after the ops it holds (a comment gives each node's predicted cost), the serial
+function (every node in topological order, the reference), and a small runtime: persistent worker threads,
+one per cluster, each with a fixed number of torch intra-op threads (set once per thread: changing it between
+calls costs milliseconds), started together on each call while the caller waits. A value crossing clusters is
+published in a shared dict and announced by a ``threading.Event``; its consumer waits on the event right
+before its first use. torch ops release the GIL, so clusters overlap on a multicore CPU. If a cluster fails,
+every event is set so no thread waits forever, and the first error is raised in the caller. Weights live in a
+sidecar ``.pt`` file (torch.save of a dict of tensors) next to the module; the module needs only torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reflow.graph import Graph, topo_order
+from reflow.onnx import kernels
+from reflow.onnx.eager import lower_call, onnx_attrs
+from reflow.onnx.importer import ImportedModel
+from reflow.onnx.plan import Plan
+
+
+@dataclass(frozen=True)
+class GeneratedCode:
+    """The module's source and the weights its sidecar file holds."""
+
+    source: str
+    weights: dict[str, np.ndarray[Any, Any]]
+
+    def write(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``path`` (the module) and ``path`` with suffix .pt (the weights); returns both paths."""
+        import torch
+
+        py = Path(path)
+        pt = py.with_suffix(".pt")
+        py.write_text(self.source)
+        torch.save({k: torch.from_numpy(np.array(v, copy=True)) for k, v in self.weights.items()}, pt)
+        return py, pt
+
+
+class _Names:
+    """Python identifiers for ONNX value names: deterministic, unique, recognisable."""
+
+    def __init__(self) -> None:
+        self._map: dict[str, str] = {}
+        self._used: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value not in self._map:
+            base = "v_" + (re.sub(r"\W", "_", value).strip("_") or "x")
+            name, k = base, 1
+            while name in self._used:
+                name, k = f"{base}_{k}", k + 1
+            self._used.add(name)
+            self._map[value] = name
+        return self._map[value]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f} ms"
+
+
+def _node_line(g: Graph, name: str, var: _Names, weights: dict[str, Any], ref: str) -> str:
+    node = g.node(name)
+    ins: list[str] = node.attrs["_inputs"]
+    outs: list[str] = node.attrs["_outputs"]
+    args = [("None" if not v else f'{ref}["{v}"]' if v in weights else var(v)) for v in ins]
+    expr = lower_call(
+        node.op.removeprefix("onnx."), args, onnx_attrs(node), len(outs), node.attrs["_opset"], name
+    )
+    targets = ", ".join(var(v) if v else "_" for v in outs)
+    label = node.attrs.get("clone_of", name)
+    return f"{targets} = {expr}  # {label}: {node.op.removeprefix('onnx.')}, {_ms(node.cost)}"
+
+
+def _helpers_used(code: str) -> list[str]:
+    """Sources of the onnx_* kernels ``code`` calls, with their own dependencies, in kernels-module order."""
+    available = {k: v for k, v in vars(kernels).items() if k.startswith("onnx_")}
+    wanted: set[str] = set()
+    frontier = set(re.findall(r"\b(onnx_\w+)\(", code))
+    while frontier:
+        name = frontier.pop()
+        if name in wanted or name not in available:
+            continue
+        wanted.add(name)
+        frontier |= set(re.findall(r"\b(onnx_\w+)\(", inspect.getsource(available[name])))
+    return [inspect.getsource(f) for k, f in available.items() if k in wanted]
+
+
+def _cluster_name(g: Graph, index: int, cluster: tuple[str, ...]) -> str:
+    ops = Counter(g.node(n).op.removeprefix("onnx.").lower() for n in cluster)
+    top = [op for op, _ in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
+    return f"cluster_{index}_" + "_".join(top)
+
+
+def generate(model: ImportedModel, plan: Plan) -> GeneratedCode:
+    """The parallel module for ``model`` under ``plan``."""
+    g = plan.graph
+    order = {n: i for i, n in enumerate(topo_order(g))}
+
+    def position(n: str) -> int:
+        # a clone runs where its original would: before every consumer of the value, whatever its edges say
+        return order.get(g.node(n).attrs.get("clone_of", n), order[n])
+
+    compute = [
+        tuple(sorted((n for n in c if g.node(n).op.startswith("onnx.")), key=position)) for c in plan.clusters
+    ]
+    compute = [c for c in compute if c]
+    var = _Names()
+    weights = model.weights
+    home: dict[str, int] = {}  # value -> the cluster that publishes it (the original, not a clone)
+    for ci, cluster in enumerate(compute):
+        for n in cluster:
+            node = g.node(n)
+            for v in node.attrs["_outputs"]:
+                if v and "clone_of" in node.attrs:
+                    home.setdefault(v, ci)
+                elif v:
+                    home[v] = ci
+    input_names = [vi.name for vi in model.inputs]
+    output_names = [vi.name for vi in model.outputs]
+
+    # which values each cluster reads from other clusters, and which it publishes
+    needs: list[list[str]] = []
+    for cluster in compute:
+        local = {v for n in cluster for v in g.node(n).attrs["_outputs"] if v}
+        reads: list[str] = []
+        for n in cluster:
+            for v in g.node(n).attrs["_inputs"]:
+                if v and v not in weights and v not in local and v not in reads:
+                    reads.append(v)
+        needs.append(reads)
+    cross = sorted({v for reads in needs for v in reads if v not in input_names}, key=lambda v: (home[v], v))
+    publish = [
+        sorted({v for v in [*cross, *output_names] if home.get(v) == ci}) for ci in range(len(compute))
+    ]
+
+    body: list[str] = []
+    names = [_cluster_name(g, i, c) for i, c in enumerate(compute)]
+    for ci, cluster in enumerate(compute):
+        cost = sum(g.node(n).cost for n in cluster)
+        ops = Counter(g.node(n).op.removeprefix("onnx.") for n in cluster)
+        summary = ", ".join(f"{op} x{k}" for op, k in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))
+        body.append(f"def {names[ci]}(w, v, ev):")
+        body.append(f'    """Cluster {ci}: {len(cluster)} nodes ({summary}); predicted cost {_ms(cost)}."""')
+        fetched: set[str] = set()
+        done: set[str] = set()
+        for n in cluster:
+            for v in g.node(n).attrs["_inputs"]:  # wait for a remote value right before its first use
+                if v in needs[ci] and v not in fetched:
+                    fetched.add(v)
+                    if v in input_names:
+                        body.append(f'    {var(v)} = v["{v}"]')
+                    else:
+                        body.append(f'    {var(v)} = _wait(v, ev, "{v}")  # from cluster {home[v]}')
+            body.append("    " + _node_line(g, n, var, weights, "w"))
+            for v in g.node(n).attrs["_outputs"]:
+                if v in publish[ci] and v not in done:
+                    done.add(v)
+                    if v in cross:
+                        body.append(f'    _publish(v, ev, "{v}", {var(v)})')
+                    else:
+                        body.append(f'    v["{v}"] = {var(v)}')
+        body.append("")
+        body.append("")
+
+    serial: list[str] = [
+        "def forward_serial(w, inputs):",
+        '    """Every node in topological order on the calling thread: the reference."""',
+    ]
+    serial += [f'    {var(v)} = inputs["{v}"]' for v in input_names]
+    sg = model.graph
+    for n in topo_order(sg):
+        if sg.node(n).op.startswith("onnx."):
+            serial.append("    " + _node_line(sg, n, var, weights, "w"))
+    serial.append(f"    return {{{', '.join(f'{v!r}: {var(v)}' for v in output_names)}}}")
+
+    code_so_far = "\n".join([*body, *serial, "onnx_channels_last("])
+    helpers = _helpers_used(code_so_far)
+    signature = {
+        vi.name: (tuple(d if d is not None else 1 for d in (vi.shape or ())), _torch_dtype(vi.dtype))
+        for vi in model.inputs
+    }
+    sig_lines = ", ".join(f'"{k}": ({s!r}, {d})' for k, (s, d) in signature.items())
+    header = _HEADER.format(
+        name=model.name,
+        nodes=plan.compute_nodes,
+        clusters=len(compute),
+        workers=plan.workers,
+        mode=plan.mode,
+        serial=_ms(plan.serial_cost),
+        makespan=_ms(plan.makespan),
+        speedup=plan.predicted_speedup,
+        bound=plan.bound,
+        cp=_ms(plan.critical_path),
+    )
+    parts = [
+        header,
+        f"WORKERS = {plan.workers}",
+        f"INTRA_OP_THREADS = {plan.intra_threads}  # torch threads per cluster",
+        f"SERIAL_THREADS = {plan.workers}  # torch threads for the serial reference",
+        f'MODE = "{plan.mode}"  # "clusters": inter-op parallel; "batch": batch slices in parallel',
+        f"BATCH_SLICES = {plan.batch_slices}",
+        f"INPUTS = {{{sig_lines}}}",
+        f"OUTPUTS = {tuple(output_names)!r}",
+        f"CROSS_VALUES = {tuple(cross)!r}  # values that cross clusters, each with an event",
+        "",
+        "",
+        "# --- ONNX semantics helpers (copied from reflow.onnx.kernels) " + "-" * 40,
+        *[h + "\n" for h in helpers],
+        "# --- runtime: publishing and waiting for cross-cluster values " + "-" * 40,
+        _RUNTIME_HELPERS,
+        "# --- the clusters " + "-" * 90,
+        *body,
+        *serial,
+        "",
+        "",
+        f"CLUSTERS = ({''.join(n + ', ' for n in names)})",
+        _RUNTIME,
+    ]
+    return GeneratedCode("\n".join(parts), dict(weights))
+
+
+def _torch_dtype(np_name: str) -> str:
+    return {
+        "float32": "torch.float32",
+        "float64": "torch.float64",
+        "float16": "torch.float16",
+        "int64": "torch.int64",
+        "int32": "torch.int32",
+        "int8": "torch.int8",
+        "uint8": "torch.uint8",
+        "bool": "torch.bool",
+        "int16": "torch.int16",
+    }.get(np_name, "torch.float32")
+
+
+_HEADER = '''"""{name}: parallel PyTorch code generated by reflow (`reflow parallelize`).
+
+{nodes} nodes in {clusters} clusters for {workers} workers, mode "{mode}".
+Predicted: serial {serial}, parallel {makespan}, speedup {speedup:.2f}x
+(work / critical-path bound {bound:.2f}x, critical path {cp}).
+
+Use it:
+    from <this module> import load
+    model = load()                  # reads the weights from the .pt file next to this one
+    outputs = model(**inputs)       # dict of torch tensors by ONNX output name
+    model.close()                   # or use `with load() as model:`
+Run it (`python <this file>`) to check the parallel code against the serial code and time both.
+Needs only torch.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+'''
+
+_RUNTIME_HELPERS = '''class _Aborted(Exception):
+    """Another cluster failed; this one stops waiting."""
+
+
+def _publish(v, ev, name, value):
+    v[name] = value
+    ev[name].set()
+
+
+def _wait(v, ev, name):
+    ev[name].wait()
+    if name not in v:
+        raise _Aborted(name)
+    return v[name]
+
+'''
+
+_RUNTIME = '''
+
+class _Worker:
+    """A persistent thread with a fixed number of torch intra-op threads (set once: changing the count
+    between calls on one thread makes the next ops rebuild their thread pools, which costs milliseconds)."""
+
+    def __init__(self, threads, name):
+        self.jobs = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, args=(threads,), daemon=True, name=name)
+        self.thread.start()
+
+    def _loop(self, threads):
+        torch.set_num_threads(threads)
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            fn, args, state = job
+            try:
+                with torch.inference_mode():
+                    fn(*args)
+            except BaseException as e:  # wake every waiter so no cluster blocks forever
+                if not isinstance(e, _Aborted):
+                    state["errors"].append(e)
+                for event in state["ev"].values():
+                    event.set()
+            finally:
+                state["done"].release()
+
+    def close(self):
+        self.jobs.put(None)
+        self.thread.join()
+
+
+def _run_all(workers, calls, events):
+    """Run ``calls`` [(fn, args)] concurrently, one per worker; raise the first error after all finish."""
+    assert len(calls) <= len(workers), "more concurrent calls than worker threads"
+    state = {"errors": [], "ev": events, "done": threading.Semaphore(0)}
+    for worker, (fn, args) in zip(workers, calls):
+        worker.jobs.put((fn, args, state))
+    for _ in calls:
+        state["done"].acquire()
+    if state["errors"]:
+        raise state["errors"][0]
+
+
+class ParallelModel:
+    """Runs the clusters on persistent worker threads (the caller only hands out work and waits)."""
+
+    def __init__(self, weights):
+        self.w = {k: onnx_channels_last(t) for k, t in weights.items()}
+        n = BATCH_SLICES if MODE == "batch" else len(CLUSTERS)
+        self._workers = [_Worker(INTRA_OP_THREADS, f"reflow-cluster-{i}") for i in range(n)]
+        self._serial = _Worker(SERIAL_THREADS, "reflow-serial")
+        self._threads = [w.thread for w in [*self._workers, self._serial]]
+
+    def __call__(self, **inputs):
+        inputs = {k: onnx_channels_last(torch.as_tensor(x)) for k, x in inputs.items()}
+        if MODE == "batch":
+            return self._batch_parallel(inputs)
+        v = dict(inputs)
+        ev = {name: threading.Event() for name in CROSS_VALUES}
+        _run_all(self._workers, [(fn, (self.w, v, ev)) for fn in CLUSTERS], ev)
+        return {name: v[name] for name in OUTPUTS}
+
+    def _batch_parallel(self, inputs):
+        """Hyperclustering: split the batch, run the whole graph on each slice in parallel, concatenate."""
+        parts = zip(*(x.chunk(BATCH_SLICES) for x in inputs.values()))
+        slices = [dict(zip(inputs, p)) for p in parts]
+        results = [None] * len(slices)
+
+        def run_slice(i):
+            results[i] = forward_serial(self.w, slices[i])
+
+        _run_all(self._workers, [(run_slice, (i,)) for i in range(len(slices))], {})
+        return {name: torch.cat([r[name] for r in results]) for name in OUTPUTS}
+
+    def serial(self, **inputs):
+        """The serial reference, on its own thread with SERIAL_THREADS intra-op threads."""
+        inputs = {k: onnx_channels_last(torch.as_tensor(x)) for k, x in inputs.items()}
+        out = {}
+
+        def run():
+            out.update(forward_serial(self.w, inputs))
+
+        _run_all([self._serial], [(run, ())], {})
+        return out
+
+    def close(self):
+        for w in [*self._workers, self._serial]:
+            w.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def load(weights_path=None):
+    """The model with its weights (default: the .pt file next to this module)."""
+    path = Path(weights_path) if weights_path else Path(__file__).with_suffix(".pt")
+    return ParallelModel(torch.load(path, weights_only=True))
+
+
+def random_inputs(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, (shape, dtype) in INPUTS.items():
+        x = torch.rand(shape, generator=gen)
+        out[name] = x.to(dtype) if dtype.is_floating_point else (x * 10).to(dtype)
+    return out
+
+
+def _median_time(fn, repeats=10):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+if __name__ == "__main__":
+    x = random_inputs()
+    with load() as model:
+        ref, par = model.serial(**x), model(**x)
+        diffs = [float((ref[k] - par[k]).abs().max()) for k in OUTPUTS if ref[k].is_floating_point()]
+        err = max(diffs, default=0.0)
+        t_ser = _median_time(lambda: model.serial(**x))
+        t_par = _median_time(lambda: model(**x))
+    print(f"max |serial - parallel| = {err:.3g}")
+    print(f"serial {t_ser * 1e3:.2f} ms, parallel {t_par * 1e3:.2f} ms, speedup {t_ser / t_par:.2f}x")
+    sys.exit(0)
+'''

@@ -1,0 +1,191 @@
+"""Node costs: measured by running each op once (a few times) in PyTorch on the model's real shapes.
+
+Policy. A node's cost is the median time of its compiled lowering, called on the actual intermediate values of
+one eager run of the model (so shapes, dtypes and even data-dependent paths are the real ones), with a fixed
+number of intra-op threads (1 by default: a cluster's thread). Where profiling is off, the analytic FLOP model
+of the op table gives the cost at an assumed machine rate. The sum of node costs ignores the interpreter's and
+the cache's effects; :func:`cost_model_error` reports how far it is from the measured whole-graph time.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from reflow.graph import topo_order
+from reflow.onnx.eager import NodeFn, compile_node, run_graph
+from reflow.onnx.importer import ImportedModel, with_value_shapes
+from reflow.onnx.kernels import onnx_channels_last
+from reflow.onnx.ops import FlopCall, rule
+
+FLOPS_PER_SECOND = 2e10  # the analytic model's machine rate (one core, fp32, vectorized)
+NODE_OVERHEAD = 5e-6  # seconds of Python dispatch per op
+
+
+def random_inputs(model: ImportedModel, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
+    """Seeded random inputs matching the model's signature (unknown dimensions become 1)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    for vi in model.inputs:
+        shape = tuple(d if d is not None else 1 for d in (vi.shape or ()))
+        if np.issubdtype(np.dtype(vi.dtype), np.floating):
+            out[vi.name] = rng.standard_normal(shape).astype(vi.dtype)
+        elif vi.dtype == "bool":
+            out[vi.name] = rng.random(shape) < 0.5
+        else:
+            out[vi.name] = rng.integers(0, 4, shape).astype(vi.dtype)
+    return out
+
+
+def flop_costs(model: ImportedModel, flops_per_second: float = FLOPS_PER_SECOND) -> dict[str, float]:
+    """Analytic cost of every compute node: FLOPs / rate + a fixed dispatch overhead."""
+    costs: dict[str, float] = {}
+    for node in model.graph:
+        if not node.op.startswith("onnx."):
+            continue
+        shapes = tuple(_shape(model, v) for v in node.attrs["_inputs"])
+        outs = tuple(_shape(model, v) for v in node.attrs["_outputs"])
+        attrs = {k: v for k, v in node.attrs.items() if not k.startswith("_")}
+        f = rule(node.op.removeprefix("onnx."), node.name).flops(FlopCall(shapes, outs, attrs))
+        costs[node.name] = f / flops_per_second + NODE_OVERHEAD
+    return costs
+
+
+def _shape(model: ImportedModel, v: str) -> tuple[int, ...] | None:
+    vi = model.values.get(v)
+    if vi is None or vi.shape is None or any(d is None for d in vi.shape):
+        return None
+    return tuple(d for d in vi.shape if d is not None)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Measured node costs (seconds) and the model with measured shapes and those costs applied."""
+
+    costs: dict[str, float]
+    model: ImportedModel
+
+
+T = TypeVar("T")
+
+
+def on_own_thread(fn: Callable[[], T], threads: int) -> T:
+    """Run ``fn`` on a fresh thread with ``threads`` torch intra-op threads, in inference mode. The caller's
+    thread count is never changed: changing it makes the next ops rebuild thread pools (milliseconds each)."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                result.append(fn())
+        except BaseException as e:  # handed to the caller below
+            error.append(e)
+
+    t = threading.Thread(target=target, name="reflow-profile")
+    t.start()
+    t.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def profile(
+    model: ImportedModel,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    threads: int = 1,
+    repeats: int = 3,
+    progress: bool = False,
+) -> Profile:
+    """Time each node on the real intermediate values of one run, with ``threads`` intra-op threads."""
+    inputs = inputs if inputs is not None else random_inputs(model)
+
+    def measure() -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        values = run_graph(model, inputs, keep_all=True)
+        names = [n for n in topo_order(model.graph) if model.graph.node(n).op.startswith("onnx.")]
+        it: Any = names
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(names, desc=f"profiling {model.name}", unit="op")
+        costs: dict[str, float] = {}
+        for name in it:
+            node = model.graph.node(name)
+            fn = compile_node(node)
+            args = [values[v] for v in node.attrs["_inputs"] if v]
+            fn(*args)  # warm up
+            costs[name] = _median_time(functools.partial(fn, *args), repeats)
+        return values, costs
+
+    values, costs = on_own_thread(measure, threads)
+    shapes = {k: tuple(v.shape) for k, v in values.items()}
+    dtypes = {k: str(v.dtype).removeprefix("torch.") for k, v in values.items()}
+    measured = with_value_shapes(model, shapes, dtypes)
+    measured.graph = measured.graph.with_costs(costs)
+    return Profile(costs, measured)
+
+
+def apply_costs(model: ImportedModel, costs: Mapping[str, float]) -> ImportedModel:
+    """A copy of ``model`` whose graph carries ``costs``."""
+    return ImportedModel(
+        model.name,
+        model.graph.with_costs(costs),
+        model.weights,
+        model.inputs,
+        model.outputs,
+        model.values,
+        model.opset,
+        model.folded,
+    )
+
+
+def measure_graph(
+    model: ImportedModel, inputs: Mapping[str, Any] | None = None, *, threads: int = 1, repeats: int = 5
+) -> float:
+    """Median time of one whole serial run (compiled nodes in topological order) with ``threads`` threads."""
+    inputs = inputs if inputs is not None else random_inputs(model)
+    g = model.graph
+    steps: list[tuple[NodeFn, list[str], list[str]]] = []
+    for name in topo_order(g):
+        node = g.node(name)
+        if node.op.startswith("onnx."):
+            steps.append((compile_node(node), node.attrs["_inputs"], node.attrs["_outputs"]))
+    base = {k: onnx_channels_last(torch.from_numpy(np.array(v, copy=True))) for k, v in model.weights.items()}
+    base.update({k: onnx_channels_last(torch.as_tensor(np.asarray(v))) for k, v in inputs.items()})
+
+    def run() -> None:
+        values = dict(base)
+        for fn, ins, outs in steps:
+            for v, t in zip(outs, fn(*(values[i] for i in ins if i)), strict=False):
+                values[v] = t
+
+    def timed() -> float:
+        run()
+        return _median_time(run, repeats)
+
+    return on_own_thread(timed, threads)
+
+
+def cost_model_error(model: ImportedModel, measured: float) -> float:
+    """Relative error of the summed node costs against a measured whole-graph time."""
+    predicted = sum(n.cost for n in model.graph if n.op.startswith("onnx."))
+    return (predicted - measured) / measured

@@ -1,0 +1,294 @@
+"""Small torch helpers for ONNX semantics that no single torch call has.
+
+Every function here is named ``onnx_*``, uses only ``torch``, ``F`` (torch.nn.functional) and ``math``, and
+calls no other reflow code: the code generator copies the source of each helper a model uses into the
+generated module, so that module runs with torch alone. Keep them short and obvious; they are read by users.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def onnx_ints(t: torch.Tensor | None) -> list[int] | None:
+    """A 1-D int64 tensor (a shape, axes, starts, ...) as a Python list."""
+    return None if t is None else [int(v) for v in t.reshape(-1).tolist()]
+
+
+def onnx_reshape(x: torch.Tensor, shape: torch.Tensor, allowzero: int = 0) -> torch.Tensor:
+    """ONNX Reshape: a 0 copies the input's size at that position (unless ``allowzero``), -1 is inferred."""
+    dims = [int(v) for v in shape.tolist()]
+    if not allowzero:
+        dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
+    return x.reshape(dims)
+
+
+def onnx_flatten(x: torch.Tensor, axis: int) -> torch.Tensor:
+    """ONNX Flatten: a 2-D matrix whose rows are the dimensions before ``axis``."""
+    axis = axis % x.dim() if axis < 0 else axis
+    return x.reshape(math.prod(x.shape[:axis]), -1)
+
+
+def onnx_same_pad(
+    x: torch.Tensor,
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilations: tuple[int, ...],
+    upper: bool,
+    value: float = 0.0,
+) -> torch.Tensor:
+    """Pad ``x`` as ONNX auto_pad SAME_UPPER/SAME_LOWER does (output size = ceil(input / stride))."""
+    pad: list[int] = []
+    for i in reversed(range(len(kernel))):
+        size = x.shape[2 + i]
+        out = -(-size // strides[i])
+        total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size)
+        small, big = total // 2, total - total // 2
+        pad += [small, big] if upper else [big, small]
+    return F.pad(x, pad, value=value)
+
+
+def onnx_avg_pool(
+    x: torch.Tensor,
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    pads: tuple[int, ...],
+    ceil_mode: int,
+    count_include_pad: int,
+) -> torch.Tensor:
+    """ONNX AveragePool with possibly asymmetric pads: pad explicitly, divide by the count of real cells."""
+    n = len(kernel)
+    torch_pads = [p for i in reversed(range(n)) for p in (pads[i], pads[i + n])]
+    pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[n - 1]
+    total = pool(F.pad(x, torch_pads), kernel, strides, 0, bool(ceil_mode), True) * math.prod(kernel)
+    if count_include_pad:
+        ones = F.pad(torch.ones_like(x[:1, :1]), torch_pads, value=1.0)
+    else:
+        ones = F.pad(torch.ones_like(x[:1, :1]), torch_pads, value=0.0)
+    count = pool(ones, kernel, strides, 0, bool(ceil_mode), True) * math.prod(kernel)
+    return total / count
+
+
+def onnx_global_pool(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """GlobalAveragePool / GlobalMaxPool over every spatial dimension, keeping them as size 1."""
+    dims = tuple(range(2, x.dim()))
+    if kind == "max":
+        return x.amax(dim=dims, keepdim=True)
+    return x.mean(dim=dims, keepdim=True)
+
+
+def onnx_softmax(x: torch.Tensor, axis: int, opset: int, kind: str) -> torch.Tensor:
+    """Softmax/LogSoftmax/Hardmax; before opset 13 ONNX flattened everything from ``axis`` on."""
+    if opset < 13:
+        shape = x.shape
+        x = onnx_flatten(x, axis)
+        axis = 1
+    if kind == "log":
+        y = torch.log_softmax(x, dim=axis)
+    elif kind == "hard":
+        y = F.one_hot(x.argmax(dim=axis), x.shape[axis]).to(x.dtype).movedim(-1, axis)
+    else:
+        y = torch.softmax(x, dim=axis)
+    return y.reshape(shape) if opset < 13 else y
+
+
+def onnx_lrn(x: torch.Tensor, size: int, alpha: float, beta: float, bias: float) -> torch.Tensor:
+    """ONNX LRN: divide by the (biased, scaled) sum of squares over a window of ``size`` channels.
+    Summing shifted slices is several times faster than torch's local_response_norm (an avg_pool3d)."""
+    c = x.shape[1]
+    sq = F.pad(x * x, (0, 0) * (x.dim() - 2) + ((size - 1) // 2, size // 2))
+    total = sq[:, 0:c]
+    for i in range(1, size):
+        total = total + sq[:, i : i + c]
+    return x / (bias + alpha / size * total) ** beta
+
+
+def onnx_channels_last(t: torch.Tensor) -> torch.Tensor:
+    """4-D tensors in channels-last memory order: torch's CPU conv and pooling kernels are much faster on it.
+    Only the memory layout changes, never a value or a shape."""
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 and t.is_floating_point() else t
+
+
+def onnx_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """ONNX Div: integer inputs divide with truncation."""
+    if a.is_floating_point():
+        return a / b
+    return torch.div(a, b, rounding_mode="trunc")
+
+
+def onnx_squeeze(x: torch.Tensor, axes: list[int] | None) -> torch.Tensor:
+    if axes is None:
+        return x.squeeze()
+    return x.squeeze(tuple(a % x.dim() for a in axes))
+
+
+def onnx_unsqueeze(x: torch.Tensor, axes: list[int]) -> torch.Tensor:
+    rank = x.dim() + len(axes)
+    for a in sorted(a % rank for a in axes):
+        x = x.unsqueeze(a)
+    return x
+
+
+def onnx_slice(
+    x: torch.Tensor, starts: list[int], ends: list[int], axes: list[int] | None, steps: list[int] | None
+) -> torch.Tensor:
+    """ONNX Slice, negative steps included (torch slicing has none: flip, then slice forward)."""
+    axes = list(range(len(starts))) if axes is None else [a % x.dim() for a in axes]
+    steps = [1] * len(starts) if steps is None else steps
+    for axis, start, end, step in zip(axes, starts, ends, steps, strict=True):
+        size = x.shape[axis]
+        if step > 0:
+            s = min(max(start + size if start < 0 else start, 0), size)
+            e = min(max(end + size if end < 0 else end, 0), size)
+            x = x.narrow(axis, s, max(e - s, 0))[(slice(None),) * axis + (slice(None, None, step),)]
+        else:
+            s = min(max(start + size if start < 0 else start, -1), size - 1)
+            e = min(max(end + size if end < 0 else end, -1), size - 1)
+            x = x.flip(axis).narrow(axis, size - 1 - s, max(s - e, 0))
+            x = x[(slice(None),) * axis + (slice(None, None, -step),)]
+    return x
+
+
+def onnx_split(x: torch.Tensor, split: list[int] | None, axis: int, n_out: int) -> tuple[torch.Tensor, ...]:
+    """ONNX Split: explicit sizes, or ``n_out`` parts as equal as possible (the last one smaller)."""
+    if split is None:
+        size = x.shape[axis]
+        part = -(-size // n_out)
+        split = [min(part, size - i * part) for i in range(n_out)]
+    return tuple(torch.split(x, split, dim=axis))
+
+
+def onnx_gather(x: torch.Tensor, idx: torch.Tensor, axis: int) -> torch.Tensor:
+    """ONNX Gather: take slices along ``axis`` at (possibly negative, any-shaped) indices."""
+    axis = axis % x.dim()
+    flat = x.index_select(axis, idx.reshape(-1).long() % x.shape[axis])
+    return flat.reshape(tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1 :]))
+
+
+def onnx_expand(x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+    """ONNX Expand broadcasts both ways (the target may be smaller than the input)."""
+    target = [int(v) for v in shape.tolist()]
+    rank = max(len(target), x.dim())
+    have = [1] * (rank - x.dim()) + list(x.shape)
+    want = [1] * (rank - len(target)) + target
+    return x.expand([w if h == 1 else h for h, w in zip(have, want, strict=True)])
+
+
+def onnx_pad(
+    x: torch.Tensor, pads: list[int], value: float, mode: str, axes: list[int] | None
+) -> torch.Tensor:
+    """ONNX Pad (constant/reflect/edge); ``pads`` are all begins then all ends, over ``axes``."""
+    axes = list(range(x.dim())) if axes is None else [a % x.dim() for a in axes]
+    n = len(axes)
+    full = [0] * (2 * x.dim())
+    for i, a in enumerate(axes):
+        full[2 * (x.dim() - 1 - a)] = pads[i]
+        full[2 * (x.dim() - 1 - a) + 1] = pads[i + n]
+    if mode == "constant":
+        return F.pad(x, full, value=value)
+    torch_mode = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}[mode]
+    lead = 0
+    while full and full[-1] == 0 and full[-2] == 0 and x.dim() - lead > 1:
+        full, lead = full[:-2], lead + 1
+    shape = x.shape
+    y = F.pad(x.reshape((1, -1, *shape[lead:])) if lead else x[None, None], full, mode=torch_mode)
+    return y.reshape(tuple(shape[:lead]) + tuple(y.shape[2:])) if lead else y[0, 0]
+
+
+def onnx_reduce(
+    x: torch.Tensor, axes: list[int] | None, keepdims: int, kind: str, noop_with_empty_axes: int = 0
+) -> torch.Tensor:
+    """ONNX Reduce* over ``axes`` (all axes when none are given, unless ``noop_with_empty_axes``)."""
+    if not axes:
+        if noop_with_empty_axes:
+            return x
+        axes = list(range(x.dim()))
+    dims = tuple(sorted(a % x.dim() for a in axes))
+    if x.dim() == 0:
+        dims = ()
+    keep = bool(keepdims)
+    if kind == "sum":
+        return x.sum(dim=dims, keepdim=keep) if dims else x
+    if kind == "mean":
+        return x.mean(dim=dims, keepdim=keep)
+    if kind == "max":
+        return x.amax(dim=dims, keepdim=keep)
+    if kind == "min":
+        return x.amin(dim=dims, keepdim=keep)
+    if kind == "prod":
+        for d in reversed(dims):
+            x = x.prod(dim=d, keepdim=keep)
+        return x
+    if kind == "l1":
+        return x.abs().sum(dim=dims, keepdim=keep)
+    if kind == "l2":
+        return x.square().sum(dim=dims, keepdim=keep).sqrt()
+    if kind == "sumsquare":
+        return x.square().sum(dim=dims, keepdim=keep)
+    if kind == "logsum":
+        return x.sum(dim=dims, keepdim=keep).log()
+    return torch.logsumexp(x, dim=dims, keepdim=keep)
+
+
+def onnx_arg(x: torch.Tensor, axis: int, keepdims: int, select_last_index: int, kind: str) -> torch.Tensor:
+    """ArgMax/ArgMin; ``select_last_index`` picks the last of equal extremes (search the flipped tensor)."""
+    fn = torch.argmax if kind == "max" else torch.argmin
+    if select_last_index:
+        axis = axis % x.dim()
+        return x.shape[axis] - 1 - fn(x.flip(axis), dim=axis, keepdim=bool(keepdims))
+    return fn(x, dim=axis, keepdim=bool(keepdims))
+
+
+def onnx_layer_norm(
+    x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, axis: int, eps: float, n_out: int
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """ONNX LayerNormalization: normalize over dimensions ``axis..`` then scale and shift (broadcasting);
+    with ``n_out`` 3 also the mean and the inverse standard deviation."""
+    dims = tuple(range(axis % x.dim(), x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    inv_std = torch.rsqrt((x - mean).square().mean(dim=dims, keepdim=True) + eps)
+    y = (x - mean) * inv_std * scale
+    y = y if bias is None else y + bias
+    return (y, mean, inv_std)[:n_out] if n_out > 1 else y
+
+
+def onnx_cumsum(x: torch.Tensor, axis: torch.Tensor, exclusive: int, reverse: int) -> torch.Tensor:
+    a = int(axis) % x.dim()
+    y = x.flip(a) if reverse else x
+    y = torch.cumsum(y, dim=a, dtype=x.dtype)
+    if exclusive:
+        y = y - (x.flip(a) if reverse else x)
+    return y.flip(a) if reverse else y
+
+
+def onnx_range(start: torch.Tensor, limit: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    n = max(math.ceil((limit.item() - start.item()) / delta.item()), 0)
+    return (start + torch.arange(n, dtype=torch.int64).to(start.dtype) * delta).to(start.dtype)
+
+
+def onnx_isinf(x: torch.Tensor, detect_negative: int, detect_positive: int) -> torch.Tensor:
+    return (torch.isneginf(x) & bool(detect_negative)) | (torch.isposinf(x) & bool(detect_positive))
+
+
+def onnx_topk(
+    x: torch.Tensor, k: torch.Tensor, axis: int, largest: int, sorted_: int
+) -> tuple[torch.Tensor, ...]:
+    values, indices = torch.topk(x, int(k.reshape(-1)[0]), dim=axis, largest=bool(largest), sorted=True)
+    return values, indices
+
+
+def onnx_mod(a: torch.Tensor, b: torch.Tensor, fmod: int) -> torch.Tensor:
+    return torch.fmod(a, b) if fmod else torch.remainder(a, b)
+
+
+def onnx_clip(
+    x: torch.Tensor, lo: torch.Tensor | float | None, hi: torch.Tensor | float | None
+) -> torch.Tensor:
+    if lo is not None:
+        x = torch.maximum(x, torch.as_tensor(lo, dtype=x.dtype))
+    if hi is not None:
+        x = torch.minimum(x, torch.as_tensor(hi, dtype=x.dtype))
+    return x

@@ -1,0 +1,180 @@
+"""Neural-network ops: convolution, pooling, normalization, dense layers, softmax, dropout."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from reflow.onnx.ops import Call, FlopCall, lit, no_flops, numel, per_output_element, register
+
+
+def _spatial(c: Call, kernel: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    n = len(kernel)
+    strides = tuple(c.attrs.get("strides", (1,) * n))
+    dilations = tuple(c.attrs.get("dilations", (1,) * n))
+    pads = tuple(c.attrs.get("pads", (0,) * (2 * n)))
+    return strides, dilations, pads
+
+
+def _pad_input(c: Call, x: str, kernel: tuple[int, ...], value: str = "0.0") -> tuple[str, tuple[int, ...]]:
+    """The input after any padding torch cannot express, and the symmetric padding left for torch."""
+    strides, dilations, pads = _spatial(c, kernel)
+    n = len(kernel)
+    auto = c.attrs.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        upper = auto == "SAME_UPPER"
+        return (
+            f"onnx_same_pad({x}, {lit(kernel)}, {lit(strides)}, {lit(dilations)}, {upper}, {value})",
+            (0,) * n,
+        )
+    if auto == "VALID" or (
+        pads[:n] == pads[n:] and all(2 * p <= k for p, k in zip(pads[:n], kernel, strict=True))
+    ):
+        return x, (0,) * n if auto == "VALID" else pads[:n]
+    torch_pads = [p for i in reversed(range(n)) for p in (pads[i], pads[i + n])]
+    return f"F.pad({x}, {lit(torch_pads)}, value={value})", (0,) * n
+
+
+def _conv(c: Call) -> str:
+    kernel = tuple(c.attrs["kernel_shape"])
+    strides, dilations, _ = _spatial(c, kernel)
+    x, padding = _pad_input(c, c.arg(0), kernel)
+    extra = "" if set(dilations) == {1} else f", dilation={lit(dilations)}"  # torch's defaults are omitted
+    extra += "" if c.attrs.get("group", 1) == 1 else f", groups={c.attrs['group']}"
+    args = f"{x}, {c.arg(1)}, {c.arg(2)}, stride={lit(strides)}, padding={lit(padding)}{extra}"
+    return f"F.conv{len(kernel)}d({args})"
+
+
+def _conv_flops(f: FlopCall) -> float:
+    w = f.ins[1]
+    per_out = 2 * numel(w[1:]) if w is not None else 2
+    return float(per_out * numel(f.outs[0]))
+
+
+register("Conv", _conv, _conv_flops)
+
+
+def _maxpool(c: Call) -> str:
+    kernel = tuple(c.attrs["kernel_shape"])
+    strides, dilations, _ = _spatial(c, kernel)
+    x, padding = _pad_input(c, c.arg(0), kernel, "-math.inf")
+    call = (
+        f"F.max_pool{len(kernel)}d({x}, {lit(kernel)}, {lit(strides)}, {lit(padding)}, {lit(dilations)}, "
+        f"ceil_mode={bool(c.attrs.get('ceil_mode', 0))}"
+    )
+    if c.n_out > 1:
+        return call + ", return_indices=True)"
+    return call + ")"
+
+
+def _avgpool(c: Call) -> str:
+    kernel = tuple(c.attrs["kernel_shape"])
+    strides, _, pads = _spatial(c, kernel)
+    n = len(kernel)
+    ceil, include = c.attrs.get("ceil_mode", 0), c.attrs.get("count_include_pad", 0)
+    if c.attrs.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
+        x, _ = _pad_input(c, c.arg(0), kernel)
+        if include:
+            return f"F.avg_pool{n}d({x}, {lit(kernel)}, {lit(strides)}, 0, {bool(ceil)}, True)"
+        return f"onnx_avg_pool({c.arg(0)}, {lit(kernel)}, {lit(strides)}, {lit(pads)}, {ceil}, {include})"
+    if pads[:n] == pads[n:] and all(2 * p <= k for p, k in zip(pads[:n], kernel, strict=True)) and not ceil:
+        return (
+            f"F.avg_pool{n}d({c.arg(0)}, {lit(kernel)}, {lit(strides)}, {lit(pads[:n])}, False, "
+            f"{bool(include)})"
+        )
+    return f"onnx_avg_pool({c.arg(0)}, {lit(kernel)}, {lit(strides)}, {lit(pads)}, {ceil}, {include})"
+
+
+def _pool_flops(f: FlopCall) -> float:
+    return float(numel(f.outs[0]) * math.prod(f.attrs.get("kernel_shape", (1,))))
+
+
+register("MaxPool", _maxpool, _pool_flops)
+register("AveragePool", _avgpool, _pool_flops)
+register(
+    "GlobalAveragePool", lambda c: f"onnx_global_pool({c.arg(0)}, 'avg')", lambda f: float(numel(f.ins[0]))
+)
+register("GlobalMaxPool", lambda c: f"onnx_global_pool({c.arg(0)}, 'max')", lambda f: float(numel(f.ins[0])))
+
+
+def _batchnorm(c: Call) -> str:
+    x, s, b, m, v = (c.arg(i) for i in range(5))
+    return f"F.batch_norm({x}, {m}, {v}, {s}, {b}, False, 0.0, {lit(c.attrs.get('epsilon', 1e-5))})"
+
+
+register("BatchNormalization", _batchnorm, per_output_element(2.0))
+register(
+    "InstanceNormalization",
+    lambda c: (
+        f"F.instance_norm({c.arg(0)}, weight={c.arg(1)}, bias={c.arg(2)}, "
+        f"eps={lit(c.attrs.get('epsilon', 1e-5))})"
+    ),
+    per_output_element(5.0),
+)
+register(
+    "LayerNormalization",
+    lambda c: (
+        f"onnx_layer_norm({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {c.attrs.get('axis', -1)}, "
+        f"{lit(c.attrs.get('epsilon', 1e-5))}, {c.n_out})"
+    ),
+    per_output_element(6.0),
+)
+register(
+    "LRN",
+    lambda c: (
+        f"onnx_lrn({c.arg(0)}, {c.attrs['size']}, {lit(c.attrs.get('alpha', 1e-4))}, "
+        f"{lit(c.attrs.get('beta', 0.75))}, {lit(c.attrs.get('bias', 1.0))})"
+    ),
+    lambda f: float(numel(f.outs[0]) * (f.attrs.get("size", 1) + 3)),
+)
+
+
+def _gemm(c: Call) -> str:
+    a = f"{c.arg(0)}.t()" if c.attrs.get("transA", 0) else c.arg(0)
+    b = f"{c.arg(1)}.t()" if c.attrs.get("transB", 0) else c.arg(1)
+    alpha, beta = c.attrs.get("alpha", 1.0), c.attrs.get("beta", 1.0)
+    if c.has(2):
+        return f"torch.addmm({c.arg(2)}, {a}, {b}, beta={lit(beta)}, alpha={lit(alpha)})"
+    return f"{lit(alpha)} * ({a} @ {b})" if alpha != 1.0 else f"{a} @ {b}"
+
+
+def _matmul_flops(f: FlopCall) -> float:
+    a = f.ins[0]
+    k = a[-1] if a else 1
+    return float(2 * k * numel(f.outs[0]))
+
+
+register("Gemm", _gemm, _matmul_flops)
+register("MatMul", lambda c: f"torch.matmul({c.arg(0)}, {c.arg(1)})", _matmul_flops)
+register(
+    "Einsum",
+    lambda c: f"torch.einsum({c.attrs['equation']!r}, {', '.join(c.args)})",
+    lambda f: float(2 * max((numel(s) for s in f.ins), default=1) * max(1, numel(f.outs[0])) ** 0.5),
+)
+
+
+def _softmax(kind: str) -> Any:
+    def lower(c: Call) -> str:
+        axis = c.attrs.get("axis", 1 if c.opset < 13 else -1)
+        if c.opset >= 13 and kind == "soft":
+            return f"torch.softmax({c.arg(0)}, dim={axis})"
+        if c.opset >= 13 and kind == "log":
+            return f"torch.log_softmax({c.arg(0)}, dim={axis})"
+        return f"onnx_softmax({c.arg(0)}, {axis}, {c.opset}, {kind!r})"
+
+    return lower
+
+
+register("Softmax", _softmax("soft"), per_output_element(5.0))
+register("LogSoftmax", _softmax("log"), per_output_element(5.0))
+register("Hardmax", _softmax("hard"), per_output_element(2.0))
+
+
+def _dropout(c: Call) -> str:
+    # Inference semantics: the identity (and an all-true mask when the mask output is asked for).
+    if c.n_out > 1:
+        return f"({c.arg(0)}, torch.ones_like({c.arg(0)}, dtype=torch.bool))"
+    return c.arg(0)
+
+
+register("Dropout", _dropout, no_flops)

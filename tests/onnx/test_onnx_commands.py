@@ -1,0 +1,71 @@
+"""`reflow parallelize` end to end for one worker (no clustering passes needed), and its input errors."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from reflow.errors import OnnxImportError
+from reflow.onnx import commands
+from reflow.onnx.models import wide_model
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="reflow")
+    commands.register(parser.add_subparsers())
+    return parser.parse_args(argv)
+
+
+def test_one_worker_writes_a_runnable_module_and_a_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "wide.onnx"
+    onnx.save(wide_model(3, size=12, channels=16), src)
+    args = parse(["parallelize", str(src), "-o", str(tmp_path / "wide_serial.py"), "--workers", "1"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    for word in ("nodes", "clusters", "bound", "predicted", "cost model error"):
+        assert word in out
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "wide_serial.py")], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0 and "max |serial - parallel| = 0" in r.stdout, r.stderr
+
+
+def test_light_model_with_random_weights_and_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_py = tmp_path / "sq.py"
+    args = parse(
+        [
+            "parallelize",
+            "--light",
+            "squeezenet",
+            "--random-weights",
+            "0",
+            "--batch",
+            "2",
+            "-o",
+            str(out_py),
+            "--workers",
+            "1",
+            "--no-profile",
+        ]
+    )
+    assert args.func(args) == 0
+    assert 'INPUTS = {"data_0": ((2, 3, 224, 224)' in out_py.read_text()
+
+
+def test_bad_model_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    args = parse(["parallelize", str(bad), "-o", str(tmp_path / "x.py"), "--workers", "1"])
+    with pytest.raises(OnnxImportError, match=r"bad\.onnx"):
+        args.func(args)

@@ -1,0 +1,74 @@
+"""The op table: every rule lowers to valid Python; unknown ops are clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from reflow.errors import UnsupportedOpError
+from reflow.onnx import import_model
+from reflow.onnx.eager import compile_call
+from reflow.onnx.ops import rule, supported_ops
+
+
+def test_light_model_ops_are_all_supported() -> None:
+    needed = {
+        "Conv",
+        "BatchNormalization",
+        "Relu",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "LRN",
+        "Concat",
+        "Sum",
+        "Add",
+        "Mul",
+        "Gemm",
+        "MatMul",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Softmax",
+        "Dropout",
+        "Unsqueeze",
+        "ConstantOfShape",
+    }
+    assert needed <= set(supported_ops())
+    assert len(supported_ops()) > 100
+
+
+def test_unknown_op_names_op_and_node() -> None:
+    with pytest.raises(UnsupportedOpError, match=r"'FancyOp'.*'my_node'"):
+        rule("FancyOp", "my_node")
+
+
+def test_import_of_unsupported_op_fails_naming_it() -> None:
+    node = helper.make_node("NonMaxSuppression", ["x", "s"], ["y"], name="nms")
+    g = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4]),
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 1, 4]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)],
+    )
+    with pytest.raises(UnsupportedOpError, match=r"NonMaxSuppression.*nms"):
+        import_model(helper.make_model(g))
+
+
+def test_lowering_matches_numpy_for_a_broadcasting_binary_op() -> None:
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.array([1.0, 2.0, 4.0], dtype=np.float32)
+    fn = compile_call("Div", [True, True], {}, 1, 17)
+    (y,) = fn(torch.from_numpy(a), torch.from_numpy(b))
+    np.testing.assert_allclose(y.numpy(), a / b)
+
+
+def test_integer_div_truncates_like_onnx() -> None:
+    fn = compile_call("Div", [True, True], {}, 1, 17)
+    (y,) = fn(torch.tensor([-7, 7]), torch.tensor([2, 2]))
+    assert y.tolist() == [-3, 3]

@@ -1,0 +1,78 @@
+"""Plans made by the shared clustering passes, and the `reflow parallelize` command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx_oracle import exec_generated, ort_run, rel_err
+
+from reflow.onnx import import_model
+from reflow.onnx.costmodel import apply_costs, flop_costs, random_inputs
+from reflow.onnx.models import wide_model
+from reflow.onnx.planner import make_plan
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize("branches", [2, 4, 8])
+def test_plan_for_wide_graph_is_parallel_and_correct(branches: int) -> None:
+    proto = wide_model(branches, size=12, channels=16)
+    model = import_model(proto)
+    model = apply_costs(model, flop_costs(model))
+    plan = make_plan(model.graph, 2)
+    assert 1 <= len(plan.clusters) <= 2
+    assert plan.bound >= 1.0 and plan.makespan <= plan.serial_cost * 1.01
+    every = [n for c in plan.clusters for n in c if "clone_of" not in plan.graph.node(n).attrs]
+    assert sorted(every) == sorted(n.name for n in model.graph if n.op.startswith("onnx."))
+    from reflow.onnx.codegen import generate
+
+    code = generate(model, plan)
+    ns = exec_generated(code.source, f"plan{branches}")
+    x = random_inputs(model, seed=branches)
+    (ref,) = ort_run(proto, x)
+    with ns["ParallelModel"]({k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}) as par:
+        out = par(input=torch.from_numpy(x["input"]))["output"].numpy()
+    assert rel_err(ref, out) < 1e-4
+
+
+def test_hyperclustering_is_chosen_when_slices_are_cheaper() -> None:
+    model = import_model(wide_model(2, size=12, channels=16, batch=8))
+    model = apply_costs(model, flop_costs(model))
+    cheap_slice = model.graph.total_cost() / 4
+    plan = make_plan(model.graph, 2, slice_cost=cheap_slice, batch=8)
+    assert plan.mode == "batch" and plan.batch_slices == 2
+
+
+def test_parallelize_command_writes_module_and_prints_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reflow.onnx import commands
+
+    src = tmp_path / "wide.onnx"
+    onnx.save(wide_model(3, size=12, channels=16), src)
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "parallelize",
+            str(src),
+            "-o",
+            str(tmp_path / "wide_par.py"),
+            "--workers",
+            "2",
+            "--no-profile",
+            "--svg",
+            str(tmp_path / "wide_par.svg"),
+        ]
+    )
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    for word in ("nodes", "clusters", "bound", "predicted"):
+        assert word in out
+    assert (tmp_path / "wide_par.py").exists() and (tmp_path / "wide_par.pt").exists()
+    assert (tmp_path / "wide_par.svg").read_text().lstrip().startswith("<")
