@@ -1,0 +1,247 @@
+"""Claim: reflow's env bank steps gymnasium envs faster than a plain loop, gymnasium's vector envs and Ray.
+
+Side by side, in one process run, the same envs, the same pre-drawn random actions, for 8..64 envs:
+
+* ``loop``          a plain Python loop over the envs in this process (reset on done);
+* ``sync``          ``gymnasium.vector.SyncVectorEnv``;
+* ``async``         ``gymnasium.vector.AsyncVectorEnv`` (one process per env, shared memory);
+* ``ray/env``       Ray actors, one env per actor (``ray.get`` of one ``step.remote`` per env);
+* ``ray/slice``     Ray actors, one actor per slice of envs (as many actors as reflow has workers);
+* ``reflow wN``     ``reflow.rl.make_vec(..., num_workers=N)`` (N processes, the caller's included).
+
+Throughput is env steps per second over a fixed number of vector steps, the median over interleaved repeats
+(one run of every system per round). Ratios are against the plain loop and against the better Ray setting.
+Writes results/rl_sim_throughput.json and results/rl_sim_throughput.png.
+
+    flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/rl_sim_throughput.py            # full run
+    flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/rl_sim_throughput.py --quick    # a short run
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from reflow.rl import make_vec
+
+STEPS = {"CartPole-v1": 400, "Hopper-v5": 100, "ALE/Pong-v5": 40}  # vector steps per timed run
+
+
+def register_ale() -> None:
+    import ale_py
+
+    gym.register_envs(ale_py)
+
+
+def make_env(env_id: str) -> gym.Env[Any, Any]:
+    """Picklable env factory for AsyncVectorEnv's spawned workers (registers ALE ids there too)."""
+    if env_id.startswith("ALE/"):
+        register_ale()
+    return gym.make(env_id)
+
+
+def draw_actions(env_id: str, n: int, steps: int) -> np.ndarray[Any, Any]:
+    space = gym.make(env_id).action_space
+    space.seed(0)
+    return np.stack([np.stack([space.sample() for _ in range(n)]) for _ in range(steps)])
+
+
+class Loop:
+    def __init__(self, env_id: str, n: int) -> None:
+        self.envs = [gym.make(env_id) for _ in range(n)]
+        for i, e in enumerate(self.envs):
+            e.reset(seed=i)
+
+    def run(self, actions: np.ndarray[Any, Any]) -> None:
+        for row in actions:
+            for env, a in zip(self.envs, row.tolist() if row.ndim == 1 else list(row), strict=True):
+                _, _, te, tr, _ = env.step(a)
+                if te or tr:
+                    env.reset()
+
+    def close(self) -> None:
+        for e in self.envs:
+            e.close()
+
+
+class Vector:
+    def __init__(self, env: gym.vector.VectorEnv) -> None:
+        self.env = env
+        env.reset(seed=0)
+
+    def run(self, actions: np.ndarray[Any, Any]) -> None:
+        for row in actions:
+            self.env.step(row)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def make_ray_actor_class() -> Any:
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class EnvSlice:
+        def __init__(self, env_id: str, seeds: list[int]) -> None:
+            if env_id.startswith("ALE/"):
+                register_ale()
+            self.envs = [gym.make(env_id) for _ in seeds]
+            for env, s in zip(self.envs, seeds, strict=True):
+                env.reset(seed=s)
+
+        def ready(self) -> bool:
+            return True
+
+        def step(self, actions: Any) -> tuple[Any, Any]:
+            obs, rews = [], []
+            for env, a in zip(self.envs, actions, strict=True):
+                o, r, te, tr, _ = env.step(a)
+                if te or tr:
+                    o, _ = env.reset()
+                obs.append(o)
+                rews.append(r)
+            return np.stack(obs), np.array(rews)
+
+    return EnvSlice
+
+
+class RayActors:
+    def __init__(self, actor_cls: Any, env_id: str, n: int, per_actor: int) -> None:
+        import ray
+
+        self.ray = ray
+        self.bounds = [*range(0, n, per_actor), n]
+        self.actors = [actor_cls.remote(env_id, list(range(lo, hi)))
+                       for lo, hi in zip(self.bounds[:-1], self.bounds[1:], strict=True)]
+        ray.get([a.ready.remote() for a in self.actors])  # wait until every actor is up
+
+    def run(self, actions: np.ndarray[Any, Any]) -> None:
+        for row in actions:
+            self.ray.get([a.step.remote(row[lo:hi]) for a, lo, hi in
+                          zip(self.actors, self.bounds[:-1], self.bounds[1:], strict=True)])
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+
+
+def systems(env_id: str, n: int, workers: list[int], use_ray: bool, ray_per_env: bool,
+            actor_cls: Any) -> dict[str, Callable[[], Any]]:
+    maker = functools.partial(make_env, env_id)
+    out: dict[str, Callable[[], Any]] = {
+        "loop": lambda: Loop(env_id, n),
+        "sync": lambda: Vector(gym.vector.SyncVectorEnv([maker] * n)),
+        "async": lambda: Vector(gym.vector.AsyncVectorEnv([maker] * n, context="spawn")),
+    }
+    for w in workers:
+        out[f"reflow w{w}"] = lambda w=w: Vector(make_vec(env_id, n, num_workers=w))
+    if use_ray:
+        if ray_per_env:
+            out["ray/env"] = lambda: RayActors(actor_cls, env_id, n, 1)
+        slice_actors = max(workers)
+        out["ray/slice"] = lambda: RayActors(actor_cls, env_id, n, -(-n // slice_actors))
+    return out
+
+
+def bench_config(env_id: str, n: int, repeats: int, workers: list[int], use_ray: bool, ray_per_env: bool,
+                 actor_cls: Any) -> dict[str, float]:
+    steps = STEPS[env_id]
+    actions = draw_actions(env_id, n, steps)
+    made: dict[str, Any] = {}
+    try:
+        for name, make in systems(env_id, n, workers, use_ray, ray_per_env, actor_cls).items():
+            made[name] = make()
+            made[name].run(actions[:3])  # warm up
+        times: dict[str, list[float]] = {name: [] for name in made}
+        for _ in range(repeats):
+            for name, system in made.items():
+                t0 = time.perf_counter()
+                system.run(actions)
+                times[name].append(time.perf_counter() - t0)
+        return {name: n * steps / statistics.median(ts) for name, ts in times.items()}
+    finally:
+        for system in made.values():
+            system.close()
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    env_ids = sorted({r["env"] for r in results}, key=list(STEPS).index)
+    fig, axes = plt.subplots(1, len(env_ids), figsize=(5 * len(env_ids), 4), squeeze=False)
+    for ax, env_id in zip(axes[0], env_ids, strict=True):
+        rows = [r for r in results if r["env"] == env_id]
+        for name in rows[0]["steps_per_s"]:
+            xs = [r["num_envs"] for r in rows if name in r["steps_per_s"]]
+            ys = [r["steps_per_s"][name] for r in rows if name in r["steps_per_s"]]
+            ax.plot(xs, ys, marker="o", label=name, linewidth=2.5 if name.startswith("reflow") else 1)
+        ax.set(title=env_id, xlabel="envs", ylabel="env steps / s", xscale="log", yscale="log")
+        ax.set_xticks([r["num_envs"] for r in rows], [str(r["num_envs"]) for r in rows])
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few configs, 3 repeats")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--envs", nargs="*", default=list(STEPS))
+    parser.add_argument("--sizes", nargs="*", type=int, default=[8, 16, 32, 64])
+    parser.add_argument("--workers", nargs="*", type=int, default=[1, 2])
+    parser.add_argument("--no-ray", action="store_true", help="leave out the Ray systems")
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.sizes = 3, [8, 32]
+    register_ale()
+    actor_cls = None
+    if not args.no_ray:
+        import ray
+
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=False)
+        actor_cls = make_ray_actor_class()
+    configs = [(e, n) for e in args.envs for n in args.sizes]
+    results = []
+    for env_id, n in tqdm(configs, desc="configs"):
+        ray_per_env = not args.quick or n <= 8
+        rates = bench_config(env_id, n, args.repeats, args.workers, not args.no_ray, ray_per_env, actor_cls)
+        best_reflow = max(v for k, v in rates.items() if k.startswith("reflow"))
+        ray_rates = [v for k, v in rates.items() if k.startswith("ray")]
+        results.append({"env": env_id, "num_envs": n, "steps_per_s": rates,
+                        "reflow_vs_loop": best_reflow / rates["loop"],
+                        "reflow_vs_best_ray": best_reflow / max(ray_rates) if ray_rates else None})
+        tqdm.write(f"{env_id} {n}: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
+    names = list(results[0]["steps_per_s"])
+    print(f"\n{'env':<13}{'n':>4} " + "".join(f"{k:>12}" for k in names) + f"{'vs loop':>9}{'vs ray':>9}")
+    for r in results:
+        vs_ray = f"{r['reflow_vs_best_ray']:.2f}x" if r["reflow_vs_best_ray"] else "-"
+        print(f"{r['env']:<13}{r['num_envs']:>4} "
+              + "".join(f"{r['steps_per_s'].get(k, float('nan')):>12.0f}" for k in names)
+              + f"{r['reflow_vs_loop']:>8.2f}x{vs_ray:>9}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"cpus": os.cpu_count(), "repeats": args.repeats, "steps": STEPS, "quick": args.quick}
+    (args.out / "rl_sim_throughput.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    plot(results, args.out / "rl_sim_throughput.png")
+    print(f"wrote {args.out / 'rl_sim_throughput.json'} and {args.out / 'rl_sim_throughput.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""Reinforcement learning on reflow: env banks, a gymnasium vector env, batched inference, training.
+
+Importing this package is light (no torch): ``make_vec`` is all most training code needs.
+"""
+
+from reflow.rl.envs import make_vec
+
+__all__ = ["make_vec"]

@@ -1,0 +1,93 @@
+"""Stepping one contiguous slice of a bank's envs on shared arrays.
+
+The same ``SliceRunner`` runs in every worker process and in the parent (which steps slice 0 itself while the
+workers step theirs). It reads actions from and writes results to the shared views in place, so the only
+per-step traffic between processes is a wake-up. Auto-reset is done here, next to the env, in one of
+gymnasium's three modes:
+
+- NEXT_STEP (gymnasium's default): an env that ended is reset on the following step; that step's action is
+  ignored, its reward is 0 and its flags are False.
+- SAME_STEP: an env that ends is reset at once; the last observation of the episode goes to ``final_obs``.
+- DISABLED: nothing is reset automatically; ``reset(options={"reset_mask": mask})`` resets some envs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+NEXT_STEP, SAME_STEP, DISABLED = 0, 1, 2
+MODE_CODES = {AutoresetMode.NEXT_STEP: NEXT_STEP, AutoresetMode.SAME_STEP: SAME_STEP,
+              AutoresetMode.DISABLED: DISABLED}
+
+
+class SliceRunner:
+    """Envs ``lo..hi-1`` of a bank, stepped into the shared views ``arrays``."""
+
+    def __init__(self, envs: list[gym.Env[Any, Any]], lo: int, arrays: dict[str, np.ndarray[Any, Any]],
+                 mode: int, discrete: bool) -> None:
+        self.envs = envs
+        self.lo, self.hi = lo, lo + len(envs)
+        self.a = arrays
+        self.mode = mode
+        self.discrete = discrete
+        self.failed_env = -1  # the bank index of the env whose call raised, for the error message
+        self.pending = [False] * len(envs)  # NEXT_STEP: ended last step, reset on this one
+
+    def step(self) -> None:
+        # Results are collected in Python lists and written with one numpy call per array: a numpy scalar
+        # store per env and field costs more than CartPole's own step.
+        a, lo, hi = self.a, self.lo, self.hi
+        actions: Any = a["actions"][lo:hi].tolist() if self.discrete else a["actions"][lo:hi].copy()
+        mode, pending = self.mode, self.pending
+        obs: list[Any] = []
+        rews: list[SupportsFloat] = []
+        terms: list[bool] = []
+        truncs: list[bool] = []
+        r: SupportsFloat
+        for k, env in enumerate(self.envs):
+            self.failed_env = lo + k
+            if pending[k]:
+                o, _ = env.reset()
+                r, te, tr = 0.0, False, False
+                pending[k] = False
+            else:
+                o, r, te, tr, _ = env.step(actions[k])
+                if (te or tr) and mode != DISABLED:
+                    if mode == SAME_STEP:
+                        a["final_obs"][lo + k] = o
+                        o, _ = env.reset()
+                    else:
+                        pending[k] = True
+            obs.append(o)
+            rews.append(r)
+            terms.append(te)
+            truncs.append(tr)
+        self.failed_env = -1
+        a["obs"][lo:hi] = obs
+        a["rewards"][lo:hi] = rews
+        a["terminated"][lo:hi] = terms
+        a["truncated"][lo:hi] = truncs
+
+    def reset(self, options: dict[str, Any] | None) -> None:
+        a, lo = self.a, self.lo
+        masked = options is not None and "reset_mask" in options
+        rest = {k: v for k, v in (options or {}).items() if k != "reset_mask"} or None
+        for k, env in enumerate(self.envs):
+            i = lo + k
+            if masked and not a["reset_mask"][i]:
+                continue
+            self.failed_env = i
+            seed = int(a["seeds"][i]) if a["seeded"][i] else None
+            a["obs"][i], _ = env.reset(seed=seed, options=rest)
+            a["rewards"][i] = 0.0
+            a["terminated"][i] = a["truncated"][i] = False
+            self.pending[k] = False
+        self.failed_env = -1
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

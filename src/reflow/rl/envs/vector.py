@@ -1,0 +1,168 @@
+"""``make_vec``: the env bank behind gymnasium's ``VectorEnv`` interface, with episode statistics.
+
+Existing training code written for ``gymnasium.vector.SyncVectorEnv`` runs unchanged: batched spaces,
+``reset(seed=...)``, ``step(actions) -> (obs, rewards, terminations, truncations, infos)``, autoreset in any
+of gymnasium's modes (NEXT_STEP by default), ``close()`` and ``with``.
+
+Episode statistics follow ``gymnasium.wrappers.vector.RecordEpisodeStatistics`` exactly: on a step where
+some envs finish an episode, ``infos["episode"] = {"r": returns, "l": lengths, "t": seconds}`` (arrays over
+all envs, zero where the env did not finish) and ``infos["_episode"]`` is the mask of envs that finished. The
+same numbers are kept in ``return_queue`` / ``length_queue`` / ``time_queue`` (the last 100 episodes) and
+``episode_count``.
+
+What is not forwarded, for speed: the per-env ``info`` dicts of ``env.step``/``env.reset`` (gymnasium would
+merge them into arrays every step). With ``autoreset_mode=SAME_STEP`` the last observation of a finished
+episode is in ``infos["final_obs"]`` (an object array, None where the env did not finish) and
+``infos["_final_obs"]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from reflow.errors import EnvError
+from reflow.rl.envs.bank import EnvBank
+from reflow.rl.envs.slice import MODE_CODES
+from reflow.rl.envs.spec import EnvSpec
+
+QUEUE_LEN = 100
+
+
+class BankVectorEnv(VectorEnv[Any, Any, Any]):
+    """A gymnasium VectorEnv over an :class:`EnvBank`; build it with :func:`make_vec`."""
+
+    def __init__(self, specs: list[EnvSpec], num_workers: int = 1, seed: int = 0,
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, copy: bool = True) -> None:
+        mode = AutoresetMode(autoreset_mode)
+        self.bank = EnvBank(specs, num_workers=num_workers, seed=seed, autoreset_mode=MODE_CODES[mode])
+        self.num_envs = self.bank.num_envs
+        self.copy = copy
+        self.autoreset_mode = mode
+        self.metadata = {"autoreset_mode": mode}
+        self.render_mode = None
+        self.single_observation_space = self.bank.single_observation_space
+        self.single_action_space = self.bank.single_action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._first_seed: int | None = seed
+        n = self.num_envs
+        self.episode_returns = np.zeros(n, dtype=np.float64)
+        self.episode_lengths = np.zeros(n, dtype=np.int64)
+        self.episode_start_times = np.full(n, time.perf_counter())
+        self.prev_dones = np.zeros(n, dtype=bool)
+        self.episode_count = 0
+        self.return_queue: deque[float] = deque(maxlen=QUEUE_LEN)
+        self.length_queue: deque[int] = deque(maxlen=QUEUE_LEN)
+        self.time_queue: deque[float] = deque(maxlen=QUEUE_LEN)
+
+    def _obs(self) -> np.ndarray[Any, Any]:
+        obs = self.bank.arrays["obs"]
+        return obs.copy() if self.copy else obs
+
+    def reset(self, *, seed: int | list[int | None] | None = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the envs; an int seed s seeds env i with s + i (the first reset uses make_vec's seed)."""
+        if seed is None and self._first_seed is not None:
+            seed = self._first_seed
+        self._first_seed = None
+        seeds: list[int | None] | None
+        if seed is None:
+            seeds = None
+        elif isinstance(seed, int):
+            seeds = [seed + i for i in range(self.num_envs)]
+        else:
+            if len(seed) != self.num_envs:
+                raise EnvError(f"reset got {len(seed)} seeds for {self.num_envs} envs")
+            seeds = list(seed)
+        self.bank.reset(seeds, options)
+        mask = np.ones(self.num_envs, dtype=bool)
+        if options is not None and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"], dtype=bool)
+        self.episode_returns[mask] = 0.0
+        self.episode_lengths[mask] = 0
+        self.episode_start_times[mask] = time.perf_counter()
+        self.prev_dones[mask] = False
+        return self._obs(), {}
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        self.bank.step(np.asarray(actions))
+        a = self.bank.arrays
+        rewards = a["rewards"].copy()
+        terms = a["terminated"].copy()
+        truncs = a["truncated"].copy()
+        infos: dict[str, Any] = {}
+        dones = terms | truncs
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP and not self.prev_dones.any():
+            self.episode_returns += rewards
+            self.episode_lengths += 1
+        elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            live = ~self.prev_dones
+            self.episode_returns[self.prev_dones] = 0.0
+            self.episode_lengths[self.prev_dones] = 0
+            self.episode_start_times[self.prev_dones] = time.perf_counter()
+            self.episode_returns[live] += rewards[live]
+            self.episode_lengths[live] += 1
+        else:
+            self.episode_returns += rewards
+            self.episode_lengths += 1
+        self.prev_dones = dones
+        if dones.any():
+            self._record(infos, dones)
+            if self.autoreset_mode == AutoresetMode.SAME_STEP:
+                final = np.full(self.num_envs, None, dtype=object)
+                for i in np.flatnonzero(dones):
+                    final[i] = a["final_obs"][i].copy()
+                infos["final_obs"], infos["_final_obs"] = final, dones.copy()
+        return self._obs(), rewards, terms, truncs, infos
+
+    def _record(self, infos: dict[str, Any], dones: np.ndarray[Any, Any]) -> None:
+        seconds = np.round(time.perf_counter() - self.episode_start_times, 6)
+        infos["episode"] = {"r": np.where(dones, self.episode_returns, 0.0),
+                            "l": np.where(dones, self.episode_lengths, 0),
+                            "t": np.where(dones, seconds, 0.0)}
+        infos["_episode"] = dones.copy()
+        idx = np.flatnonzero(dones)
+        self.episode_count += len(idx)
+        self.return_queue.extend(self.episode_returns[idx].tolist())
+        self.length_queue.extend(self.episode_lengths[idx].tolist())
+        self.time_queue.extend(seconds[idx].tolist())
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            self.episode_returns[dones] = 0.0
+            self.episode_lengths[dones] = 0
+            self.episode_start_times[dones] = time.perf_counter()
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.bank.close()
+
+    def __enter__(self) -> BankVectorEnv:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def make_vec(env_id: str, num_envs: int, num_workers: int = 1, seed: int = 0,
+             **env_kwargs: Any) -> BankVectorEnv:
+    """``num_envs`` copies of gymnasium env ``env_id`` over ``num_workers`` processes (the caller's included).
+
+    Env i is seeded with ``seed + i`` on the first reset, so results are identical for any ``num_workers``.
+    ``autoreset_mode=`` and ``copy=`` are taken like gymnasium's; all other keyword arguments go to
+    ``gymnasium.make``. Raises EnvError for an unknown id or an env that cannot be made.
+    """
+    mode = env_kwargs.pop("autoreset_mode", AutoresetMode.NEXT_STEP)
+    copy = bool(env_kwargs.pop("copy", True))
+    if num_envs < 1:
+        raise EnvError(f"make_vec({env_id!r}) needs num_envs >= 1, got {num_envs}")
+    specs = [EnvSpec(env_id, dict(env_kwargs)) for _ in range(num_envs)]
+    return BankVectorEnv(specs, num_workers=num_workers, seed=seed, autoreset_mode=mode, copy=copy)
+
+
+__all__ = ["BankVectorEnv", "make_vec"]

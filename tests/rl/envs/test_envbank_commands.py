@@ -1,0 +1,30 @@
+"""``reflow envs``: runs, reports, and gives the same checksum for any number of workers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from reflow.cli import main
+
+
+def checksum(out: str) -> str:
+    m = re.search(r"reward checksum: (\S+)", out)
+    assert m is not None, out
+    return m.group(1)
+
+
+def test_envs_command_is_deterministic_across_workers(capsys: pytest.CaptureFixture[str],
+                                                      no_leaks: None) -> None:
+    assert main(["envs", "CartPole-v1", "-n", "4", "-w", "1", "--steps", "60", "--seed", "2"]) == 0
+    one = capsys.readouterr().out
+    assert main(["envs", "CartPole-v1", "-n", "4", "-w", "2", "--steps", "60", "--seed", "2"]) == 0
+    two = capsys.readouterr().out
+    assert "steps/s" in one and "episodes:" in one
+    assert checksum(one) == checksum(two)
+
+
+def test_envs_command_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["envs", "CartPol-v1"]) == 1
+    assert "did you mean CartPole-v1" in capsys.readouterr().err

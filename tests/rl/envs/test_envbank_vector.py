@@ -1,0 +1,110 @@
+"""make_vec against gymnasium's own SyncVectorEnv + RecordEpisodeStatistics, step by step, bit for bit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from reflow.errors import EnvError
+from reflow.rl import make_vec
+
+
+def reference(env_id: str, n: int, mode: AutoresetMode) -> gym.vector.VectorEnv:
+    env = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(n)], autoreset_mode=mode)
+    return gym.wrappers.vector.RecordEpisodeStatistics(env)
+
+
+def assert_same_run(ours: gym.vector.VectorEnv, ref: gym.vector.VectorEnv, steps: int, seed: int) -> None:
+    o1, _ = ours.reset(seed=seed)
+    o2, _ = ref.reset(seed=seed)
+    np.testing.assert_array_equal(o1, o2)
+    rng = np.random.default_rng(seed)
+    for t in range(steps):
+        actions = np.stack([ref.single_action_space.sample() for _ in range(ref.num_envs)]) if t % 7 else \
+            rng.integers(0, 2, ref.num_envs)
+        r1, r2 = ours.step(actions), ref.step(actions)
+        for a, b in zip(r1[:4], r2[:4], strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"step {t}")
+        assert ours.observation_space.contains(r1[0])
+        i1, i2 = r1[4], r2[4]
+        assert ("episode" in i1) == ("episode" in i2), f"step {t}"
+        if "episode" in i2:
+            np.testing.assert_array_equal(i1["_episode"], i2["_episode"])
+            for key in ("r", "l"):
+                np.testing.assert_array_equal(i1["episode"][key], i2["episode"][key])
+        if "final_obs" in i2:
+            for k in np.flatnonzero(i2["_final_obs"]):
+                np.testing.assert_array_equal(i1["final_obs"][k], i2["final_obs"][k])
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+@pytest.mark.parametrize("num_workers", [1, 3])
+def test_matches_gymnasium_sync_vector_env(mode: AutoresetMode, num_workers: int, no_leaks: None) -> None:
+    ref = reference("CartPole-v1", 7, mode)
+    with make_vec("CartPole-v1", 7, num_workers=num_workers, autoreset_mode=mode) as ours:
+        assert ours.metadata["autoreset_mode"] == mode
+        assert ours.observation_space == ref.observation_space
+        assert ours.action_space == ref.action_space
+        ref.action_space.seed(0)
+        assert_same_run(ours, ref, steps=250, seed=11)
+        assert list(ours.return_queue) == list(ref.return_queue)  # type: ignore[attr-defined]
+        assert list(ours.length_queue) == list(ref.length_queue)  # type: ignore[attr-defined]
+        assert ours.episode_count == ref.episode_count > 0  # type: ignore[attr-defined]
+
+
+def run_trajectory(num_workers: int, seed: int) -> list[np.ndarray[Any, Any]]:
+    out = []
+    with make_vec("CartPole-v1", 6, num_workers=num_workers, seed=seed) as env:
+        obs, _ = env.reset()  # the first reset uses make_vec's seed
+        out.append(obs)
+        for t in range(120):
+            obs, rew, term, trunc, _ = env.step(np.arange(6) % 2 ^ (t % 3 == 0))
+            out += [obs, rew, term, trunc]
+    return out
+
+
+def test_bit_identical_for_any_worker_count_and_rerun(no_leaks: None) -> None:
+    base = run_trajectory(1, seed=3)
+    for result in (run_trajectory(2, seed=3), run_trajectory(3, seed=3), run_trajectory(2, seed=3)):
+        assert len(result) == len(base)
+        for a, b in zip(base, result, strict=True):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    other = run_trajectory(1, seed=4)
+    assert base[0].tobytes() != other[0].tobytes()
+
+
+def test_seed_i_is_seed_plus_i() -> None:
+    with make_vec("CartPole-v1", 3, seed=10) as env:
+        obs, _ = env.reset()
+    for i in range(3):
+        single = gym.make("CartPole-v1")
+        np.testing.assert_array_equal(obs[i], single.reset(seed=10 + i)[0])
+
+
+def test_disabled_autoreset_and_reset_mask(no_leaks: None) -> None:
+    with make_vec("CartPole-v1", 4, num_workers=2, autoreset_mode=AutoresetMode.DISABLED) as env:
+        obs0, _ = env.reset(seed=[1, 2, 3, 4])
+        obs1, *_ = env.step(np.zeros(4, dtype=np.int64))
+        mask = np.array([True, False, False, True])
+        obs2, _ = env.reset(seed=[1, None, None, 4], options={"reset_mask": mask})
+        np.testing.assert_array_equal(obs2[mask], obs0[mask])
+        np.testing.assert_array_equal(obs2[~mask], obs1[~mask])
+
+
+def test_returned_obs_is_a_copy_by_default() -> None:
+    with make_vec("CartPole-v1", 2) as env:
+        obs, _ = env.reset()
+        before = obs.copy()
+        env.step(np.array([0, 1]))
+        np.testing.assert_array_equal(obs, before)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(EnvError, match="num_workers"):
+        make_vec("CartPole-v1", 2, num_workers=3)
+    with pytest.raises(EnvError, match="num_envs"):
+        make_vec("CartPole-v1", 0)
