@@ -11,7 +11,7 @@ class ReflowError(Exception):
     """Base class of every error raised by reflow."""
 
 
-# --- graph IR -------------------------------------------------------------------------------------------------
+# --- graph IR ---
 class GraphError(ReflowError):
     """A graph is malformed: unknown node or port, duplicate name."""
 
@@ -32,7 +32,7 @@ class CycleError(GraphError):
         self.cycle = cycle
 
 
-# --- reactors ---------------------------------------------------------------------------------------------------
+# --- reactors ---
 class ReactorError(ReflowError):
     """A reactor program is malformed (found while it is being built)."""
 
@@ -63,7 +63,7 @@ class LifecycleError(ReflowError):
     """An API call was made in a phase that does not allow it (e.g. connecting after the program started)."""
 
 
-# --- transport --------------------------------------------------------------------------------------------------
+# --- transport ---
 class TransportError(ReflowError):
     """Moving a message between processes failed."""
 
@@ -88,7 +88,7 @@ class WorkerCrashed(ReflowError):
     """A worker process died; the message names the reactors or envs it held."""
 
 
-# --- onnx -------------------------------------------------------------------------------------------------------
+# --- onnx ---
 class OnnxImportError(ReflowError):
     """An ONNX model cannot be imported (bad file, unsupported op, unknown shape)."""
 
@@ -97,7 +97,7 @@ class UnsupportedOpError(OnnxImportError):
     """An ONNX operator reflow does not implement; the message names the op and the node."""
 
 
-# --- rl ---------------------------------------------------------------------------------------------------------
+# --- rl ---
 class EnvError(ReflowError):
     """An environment cannot be made or stepped (unknown id, step raised, space mismatch)."""
 
