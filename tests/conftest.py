@@ -5,10 +5,21 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 
 import pytest
 
-from reflow.transport.shm import leaked_segments
+from reflow.transport.shm import PREFIX, leaked_segments
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a live process, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
 
 
 def child_pids() -> set[int]:
@@ -16,17 +27,37 @@ def child_pids() -> set[int]:
     me = os.getpid()
     out: set[int] = set()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, ppid = fields[0], int(fields[1])
-        if ppid == me and state != "Z":
+        if entry.isdigit() and (stat := _proc_stat(int(entry))) and stat[1] == me and stat[0] != "Z":
             out.add(int(entry))
     return out
+
+
+def _is_ours(segment: str) -> bool:
+    """A segment counts against this test run if its creator is this process, a descendant, or dead.
+
+    Segments of live unrelated processes (another test run on the same machine) are not ours to judge.
+    """
+    try:
+        creator = int(segment[len(PREFIX):].split("-", 1)[0])
+    except ValueError:
+        return True
+    if _proc_stat(creator) is None:
+        return True  # its creator died and left it behind
+    me, pid = os.getpid(), creator
+    while pid > 1:
+        if pid == me:
+            return True
+        stat = _proc_stat(pid)
+        if stat is None:
+            return False
+        pid = stat[1]
+    return False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _resource_tracker_running() -> None:
+    """Start Python's resource tracker once up front, so ``no_leaks`` never counts it as a leaked child."""
+    resource_tracker.ensure_running()
 
 
 @pytest.fixture
@@ -37,7 +68,7 @@ def no_leaks() -> Iterator[None]:
     yield
     deadline = time.monotonic() + 5.0
     while True:
-        new_shm = sorted(set(leaked_segments()) - shm_before)
+        new_shm = sorted(s for s in set(leaked_segments()) - shm_before if _is_ours(s))
         new_kids = sorted(child_pids() - kids_before)
         if not new_shm and not new_kids:
             return

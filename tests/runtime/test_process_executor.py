@@ -67,10 +67,16 @@ def test_killed_worker_stops_the_program_naming_the_reactor(no_leaks: None) -> N
     assert "exit code -9" in str(info.value)
 
 
-def test_placement_is_deterministic_and_balanced() -> None:
+def test_placement_spreads_heavy_work_and_keeps_cheap_chains_together() -> None:
     graph = reaction_graph_of(Fan(5))
-    a, b = place(graph, 3), place(graph, 3)
-    assert a == b and set(a.values()) == {0, 1, 2}
+    cheap = place(graph, 3)
+    heavy_graph = graph.with_costs({n.name: 1e-3 if "stages" in n.name else 1e-5 for n in graph})
+    heavy = place(heavy_graph, 3)
+    assert heavy == place(heavy_graph, 3)  # a pure function of the graph
+    assert {heavy[f"main.stages[{i}]"] for i in range(5)} == {0, 1, 2}  # 5 ms of stages spread over 3
+    # 10 us reactions are cheaper than a message: the critical chain gen -> stage 0 -> sink stays together
+    assert cheap["main.gen"] == cheap["main.stages[0]"] == cheap["main"]
+    assert place(graph, 2, local=["main.gen"])["main.gen"] == LOCAL
     with pytest.raises(ValueError, match="not in the program"):
         place(graph, 2, local=["main.nope"])
 

@@ -1,16 +1,16 @@
 """Placement: which worker process keeps which reactor.
 
-Policy. A reactor's state lives in exactly one process, so placement works on reactors, not reactions: a
-reactor's cost is the sum of the costs of its reactions in the reaction graph (declared, or measured and fed
-back with ``Graph.with_costs``). Reactors are placed largest first, each onto the least loaded worker
-(longest-processing-time-first, within 4/3 of the best balance); ties go to the lower reactor path and the
-lower worker index, so a placement is a pure function of the graph and the worker count. Reactors named in
-``local`` stay in the scheduler's process (worker ``-1``): this is how a program mixes threads and processes.
+Policy. A reactor's state lives in exactly one process, so placement works on reactors, not reactions: the
+reaction graph is contracted to one node per reactor (cost: the sum of its reactions' costs, declared or
+measured and fed back with ``Graph.with_costs``), reactors on a dependency cycle are contracted further into
+one group, and the graph passes place the groups: critical-path linear clustering keeps each heavy chain in
+one process, so none of its messages crosses a process boundary, and merging folds the clusters onto the
+workers by simulated makespan, with every cross-process message costing ``MESSAGE_LATENCY``. Cheap reactors
+therefore stay together, and only work that outweighs a message is spread out. Reactors named in ``local``
+stay in the scheduler's process (worker ``-1``): this is how a program mixes threads and processes.
 
-The brief asks for the graph passes ``reflow.graph.clustering.linear_clustering`` and
-``reflow.graph.merge.merge_clusters`` here (clustering along critical paths cuts messages between workers);
-they did not exist when this was written, so this balances cost only. Placement never changes results, only
-where reactions run: the scheduler's determinism does not depend on it.
+Every pass is deterministic, so a placement is a pure function of the graph and the worker count. Placement
+never changes results, only where reactions run: the scheduler's determinism does not depend on it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,14 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from reflow.graph import Graph
+from reflow.graph.clustering import linear_clustering
+from reflow.graph.contract import contract, cycle_groups
+from reflow.graph.cost import CommModel
+from reflow.graph.merge import merge_clusters
 
 LOCAL = -1
+MESSAGE_LATENCY = 15e-6  # seconds, one way, small message between processes (transport_latency)
+PROCESS_COMM = CommModel(latency=MESSAGE_LATENCY)
 
 
 def reactor_costs(graph: Graph) -> dict[str, float]:
@@ -31,8 +37,9 @@ def reactor_costs(graph: Graph) -> dict[str, float]:
     return costs
 
 
-def place(graph: Graph, workers: int, local: Collection[str] = ()) -> dict[str, int]:
-    """Map every reactor of ``graph`` to a worker index in ``range(workers)``, or ``LOCAL``."""
+def place(graph: Graph, workers: int, local: Collection[str] = (),
+          comm: CommModel = PROCESS_COMM) -> dict[str, int]:
+    """Map each reactor of the reaction graph ``graph`` to a worker in ``range(workers)``, or ``LOCAL``."""
     if workers < 1:
         raise ValueError(f"placement needs at least 1 worker process, got {workers}")
     costs = reactor_costs(graph)
@@ -40,10 +47,14 @@ def place(graph: Graph, workers: int, local: Collection[str] = ()) -> dict[str, 
     if unknown:
         raise ValueError(f"reactors {unknown} asked to stay local are not in the program; "
                          f"its reactors are {sorted(costs)}")
-    load = [0.0] * workers
     out = {path: LOCAL for path in local}
-    for path in sorted((p for p in costs if p not in out), key=lambda p: (-costs[p], p)):
-        w = min(range(workers), key=lambda i: (load[i], i))
-        out[path] = w
-        load[w] += costs[path]
+    remote = graph.subgraph(n.name for n in graph if str(n.attrs["reactor"]) not in out)
+    reactors = contract(remote, {n.name: str(n.attrs["reactor"]) for n in remote}, f"{graph.name}/reactors")
+    group_of = cycle_groups(reactors)
+    groups = contract(reactors, group_of, f"{graph.name}/groups")
+    clusters = merge_clusters(groups, linear_clustering(groups, comm), workers, comm).clusters
+    # Heaviest cluster first on worker 0, so a program's main chain lands in the same place every time.
+    ranked = sorted(clusters, key=lambda c: -sum(groups.node(g).cost for g in c))
+    worker_of_group = {g: w for w, cluster in enumerate(ranked) for g in cluster}
+    out.update((path, worker_of_group[group_of[path]]) for path in reactors.names)
     return out
