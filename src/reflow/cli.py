@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
+
+from reflow.errors import ReflowError
 
 # The front ends' command modules, in the order they appear in ``reflow --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -21,9 +24,12 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 EPILOG = """\
 examples:
-  reflow run examples/reactors/pipeline.py          run a reactor program
+  reflow run examples/reactors/pipeline.py --workers 2     run a reactor program on 2 threads
   reflow graph examples/reactors/pipeline.py --out g.svg   draw its reaction graph
-  reflow <command> --help                           options of one command
+  reflow parallelize model.onnx -o model_par.py --workers 4   parallel PyTorch code from ONNX
+  reflow envs CartPole-v1 --envs 64 --workers 2            env steps/s of an env bank
+  reflow train CartPole-v1 --algo ppo --seed 0             train, plot the learning curve
+  reflow <command> --help                                  options of one command
 """
 
 
@@ -37,10 +43,27 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"reflow {_version()}")
-    sub = parser.add_subparsers(title="commands", metavar="<command>")
+    sub = parser.add_subparsers(title="commands", metavar="<command>", dest="command")
     for mod in COMMAND_MODULES:
-        importlib.import_module(mod).register(sub)
+        try:
+            module = importlib.import_module(mod)
+        except ImportError as e:  # a missing optional dependency disables one command, not the CLI
+            _register_unavailable(sub, mod, e)
+            continue
+        module.register(sub)
     return parser
+
+
+def _register_unavailable(sub: Any, module: str, error: ImportError) -> None:
+    name = module.split(".")[-2]
+    why = f"unavailable: {error}; install the extras with `pip install -e '.[test]'`"
+    p = sub.add_parser(name, help=why, description=why)
+    p.set_defaults(func=lambda args: _fail(name, why))
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"reflow {command}: error: {message}", file=sys.stderr)
+    return 1
 
 
 def _version() -> str:
@@ -56,7 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    result: int = func(args)
+    try:
+        result: int = func(args)
+    except ReflowError as e:  # a user-facing error: its message says what is wrong and how to fix it
+        return _fail(args.command, str(e))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return result
 
 
