@@ -5,8 +5,9 @@ several seeds, reflow vs Stable-Baselines3 PPO with matching hyper-parameters (1
 rollout, 8 epochs, minibatch 256, lr 1e-3, gamma 0.99, lambda 0.95, clip 0.2, 64x64 tanh MLPs), interleaved.
 
 Part B: synchronized parallel Q-learning: N env actors, one learner, one synchronous update per step (the DQN
-loop of ``reflow.rl.train``). Only the env transport differs: reflow's env bank over 2 worker processes vs
-one Ray actor per env. Same seeds, same number of steps, interleaved repeats; ratio of medians.
+training program of ``reflow.rl.train``, run with ``train_on`` on an open vector env). Only the env transport
+differs: reflow's env bank over 2 worker processes vs one Ray actor per env. Same seeds, same number of
+steps, interleaved repeats; ratio of medians.
 
 RLlib is not run: ``import ray.rllib`` fails here (missing ``dm-tree`` and the rest of ``ray[rllib]``).
 
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from reflow.rl.algos.dqn import DQNConfig
-from reflow.rl.train import TrainConfig, _dqn_loop, train
+from reflow.rl.train import TrainConfig, train, train_on
 
 
 def reflow_ppo(seed: int, budget: int) -> float:
@@ -70,7 +71,8 @@ def sb3_ppo(seed: int, budget: int) -> float:
 
 
 class RayVec:
-    """One Ray actor per env, stepped synchronously: the interface the DQN loop needs (same-step reset)."""
+    """One Ray actor per env, stepped synchronously: the vector env interface ``train_on`` needs (same-step
+    reset, episode statistics in the infos)."""
 
     def __init__(self, env_id: str, n: int, seed: int) -> None:
         import ray
@@ -96,9 +98,11 @@ class RayVec:
 
         self.ray = ray
         self.actors = [EnvActor.remote(seed + i) for i in range(n)]  # type: ignore[attr-defined]
-        self.single_observation_space = gym.make(env_id).observation_space
+        self.num_envs = n
+        probe = gym.make(env_id)
+        self.single_observation_space, self.single_action_space = probe.observation_space, probe.action_space
 
-    def reset(self, seed: int) -> tuple[Any, dict[str, Any]]:
+    def reset(self, *, seed: int | None = None) -> tuple[Any, dict[str, Any]]:
         return np.stack(self.ray.get([a.reset.remote() for a in self.actors])), {}
 
     def step(self, actions: Any) -> tuple[Any, ...]:
@@ -123,16 +127,9 @@ def q_cfg(seed: int, actors: int, steps: int) -> TrainConfig:
 
 
 def timed_loop(cfg: TrainConfig, env: Any) -> tuple[float, list[float]]:
-    """Run the DQN loop on a started env (start-up is not timed for either side)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    """Run the DQN training program on a started env (start-up is not timed for either side)."""
     t0 = time.perf_counter()
-    try:
-        r = _dqn_loop(cfg, env, 4, 2, lambda s, m: None)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(False)
+    r = train_on(env, cfg)
     return time.perf_counter() - t0, r.episode_returns
 
 
@@ -150,7 +147,7 @@ def reflow_q(seed: int, actors: int, steps: int) -> tuple[float, list[float]]:
 def ray_q(seed: int, actors: int, steps: int) -> tuple[float, list[float]]:
     cfg = q_cfg(seed, actors, steps)
     env = RayVec(cfg.env_id, actors, seed)
-    env.reset(seed)  # actor start-up is not timed
+    env.reset(seed=seed)  # actor start-up is not timed
     result = timed_loop(cfg, env)
     for a in env.actors:
         env.ray.kill(a)

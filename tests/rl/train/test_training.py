@@ -34,19 +34,21 @@ def test_ppo_bit_identical_for_workers_and_reruns() -> None:
     again = train(cfg)
     two = train(TrainConfig(**{**cfg.__dict__, "num_workers": 2}))
     assert _same_weights(one, again) and _same_weights(one, two)
-    assert one.episode_returns == again.episode_returns == two.episode_returns
+    assert one.episode_returns == again.episode_returns == two.episode_returns and one.curve == two.curve
     other_seed = train(TrainConfig(**{**cfg.__dict__, "seed": 8}))
     assert not _same_weights(one, other_seed)
 
 
 @pytest.mark.usefixtures("no_leaks")
-def test_dqn_bit_identical_for_workers_and_trains() -> None:
+def test_dqn_bit_identical_for_workers_and_reruns_and_trains() -> None:
     dqn = DQNConfig(learning_starts=200, batch_size=32, target_every=20)
     cfg = TrainConfig(algo="dqn", num_envs=4, total_steps=2000, target_return=None, seed=3, dqn=dqn)
     one = train(cfg)
+    again = train(cfg)
     two = train(TrainConfig(**{**cfg.__dict__, "num_workers": 2}))
-    assert _same_weights(one, two)
-    assert one.episode_returns == two.episode_returns and len(one.episode_returns) > 10
+    assert _same_weights(one, again) and _same_weights(one, two)
+    assert one.episode_returns == again.episode_returns == two.episode_returns
+    assert len(one.episode_returns) > 10 and one.curve == two.curve
     init = train(TrainConfig(**{**cfg.__dict__, "total_steps": 4}))
     assert not _same_weights(one, init)  # the learner did update and publish
 
