@@ -9,9 +9,12 @@ training program of ``reflow.rl.train``, run with ``train_on`` on an open vector
 differs: reflow's env bank over 2 worker processes vs one Ray actor per env. Same seeds, same number of
 steps, interleaved repeats; ratio of medians.
 
-RLlib is not run: ``import ray.rllib`` fails here (missing ``dm-tree`` and the rest of ``ray[rllib]``).
+Part A also runs RLlib PPO (new API stack, same hyper-parameters, ``benchmarks/rllib_ppo.py``) in a
+subprocess per seed, from its own venv ``.venv-rllib`` made on first use (``ray[rllib]`` pins gymnasium 1.2,
+reflow runs on 1.4). RLlib's clock starts after ``build_algo()`` (its env-runner actor is up); reflow's and
+SB3's include their env start-up. ``--no-rllib`` skips it.
 
-Usage: flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/rl_training.py [--quick]
+Usage: flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/rl_training.py [--quick] [--no-rllib]
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -154,6 +159,30 @@ def ray_q(seed: int, actors: int, steps: int) -> tuple[float, list[float]]:
     return result
 
 
+RLLIB_VENV = Path(".venv-rllib")
+
+
+def ensure_rllib_venv() -> Path:
+    """The RLlib venv's python, made on first use: ray[rllib] at the same Ray version, torch 2.13.0 CPU."""
+    import ray
+
+    python = RLLIB_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"making {RLLIB_VENV} for RLlib (a few minutes, once)")
+        subprocess.run([sys.executable, "-m", "venv", str(RLLIB_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-c", "constraints.txt",
+                        f"ray[rllib]=={ray.__version__}", "torch==2.13.0"], check=True)
+    return python
+
+
+def rllib_ppo(seed: int, budget: int) -> float:
+    """Seconds for RLlib PPO (same hyper-parameters) to reach 475, in a subprocess of its own venv."""
+    script = Path(__file__).with_name("rllib_ppo.py")
+    cmd = [str(ensure_rllib_venv()), str(script), "--seeds", str(seed), "--budget", str(budget)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["seconds"])
+
+
 def median_finite(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -162,16 +191,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 seeds, short Q-learning runs")
     ap.add_argument("--out", type=Path, default=Path("results/rl_training.json"))
+    ap.add_argument("--no-rllib", action="store_true", help="skip the RLlib PPO column")
     args = ap.parse_args()
     seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
     budget = 500_000
     rows: dict[str, Any] = {"ppo": [], "q": []}
     runners: list[tuple[str, Callable[[int, int], float]]] = [("reflow", reflow_ppo), ("sb3", sb3_ppo)]
+    if not args.no_rllib:
+        runners.append(("rllib", rllib_ppo))
     for seed in seeds:
         for name, fn in runners if seed % 2 == 0 else runners[::-1]:
             s = fn(seed, budget)
             rows["ppo"].append({"impl": name, "seed": seed, "seconds": s})
-            print(f"ppo {name:6s} seed {seed}: {s:.2f} s to 475")
+            print(f"ppo {name:6s} seed {seed}: {s:.2f} s to 475", flush=True)
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -185,12 +217,15 @@ def main() -> None:
             print(f"sync Q-learning {qname:6s} rep {rep}: {q_s:.2f} s, {len(rets)} episodes")
     ray.shutdown()
     med = {f"ppo_{n}": median_finite([r["seconds"] for r in rows["ppo"] if r["impl"] == n])
-           for n in ("reflow", "sb3")}
+           for n, _ in runners}
     med.update({f"q_{n}": median_finite([r["seconds"] for r in rows["q"] if r["impl"] == n])
                 for n in ("reflow", "ray")})
     print("\n| benchmark | reflow median s | peer median s | reflow / peer |\n|---|---|---|---|")
     print(f"| PPO to 475 vs SB3 | {med['ppo_reflow']:.2f} | {med['ppo_sb3']:.2f} | "
           f"{med['ppo_reflow'] / med['ppo_sb3']:.3f} |")
+    if "ppo_rllib" in med:
+        print(f"| PPO to 475 vs RLlib | {med['ppo_reflow']:.2f} | {med['ppo_rllib']:.2f} | "
+              f"{med['ppo_reflow'] / med['ppo_rllib']:.3f} |")
     print(f"| sync Q-learning vs Ray | {med['q_reflow']:.2f} | {med['q_ray']:.2f} | "
           f"{med['q_reflow'] / med['q_ray']:.3f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)

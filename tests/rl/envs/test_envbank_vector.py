@@ -108,3 +108,20 @@ def test_bad_arguments() -> None:
         make_vec("CartPole-v1", 2, num_workers=3)
     with pytest.raises(EnvError, match="num_envs"):
         make_vec("CartPole-v1", 0)
+
+
+def test_gymnasium_vector_wrappers_run_on_it_unchanged(no_leaks: None) -> None:
+    """Existing training code wraps vector envs; gymnasium's own wrappers must see no difference."""
+    def wrapped(env: gym.vector.VectorEnv) -> gym.vector.VectorEnv:
+        env = gym.wrappers.vector.NormalizeObservation(env)
+        env = gym.wrappers.vector.ClipReward(env, min_reward=-0.5, max_reward=0.5)
+        return gym.wrappers.vector.TransformObservation(env, lambda o: o * 2.0, env.observation_space)
+
+    ref = wrapped(gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(4)]))
+    with make_vec("CartPole-v1", 4, num_workers=2) as bank:
+        ours = wrapped(bank)
+        np.testing.assert_array_equal(ours.reset(seed=3)[0], ref.reset(seed=3)[0])
+        for t in range(60):
+            actions = np.array([t % 2, 1, 0, (t // 3) % 2])
+            for a, b in zip(ours.step(actions)[:4], ref.step(actions)[:4], strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"step {t}")
