@@ -224,3 +224,53 @@ def test_dead_subscriber_is_dropped_and_its_blocks_freed(no_leaks: None) -> None
 def test_inline_limit_must_fit_one_socket_frame(no_leaks: None) -> None:
     with pytest.raises(ValueError, match="inline_bytes"):
         Publisher(unique("frame"), inline_bytes=1 << 20)
+
+
+def _publish_later(pub: Publisher, value: Any, delay: float) -> threading.Thread:
+    t = threading.Timer(delay, pub.publish, (value,))
+    t.start()
+    return t
+
+
+def test_subscriber_spins_only_while_its_peer_answers_fast(no_leaks: None) -> None:
+    topic = unique("spin")
+    with Publisher(topic) as pub, Subscriber(topic, spin=0.5) as sub:
+        sub.wait_connected()
+        pub.wait_for_subscribers(1)
+        t = _publish_later(pub, 1, 1.0)  # waits longer than the spin: spins, gives up, sleeps
+        assert sub.recv(timeout=10) == 1 and sub.spun == 0
+        t.join()
+        t = _publish_later(pub, 2, 0.05)  # would be caught spinning, but the last wait was long: sleeps
+        assert sub.recv(timeout=10) == 2 and sub.spun == 0
+        t.join()
+        t = _publish_later(pub, 3, 0.05)  # the last wait was short: spins, and catches it
+        assert sub.recv(timeout=10) == 3 and sub.spun == 1
+        t.join()
+
+
+def test_subscriber_with_spin_zero_never_spins(no_leaks: None) -> None:
+    topic = unique("nospin")
+    with Publisher(topic) as pub, Subscriber(topic, spin=0) as sub:
+        sub.wait_connected()
+        pub.wait_for_subscribers(1)
+        for i in range(3):
+            t = _publish_later(pub, i, 0.02)
+            assert sub.recv(timeout=10) == i
+            t.join()
+        assert sub.spun == 0
+
+
+def test_recv_with_zero_timeout_on_an_empty_topic_times_out(no_leaks: None) -> None:
+    topic = unique("empty")
+    with Publisher(topic) as pub, Subscriber(topic) as sub:
+        sub.wait_connected()
+        pub.wait_for_subscribers(1)
+        pub.publish("hello")
+        assert sub.recv(timeout=5) == "hello"
+        with pytest.raises(TimeoutError, match=topic):
+            sub.recv(timeout=0)
+
+
+def test_negative_spin_is_refused() -> None:
+    with pytest.raises(ValueError, match="spin"):
+        Subscriber(unique("neg"), spin=-1)

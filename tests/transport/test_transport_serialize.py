@@ -97,3 +97,13 @@ def test_object_arrays_are_pickled_not_sent_raw() -> None:
     arr = np.array([{"a": 1}, "s"], dtype=object)
     kind, back = roundtrip(arr)
     assert kind == "small" and list(back) == list(arr)  # type: ignore[call-overload]
+
+
+def test_raw_headers_are_cached_per_layout_without_mixing_layouts() -> None:
+    arrays = [np.zeros((2, 3), np.float32), np.zeros((3, 2), np.float32), np.zeros((2, 3), np.int32)]
+    for _ in range(2):  # the second pass reads every header from the caches
+        for a in arrays:
+            kind, back = roundtrip(a)
+            assert isinstance(back, np.ndarray) and (back.dtype, back.shape) == (a.dtype, a.shape)
+        kind, back = roundtrip(torch.zeros(2, 3))  # same dtype and shape as arrays[0], but a tensor
+        assert kind == "raw" and isinstance(back, torch.Tensor) and back.shape == (2, 3)

@@ -66,3 +66,32 @@ def test_reader_sees_writer_bytes_and_releases(no_leaks: None) -> None:
         reader.release(block.id, 2)
         reader.close()
         assert store.reclaim() == 1
+
+
+def test_each_block_starts_held_by_exactly_its_readers(no_leaks: None) -> None:
+    with ObjectStore(4096, max_readers=4, max_blocks=8) as store:
+        a = store.alloc(64, [0, 2])
+        b = store.alloc(64, [1])
+        c = store.alloc(64, [0, 2])  # the same reader set again (its row is cached)
+        assert store.flags[a.id].tolist() == [0, 1, 0, 1]
+        assert store.flags[b.id].tolist() == [1, 0, 1, 1]
+        assert store.flags[c.id].tolist() == [0, 1, 0, 1]
+        store.flags[a.id, 0] = 1
+        assert store.reclaim() == 0  # reader 2 still holds a
+        store.flags[a.id, 2] = 1
+        assert store.reclaim() == 1
+
+
+def test_a_lease_releases_its_block_when_the_last_view_goes(no_leaks: None) -> None:
+    with ObjectStore(4096, max_readers=2, max_blocks=8) as store:
+        block = store.alloc(256, [1])
+        reader = StoreReader(store.name, 2, 8)
+        lease = reader.lease(block.id, 1, block.offset, 256)
+        halves = [lease[:128], lease[128:]]
+        del lease
+        assert store.reclaim() == 0  # the halves keep the lease alive
+        halves.pop()
+        assert store.reclaim() == 0
+        halves.pop()
+        assert store.reclaim() == 1
+        reader.close()

@@ -4,6 +4,7 @@ A ``Channel`` named ``n`` has two sides, ``"a"`` and ``"b"``: side ``a`` publish
 to ``n/b``, side ``b`` the reverse, so both directions get the eager protocol of ``pubsub`` (inline small
 messages, store handles for large ones) and each side owns the store it sends from. Unlike a topic, a channel
 never drops a message: ``connect`` waits until both directions are connected before anything is sent.
+``spin`` is the receiving side's spin before sleeping (see ``pubsub``); other options go to the publisher.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Literal
 
-from reflow.transport.pubsub import Publisher, Subscriber
+from reflow.transport.pubsub import SPIN, Publisher, Subscriber
 
 Side = Literal["a", "b"]
 
@@ -19,12 +20,13 @@ Side = Literal["a", "b"]
 class Channel:
     """One side of a named two-way channel; use as a context manager (it connects on entry)."""
 
-    def __init__(self, name: str, side: Side, bus: str = "default", **options: Any) -> None:
+    def __init__(self, name: str, side: Side, bus: str = "default", *, spin: float = SPIN,
+                 **options: Any) -> None:
         other = "b" if side == "a" else "a"
         self.name, self.side = name, side
         self.out = Publisher(f"{name}/{side}", bus, **options)
         try:
-            self.inp = Subscriber(f"{name}/{other}", bus)
+            self.inp = Subscriber(f"{name}/{other}", bus, spin=spin)
         except BaseException:
             self.out.close()
             raise

@@ -15,6 +15,10 @@ A non-contiguous array cannot be described by dtype + shape + one buffer; it is 
 copy, counted in ``Stats.copied_noncontiguous``) so that sending never fails for a layout reason. An object
 pickle cannot handle raises ``SerializationError`` naming its type.
 
+A stream of arrays usually repeats one dtype and shape, so the ``raw`` header is cached both ways (pickled
+once per dtype/shape, parsed once per distinct header): a message then costs dictionary lookups, not pickle
+calls.
+
 The choice is visible: ``Encoded.kind`` says which encoding was used, every encoder keeps a ``Stats`` count
 per kind, and the ``reflow.transport`` logger prints the choice at DEBUG level.
 """
@@ -37,6 +41,9 @@ log = logging.getLogger("reflow.transport")
 Kind = Literal["raw", "oob", "small"]
 KINDS: tuple[Kind, ...] = ("raw", "oob", "small")
 OOB_MIN = 2048  # bytes: smaller array buffers inside a structure stay in the pickle stream
+HEADER_CACHE = 256  # distinct raw headers remembered per direction (the caches are emptied when full)
+_raw_headers: dict[tuple[str, tuple[int, ...], bool], bytes] = {}
+_raw_layouts: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], bool]] = {}
 
 
 @dataclass
@@ -94,7 +101,12 @@ def encode(obj: Any, stats: Stats | None = None) -> Encoded:
     found = _as_array(obj, stats)
     if found is not None:
         arr, is_torch = found
-        header = pickle.dumps((arr.dtype.str, arr.shape, is_torch), protocol=5)
+        key = (arr.dtype.str, arr.shape, is_torch)
+        header = _raw_headers.get(key)
+        if header is None:
+            if len(_raw_headers) >= HEADER_CACHE:
+                _raw_headers.clear()
+            header = _raw_headers[key] = pickle.dumps(key, protocol=5)
         enc = Encoded("raw", header, (arr.reshape(-1).view(np.uint8).data,) if arr.nbytes else ())
     else:
         buffers: list[pickle.PickleBuffer] = []
@@ -125,9 +137,15 @@ def encode(obj: Any, stats: Stats | None = None) -> Encoded:
 def decode(kind: Kind, header: bytes, buffers: list[Any]) -> Any:
     """Rebuild a value; array data is not copied: the result views ``buffers``."""
     if kind == "raw":
-        dtype, shape, is_torch = pickle.loads(header)
+        layout = _raw_layouts.get(header)
+        if layout is None:
+            if len(_raw_layouts) >= HEADER_CACHE:
+                _raw_layouts.clear()
+            dtype, shape, is_torch = pickle.loads(header)
+            layout = _raw_layouts[header] = (np.dtype(dtype), shape, is_torch)
+        dt, shape, is_torch = layout
         data = buffers[0] if buffers else b""
-        arr = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
+        arr = np.frombuffer(data, dtype=dt).reshape(shape)
         if is_torch:
             import torch
 

@@ -10,6 +10,9 @@ and sets every other byte; a reader sets its own byte when it no longer needs th
 single writer at a time, so no lock or atomic instruction is needed: the count of a block is the number of
 cleared bytes in its row, and the sender frees the block once the row is all ones. Readers release
 automatically: the arrays handed to user code carry a finalizer that sets the byte when the last view goes.
+The table is read and written through a plain memoryview of bytes, not numpy: a message touches it three or
+four times, and a numpy call on a 32-byte row (fancy indexing above all) costs microseconds where a slice
+assignment or a bytes compare costs a fraction of one. ``flags`` (numpy) stays for bulk and test access.
 
 Allocation is first fit over a sorted free list with coalescing, done only by the owning sender, after
 reclaiming released blocks (so the same warm pages are reused). When no block fits, it waits for readers:
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import time
+import weakref
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -62,6 +66,9 @@ class ObjectStore:
         self.segment = SharedSegment.create(self.table_bytes + self.capacity)
         self.flags = self.segment.ndarray((max_blocks, max_readers), np.uint8)
         self.flags[:] = 1
+        self._table = self.segment.buf[:max_blocks * max_readers]
+        self._done = b"\1" * max_readers  # a row all of whose readers released
+        self._rows: dict[tuple[int, ...], bytes] = {}  # readers -> the row a new block starts with
         self._free: list[tuple[int, int]] = [(self.table_bytes, self.capacity)]  # sorted (offset, size)
         self._live: dict[int, Block] = {}
         self._free_ids = list(range(max_blocks - 1, -1, -1))
@@ -80,7 +87,8 @@ class ObjectStore:
 
     def reclaim(self) -> int:
         """Free every block all of whose readers released it; returns how many were freed."""
-        done = [b for b in self._live.values() if self.flags[b.id].all()]
+        r, table, all_done = self.max_readers, self._table, self._done
+        done = [b for b in self._live.values() if table[b.id * r:(b.id + 1) * r].tobytes() == all_done]
         for b in done:
             self._release_block(b)
         return len(done)
@@ -120,10 +128,22 @@ class ObjectStore:
                 )
             time.sleep(pause)
             pause = min(pause * 2, 1e-3)
-        self.flags[block.id] = 1
-        if readers:
-            self.flags[block.id, readers] = 0
+        r = self.max_readers
+        self._table[block.id * r:(block.id + 1) * r] = self._row(readers)
         return block
+
+    def _row(self, readers: list[int]) -> bytes:
+        """The release row of a block held by ``readers`` (cached: the set of readers rarely changes)."""
+        key = tuple(readers)
+        row = self._rows.get(key)
+        if row is None:
+            if len(self._rows) > 64:
+                self._rows.clear()
+            cleared = bytearray(self._done)
+            for reader in readers:
+                cleared[reader] = 0
+            row = self._rows[key] = bytes(cleared)
+        return row
 
     def _try_alloc(self, size: int) -> Block | None:
         if not self._free_ids:
@@ -153,6 +173,7 @@ class ObjectStore:
             del self._free[i]
 
     def close(self) -> None:
+        self._table.release()
         del self.flags
         self.segment.close()
 
@@ -165,19 +186,39 @@ class ObjectStore:
 
 
 class StoreReader:
-    """A reader's mapping of another process's arena: zero-copy views on blocks, and release of them."""
+    """A reader's mapping of another process's arena: zero-copy views on blocks, and release of them.
+
+    ``lease`` hands out one byte view covering a whole message; every array decoded from the message is a
+    slice of it (numpy keeps it as their ``base``), so when the last of them is garbage collected the view
+    dies and a weak-reference callback sets this reader's byte for the block. One weak reference per
+    message, however many arrays it holds."""
 
     def __init__(self, name: str, max_readers: int, max_blocks: int) -> None:
         self.segment = SharedSegment.attach(name)
-        self.flags: np.ndarray[Any, Any] | None = self.segment.ndarray((max_blocks, max_readers), np.uint8)
+        self.max_readers = max_readers
+        self.flags: memoryview | None = self.segment.buf[:max_blocks * max_readers]
+        # id(weak reference to a live view) -> (that reference, the view's flag index); arrays are unhashable
+        self._leases: dict[int, tuple[weakref.ref[np.ndarray[Any, Any]], int]] = {}
 
     def buffer(self, offset: int, size: int) -> np.ndarray[Any, Any]:
         return self.segment.ndarray((size,), np.uint8, offset)
 
+    def lease(self, block_id: int, reader: int, offset: int, size: int) -> np.ndarray[Any, Any]:
+        """A view on a block that releases it for ``reader`` once it (and every view made from it) is gone."""
+        view = self.buffer(offset, size)
+        ref = weakref.ref(view, self._expired)
+        self._leases[id(ref)] = (ref, block_id * self.max_readers + reader)
+        return view
+
+    def _expired(self, ref: weakref.ref[np.ndarray[Any, Any]]) -> None:
+        _, index = self._leases.pop(id(ref))
+        if self.flags is not None:
+            self.flags[index] = 1
+
     def release(self, block_id: int, reader: int) -> None:
         """Mark a block done for ``reader``; after ``close`` a no-op (the sender dropped this reader)."""
         if self.flags is not None:
-            self.flags[block_id, reader] = 1
+            self.flags[block_id * self.max_readers + reader] = 1
 
     def close(self) -> None:
         """Stop releasing; the mapping itself stays until the last array viewing it is gone."""
