@@ -1,7 +1,8 @@
 """Benchmark 3: training wall time.
 
 Part A: PPO wall time to reach CartPole-v1's return threshold (mean of the last 20 episodes >= 475) over
-several seeds, reflow vs Stable-Baselines3 PPO with matching hyper-parameters (16 envs, 64 steps per env per
+several seeds: reflow with its envs in the calling process (``reflow``) and over 2 worker processes
+(``reflow_w2``) vs Stable-Baselines3 PPO with matching hyper-parameters (16 envs, 64 steps per env per
 rollout, 8 epochs, minibatch 256, lr 1e-3, gamma 0.99, lambda 0.95, clip 0.2, 64x64 tanh MLPs), interleaved.
 
 Part B: synchronized parallel Q-learning: N env actors, one learner, one synchronous update per step (the DQN
@@ -37,11 +38,13 @@ from reflow.rl.algos.dqn import DQNConfig
 from reflow.rl.train import TrainConfig, train, train_on
 
 
-def reflow_ppo(seed: int, budget: int) -> float:
-    """Seconds for reflow PPO to reach 475 (inf if it does not within ``budget`` steps)."""
-    t0 = time.perf_counter()
-    r = train(TrainConfig(seed=seed, total_steps=budget, num_workers=2))
-    return time.perf_counter() - t0 if r.reached_target else float("inf")
+def reflow_ppo(workers: int) -> Callable[[int, int], float]:
+    """Seconds for reflow PPO with envs on ``workers`` processes to reach 475 (inf if not within budget)."""
+    def timed(seed: int, budget: int) -> float:
+        t0 = time.perf_counter()
+        r = train(TrainConfig(seed=seed, total_steps=budget, num_workers=workers))
+        return time.perf_counter() - t0 if r.reached_target else float("inf")
+    return timed
 
 
 def sb3_ppo(seed: int, budget: int) -> float:
@@ -196,7 +199,8 @@ def main() -> None:
     seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
     budget = 500_000
     rows: dict[str, Any] = {"ppo": [], "q": []}
-    runners: list[tuple[str, Callable[[int, int], float]]] = [("reflow", reflow_ppo), ("sb3", sb3_ppo)]
+    runners: list[tuple[str, Callable[[int, int], float]]] = [
+        ("reflow", reflow_ppo(1)), ("reflow_w2", reflow_ppo(2)), ("sb3", sb3_ppo)]
     if not args.no_rllib:
         runners.append(("rllib", rllib_ppo))
     for seed in seeds:
@@ -221,11 +225,11 @@ def main() -> None:
     med.update({f"q_{n}": median_finite([r["seconds"] for r in rows["q"] if r["impl"] == n])
                 for n in ("reflow", "ray")})
     print("\n| benchmark | reflow median s | peer median s | reflow / peer |\n|---|---|---|---|")
-    print(f"| PPO to 475 vs SB3 | {med['ppo_reflow']:.2f} | {med['ppo_sb3']:.2f} | "
-          f"{med['ppo_reflow'] / med['ppo_sb3']:.3f} |")
-    if "ppo_rllib" in med:
-        print(f"| PPO to 475 vs RLlib | {med['ppo_reflow']:.2f} | {med['ppo_rllib']:.2f} | "
-              f"{med['ppo_reflow'] / med['ppo_rllib']:.3f} |")
+    for ours in ("reflow", "reflow_w2"):
+        for peer in ("sb3", "rllib"):
+            if f"ppo_{peer}" in med:
+                a, b = med[f"ppo_{ours}"], med[f"ppo_{peer}"]
+                print(f"| PPO to 475, {ours} vs {peer} | {a:.2f} | {b:.2f} | {a / b:.3f} |")
     print(f"| sync Q-learning vs Ray | {med['q_reflow']:.2f} | {med['q_ray']:.2f} | "
           f"{med['q_reflow'] / med['q_ray']:.3f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
