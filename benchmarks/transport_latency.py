@@ -4,12 +4,15 @@ Round-trip latency (p50, p99) and throughput between two processes, for payloads
 and 64 MB, as one numpy array and as a dict of four arrays. A child process echoes every message back, so one
 round trip moves the payload twice; the bound printed next to each size is two memcpys of it (one per
 direction), the least any transport that hands the receiver its own copy must pay. Peers, in the same run,
-all with the same echo child: ``multiprocessing.Queue``, ``multiprocessing.Pipe``, pyzmq over ``ipc://``
-(multipart with pickle-5 out-of-band buffers, zero-copy frames: zmq at its best), Ray (``ray.put`` + an
-actor method that returns the value), Cyclone DDS, Eclipse Zenoh and iceoryx2 (see ``transport_peers`` for
-how each is driven and why). Peers are interleaved in every repeat; the table reports medians.
+all with the same echo child: ``reflow loan`` (reflow's loan API: the sender writes each payload into a block
+loaned from its store and sends it without a copy, the echo copies into a loan of its own; arrays only),
+``multiprocessing.Queue``, ``multiprocessing.Pipe``, pyzmq over ``ipc://`` (multipart with pickle-5
+out-of-band buffers, zero-copy frames: zmq at its best), Ray (``ray.put`` + an actor method that returns the
+value), Cyclone DDS, Eclipse Zenoh and iceoryx2 (see ``transport_peers`` for how each is driven and why).
+Peers are interleaved in every repeat; the table reports medians.
 
     flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/transport_latency.py [--quick] [--peers a,b,...]
+        [--sizes 1MB,16MB,64MB] [--kinds array]
 
 Writes results/transport_latency.json and results/transport_latency.png (copy to docs/img/ for the docs).
 """
@@ -63,14 +66,20 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repeats, sizes up to 16 MB")
     ap.add_argument("--peers", default=",".join(tp.ALL), help="comma-separated subset of " + ",".join(tp.ALL))
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats per size (default 5)")
+    names = ",".join(label(n).replace(" ", "") for n in SIZES)
+    ap.add_argument("--sizes", help=f"comma-separated subset of {names} (default: all; --quick: up to 16MB)")
+    ap.add_argument("--kinds", default="array,dict", help="payload kinds to run: array, dict or both")
     ap.add_argument("--out", default="results/transport_latency.json")
     args = ap.parse_args()
     sizes = SIZES[:4] if args.quick else SIZES
+    if args.sizes:
+        by_label = {label(n).replace(" ", ""): n for n in SIZES}
+        sizes = [by_label[x.strip().replace(" ", "")] for x in args.sizes.split(",")]
     repeats = 2 if args.quick else args.repeats
     peers, skipped = tp.start_peers(args.peers.split(","))
     rows: list[dict[str, Any]] = []
     try:
-        for kind in ("array", "dict"):
+        for kind in args.kinds.split(","):
             for size in sizes:
                 msg = payload(kind, size)
                 n = rounds_for(size, args.quick)
@@ -79,6 +88,9 @@ def main() -> None:
                 for _ in tqdm(range(repeats), desc=f"{kind} {label(size)}", leave=False):
                     for p in peers:
                         if p.name in failed:
+                            continue
+                        if kind not in p.kinds:
+                            failed[p.name] = f"{kind} payloads not run ({', '.join(p.kinds)} only)"
                             continue
                         if size > p.max_size:
                             failed[p.name] = f"not run above {label(p.max_size)} (too slow; transport_peers)"
@@ -112,17 +124,17 @@ def main() -> None:
 
 
 def report(rows: list[dict[str, Any]], skipped: dict[str, str]) -> None:
-    print(f"\n{'payload':>14} {'peer':>9} {'p50 us':>10} {'p99 us':>10} {'MB/s':>8} {'x bound':>8} "
+    print(f"\n{'payload':>14} {'peer':>11} {'p50 us':>10} {'p99 us':>10} {'MB/s':>8} {'x bound':>8} "
           f"{'x reflow':>9}")
     ref = {(r["kind"], r["size"]): r.get("p50_s") for r in rows if r["peer"] == "reflow"}
     for r in rows:
         name = f"{r['kind']} {label(r['size'])}"
         if "error" in r:
-            print(f"{name:>14} {r['peer']:>9}  failed: {r['error'][:60]}")
+            print(f"{name:>14} {r['peer']:>11}  failed: {r['error'][:60]}")
             continue
         mine = ref.get((r["kind"], r["size"]))
         vs = f"{r['p50_s'] / mine:9.2f}" if mine else f"{'-':>9}"
-        print(f"{name:>14} {r['peer']:>9} {r['p50_s'] * 1e6:10.1f} {r['p99_s'] * 1e6:10.1f} "
+        print(f"{name:>14} {r['peer']:>11} {r['p50_s'] * 1e6:10.1f} {r['p99_s'] * 1e6:10.1f} "
               f"{r['mb_per_s']:8.0f} {r['p50_s'] / r['bound_s']:8.2f} {vs}")
     for k, why in skipped.items():
         print(f"skipped {k}: {why}")
@@ -134,8 +146,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, kind in zip(axes, ("array", "dict"), strict=True):
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.5), sharey=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
         mine = [r for r in rows if r["kind"] == kind and "p50_s" in r]
         for peer in dict.fromkeys(r["peer"] for r in mine):
             pts = [(r["size"], r["p50_s"] * 1e6) for r in mine if r["peer"] == peer]
@@ -144,8 +157,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.plot(*zip(*bounds, strict=True), "k--", label="2x memcpy")
         ax.set(xscale="log", yscale="log", xlabel="payload bytes", title=f"round trip, {kind} payload")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("p50 round-trip latency (us)")
-    axes[1].legend(fontsize=8)
+    axes[0][0].set_ylabel("p50 round-trip latency (us)")
+    axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

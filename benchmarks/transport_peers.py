@@ -4,6 +4,11 @@ Every peer is driven the way its documentation recommends for large binary data,
 the peer at its best, not a strawman:
 
 * ``reflow``: ``reflow.transport.Channel`` (inline frames up to 64 KB, the shared-memory store above).
+* ``reflow loan``: the same channel, but each side builds its message in a block loaned from its store
+  (``Channel.loan``) and sends that without a copy: the sender writes the payload into the loan (counted in
+  the round trip, as iceoryx2's write into its loaned sample is), the echo copies the received view into a
+  loan of its own. One copy per direction, like ``reflow``, but made by the producer. Arrays only (a loan
+  is one array).
 * ``mp.Queue`` / ``mp.Pipe``: the standard library, pickling the payload (protocol 5, in band).
 * ``zmq``: a PAIR socket over ``ipc://``, the payload pickled with protocol 5 and its array buffers sent as
   separate zero-copy frames (``copy=False``).
@@ -57,6 +62,19 @@ def reflow_echo(name: str) -> None:
                 return
             ch.send(v)
             del v
+
+
+def reflow_loan_echo(name: str) -> None:
+    with Channel(name, "b", store_bytes=320 << 20, timeout=60) as ch:
+        while True:
+            v = ch.recv()
+            if isinstance(v, str) and v == "stop":
+                return
+            out = ch.loan(v.shape, v.dtype)
+            np.copyto(out, v)
+            del v
+            ch.send(out)
+            del out
 
 
 def queue_echo(qin: Any, qout: Any) -> None:
@@ -222,6 +240,7 @@ def iceoryx_echo(tag: str) -> None:
 class Peer:
     name = "?"
     max_size = 1 << 40  # payloads above this are not run (and the reason is printed)
+    kinds: tuple[str, ...] = ("array", "dict")  # payload kinds it can carry (others are reported, not run)
 
     def roundtrip(self, value: Any) -> float:
         raise NotImplementedError
@@ -251,6 +270,28 @@ class ReflowPeer(Peer):
         self.ch.send("stop")
         self.proc.join(10)
         self.ch.close()
+
+
+class ReflowLoanPeer(ReflowPeer):
+    name = "reflow loan"
+    kinds = ("array",)
+
+    def __init__(self) -> None:
+        tag = f"bench-loan-{os.getpid()}"
+        self.proc = CTX.Process(target=reflow_loan_echo, args=(tag,), daemon=True)
+        self.proc.start()
+        self.ch = Channel(tag, "a", store_bytes=320 << 20, timeout=60).connect(60)
+
+    def roundtrip(self, value: Any) -> float:
+        t0 = time.perf_counter()
+        out = self.ch.loan(value.shape, value.dtype)
+        np.copyto(out, value)  # the producer writes its message in place
+        self.ch.send(out)
+        del out
+        back = self.ch.recv()
+        t = time.perf_counter() - t0
+        del back
+        return t
 
 
 class QueuePeer(Peer):
@@ -524,6 +565,7 @@ class IceoryxPeer(Peer):
 
 PEERS: dict[str, Callable[[], Peer]] = {
     "reflow": ReflowPeer,
+    "reflow loan": ReflowLoanPeer,
     "mp.Queue": QueuePeer,
     "mp.Pipe": PipePeer,
     "zmq": ZmqPeer,

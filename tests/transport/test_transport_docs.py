@@ -18,6 +18,15 @@ def test_pubsub_block_of_the_guide_runs(no_leaks: None) -> None:
     assert "999999.0 {'id': 7, 'ok': True}" in out.stdout
 
 
+def test_loan_block_of_the_guide_runs(no_leaks: None) -> None:
+    text = (ROOT / "docs" / "transport.md").read_text()
+    section = text.split("## Zero-copy publishing with loans", 1)[1]
+    block = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=60,
+                         check=True)
+    assert "[0, 1, 2] 3 0" in out.stdout
+
+
 def test_camera_example(no_leaks: None) -> None:
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "transport" / "camera_pubsub.py")],
                          capture_output=True, text=True, timeout=120, check=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import weakref
 
 import numpy as np
 import pytest
@@ -43,6 +44,22 @@ def test_random_alloc_release_keeps_blocks_disjoint(ops: list[tuple[int, bool]])
             spans = sorted((b.offset, b.offset + b.size) for b in live)
             assert all(e <= s for (_, e), (s, _) in itertools.pairwise(spans))
             assert all(store.table_bytes <= s and e <= store.table_bytes + store.capacity for s, e in spans)
+
+
+def test_a_held_block_waits_for_its_holder_and_its_readers(no_leaks: None) -> None:
+    class Holder:
+        """Stands in for a loaned array: any object that can be weakly referenced."""
+
+    with ObjectStore(4096, max_readers=2, max_blocks=8) as store:
+        holder = Holder()
+        block = store.alloc(1000, [])  # lent: no readers yet
+        store.hold(block, weakref.ref(holder))
+        assert store.reclaim() == 0  # its row says done, but the holder is alive
+        store.share(block, [1])  # sent to reader 1
+        del holder
+        assert store.reclaim() == 0  # reader 1 has not released it
+        store.flags[block.id, 1] = 1
+        assert store.reclaim() == 1 and store.in_use() == 0
 
 
 def test_message_larger_than_store_is_refused_at_once(no_leaks: None) -> None:

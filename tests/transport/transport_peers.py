@@ -29,3 +29,16 @@ def stalled_subscriber(topic: str, reply: str) -> None:
         sub.wait_connected()
         ch.send("ready")
         ch.recv(timeout=30)  # wait for "done", reading nothing from the topic
+
+
+def loan_echo(name: str, count: int) -> None:
+    """Side ``b`` of channel ``name``: copy each of ``count`` arrays into a loaned block and send that back
+    (no copy on send); then send how many messages left from a loan."""
+    with Channel(name, "b") as ch:
+        for _ in range(count):
+            got = ch.recv(timeout=20)
+            with ch.loan(got.shape, got.dtype) as out:
+                out[...] = got
+                del got
+                ch.send(out)
+        ch.send(ch.out.stats.loaned)

@@ -1,6 +1,7 @@
 """Moving data between processes: shared memory, serialization, channels, pub/sub."""
 
 from reflow.transport.channel import Channel
+from reflow.transport.loan import LoanedArray
 from reflow.transport.pubsub import Publisher, Subscriber, Subscription, publisher, subscribe
 from reflow.transport.serialize import Encoded, Stats, decode, encode
 from reflow.transport.shm import SharedSegment, leaked_segments
@@ -9,6 +10,7 @@ from reflow.transport.store import ObjectStore
 __all__ = [
     "Channel",
     "Encoded",
+    "LoanedArray",
     "ObjectStore",
     "Publisher",
     "SharedSegment",

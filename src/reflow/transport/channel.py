@@ -5,13 +5,17 @@ to ``n/b``, side ``b`` the reverse, so both directions get the eager protocol of
 messages, store handles for large ones) and each side owns the store it sends from. Unlike a topic, a channel
 never drops a message: ``connect`` waits until both directions are connected before anything is sent.
 ``spin`` is the receiving side's spin before sleeping (see ``pubsub``); other options go to the publisher.
+``loan`` lends a block of this side's store to write the next message into (``reflow.transport.loan``).
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
+from numpy.typing import DTypeLike
+
+from reflow.transport.loan import LoanedArray, Shape
 from reflow.transport.pubsub import SPIN, Publisher, Subscriber
 
 Side = Literal["a", "b"]
@@ -36,6 +40,19 @@ class Channel:
         self.inp.wait_connected(timeout)
         self.out.wait_for_subscribers(1, timeout)
         return self
+
+    @overload
+    def loan(self, shape: Shape, dtype: DTypeLike, *, like: Literal["numpy"] = "numpy",
+             timeout: float | None = None) -> LoanedArray: ...
+
+    @overload
+    def loan(self, shape: Shape, dtype: Any, *, like: Literal["torch"],
+             timeout: float | None = None) -> Any: ...
+
+    def loan(self, shape: Shape, dtype: Any, *, like: Literal["numpy", "torch"] = "numpy",
+             timeout: float | None = None) -> Any:
+        """A block of this side's store to build the next message in; ``send`` it without a copy."""
+        return self.out.loan(shape, dtype, like=like, timeout=timeout)
 
     def send(self, value: Any) -> None:
         self.out.publish(value)

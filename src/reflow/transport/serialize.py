@@ -2,8 +2,9 @@
 
 Three encodings, chosen by type and size, in this order:
 
-* ``raw``: a C-contiguous numpy array or CPU torch tensor is its own wire format. The header carries dtype
-  and shape; the single buffer is the array's memory, read back as a view (zero copies on the read side).
+* ``raw``: a C-contiguous numpy array (loaned ones too) or CPU torch tensor is its own wire format. The header
+  carries dtype and shape; the single buffer is the array's memory, read back as a view (zero copies on the
+  read side).
 * ``oob``: any other picklable structure that holds arrays (a dict of arrays, a tuple of tensors, ...) is
   pickled with protocol 5 and its array buffers are taken *out of band*: the pickle stream stays small and
   the buffers travel as separate, zero-copy buffers. Buffers under 2 KB stay in band: for them the
@@ -35,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from reflow.errors import SerializationError
+from reflow.transport.loan import LoanedArray
 
 log = logging.getLogger("reflow.transport")
 
@@ -83,7 +85,7 @@ def _as_array(obj: Any, stats: Stats) -> tuple[np.ndarray[Any, Any], bool] | Non
             return None
         arr = obj.numpy()
         is_torch = True
-    elif type(obj) is np.ndarray:
+    elif type(obj) is np.ndarray or type(obj) is LoanedArray:
         arr = obj
     else:
         return None

@@ -14,6 +14,11 @@ The table is read and written through a plain memoryview of bytes, not numpy: a 
 four times, and a numpy call on a 32-byte row (fancy indexing above all) costs microseconds where a slice
 assignment or a bytes compare costs a fraction of one. ``flags`` (numpy) stays for bulk and test access.
 
+Loans (``loan.py``). A block can also be lent to the producer before it is sent: it is then *held* by an
+object (the loaned array) and is not reclaimed while that object is alive, whatever its release row says; its
+readers are set when it is sent (``share``). A held block is freed once the holder is gone and every reader
+released it.
+
 Allocation is first fit over a sorted free list with coalescing, done only by the owning sender, after
 reclaiming released blocks (so the same warm pages are reused). When no block fits, it waits for readers:
 this is the back-pressure that keeps a slow subscriber from growing memory without bound. After ``timeout``
@@ -71,6 +76,7 @@ class ObjectStore:
         self._rows: dict[tuple[int, ...], bytes] = {}  # readers -> the row a new block starts with
         self._free: list[tuple[int, int]] = [(self.table_bytes, self.capacity)]  # sorted (offset, size)
         self._live: dict[int, Block] = {}
+        self._holders: dict[int, weakref.ref[Any]] = {}  # block id -> the loaned object holding it
         self._free_ids = list(range(max_blocks - 1, -1, -1))
 
     @property
@@ -87,8 +93,9 @@ class ObjectStore:
 
     def reclaim(self) -> int:
         """Free every block all of whose readers released it; returns how many were freed."""
-        r, table, all_done = self.max_readers, self._table, self._done
-        done = [b for b in self._live.values() if table[b.id * r:(b.id + 1) * r].tobytes() == all_done]
+        r, table, all_done, holders = self.max_readers, self._table, self._done, self._holders
+        done = [b for b in self._live.values() if table[b.id * r:(b.id + 1) * r].tobytes() == all_done
+                and ((h := holders.get(b.id)) is None or h() is None)]
         for b in done:
             self._release_block(b)
         return len(done)
@@ -120,17 +127,27 @@ class ObjectStore:
             if deadline is None:
                 deadline = now + timeout
             elif now > deadline:
+                loaned = sum(h() is not None for h in self._holders.values())
                 raise BackPressureError(
                     f"{self.label}: store full ({self.in_use()} of {self.capacity} bytes held) for "
-                    f"{timeout}s; "
-                    f"a subscriber is not keeping up{waiting_on}; consume faster, release received arrays "
+                    f"{timeout}s; a subscriber is not keeping up{waiting_on} (or the producer keeps "
+                    f"loaned arrays: {loaned} alive); consume faster, release received and loaned arrays "
                     "sooner, or give a larger store_bytes"
                 )
             time.sleep(pause)
             pause = min(pause * 2, 1e-3)
+        self.share(block, readers)
+        return block
+
+    def hold(self, block: Block, holder: weakref.ref[Any]) -> None:
+        """Keep ``block`` allocated while the object ``holder`` refers to (a loaned array) is alive, on top
+        of its readers."""
+        self._holders[block.id] = holder
+
+    def share(self, block: Block, readers: list[int]) -> None:
+        """Hand an allocated (loaned) block to ``readers``: each must release it before it is freed."""
         r = self.max_readers
         self._table[block.id * r:(block.id + 1) * r] = self._row(readers)
-        return block
 
     def _row(self, readers: list[int]) -> bytes:
         """The release row of a block held by ``readers`` (cached: the set of readers rarely changes)."""
@@ -161,6 +178,7 @@ class ObjectStore:
 
     def _release_block(self, block: Block) -> None:
         del self._live[block.id]
+        self._holders.pop(block.id, None)
         self._free_ids.append(block.id)
         i = bisect.bisect(self._free, (block.offset, 0))
         self._free.insert(i, (block.offset, block.size))
