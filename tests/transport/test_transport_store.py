@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reflow.errors import BackPressureError, MessageTooLarge
+from reflow.transport.shm import leaked_segments
 from reflow.transport.store import ObjectStore, StoreReader
 
 
@@ -112,3 +116,19 @@ def test_a_lease_releases_its_block_when_the_last_view_goes(no_leaks: None) -> N
         halves.pop()
         assert store.reclaim() == 1
         reader.close()
+
+
+def test_a_publisher_left_open_exits_quietly_and_leaves_nothing(tmp_path: Path) -> None:
+    """At exit the store's segment is unlinked even though buffers still export it, and nothing is printed
+    (no 'Exception ignored in SharedMemory.__del__')."""
+    code = ("import numpy as np\n"
+            "from reflow.transport import publisher\n"
+            "pub = publisher('left-open-topic')\n"
+            "pub.publish(np.zeros(100_000))\n"
+            "print('published')\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out.strip() == "published"
+    assert err == ""
+    assert leaked_segments(proc.pid) == []

@@ -98,9 +98,10 @@ class SharedSegment:
         shm, self._shm = self._shm, None
         if shm is None:
             return
-        # Live numpy views may still export the buffer (BufferError); the mapping goes when they do.
-        with contextlib.suppress(BufferError):
+        try:
             shm.close()
+        except BufferError:
+            _release_to_views(shm)
         if self.owner:
             with _lock:
                 _owned.pop(self.name, None)
@@ -117,6 +118,16 @@ class SharedSegment:
     def __del__(self) -> None:
         if self.owner and self._shm is not None:
             self.close()
+
+
+def _release_to_views(shm: Any) -> None:
+    """Live numpy views still export the mapping, so it cannot be unmapped now: leave it to them (it goes
+    with the last view) and close the descriptor, so ``SharedMemory.__del__`` has nothing left to fail on."""
+    shm._buf = None
+    shm._mmap = None
+    if getattr(shm, "_fd", -1) >= 0:
+        os.close(shm._fd)
+        shm._fd = -1
 
 
 def unlink_all_owned() -> None:
