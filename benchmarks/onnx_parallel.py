@@ -7,7 +7,8 @@ Side by side, in one process, with the same thread budget P, for batch 1 and bat
 * ``ort seq``        onnxruntime, sequential execution, P intra-op threads;
 * ``ort parallel``   onnxruntime, ORT_PARALLEL execution, P inter-op threads (1 intra-op thread each).
 
-Each timing is the median over interleaved repeats (one call of each variant per round). Reported as ratios:
+Each timing is the median over interleaved repeats (one call of each variant per round, the order rotating
+from round to round). Reported as ratios:
 ``vs best ort`` > 1 means reflow is faster than the better onnxruntime setting. Writes
 results/onnx_parallel.json
 and results/onnx_parallel.png.
@@ -82,13 +83,17 @@ def load_module(path: Path) -> Any:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median per variant over rounds of one call each. The order rotates every round, so no variant always
+    runs right after the same one (the call after another variant pays for its leftovers: memory to map
+    again, thread pools still spinning on a 2-core box)."""
     for fn in fns.values():  # warm up
         fn()
+    names = list(fns)
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
+    for r in range(repeats):
+        for k in names[r % len(names) :] + names[: r % len(names)]:
             t0 = time.perf_counter()
-            fn()
+            fns[k]()
             times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 

@@ -8,10 +8,10 @@ import torch
 from onnx_oracle import exec_generated, ort_run, rel_err
 
 from reflow.onnx import import_model
-from reflow.onnx.affine_folding import fold_affine_into_conv
 from reflow.onnx.codegen import generate
 from reflow.onnx.costmodel import apply_costs, flop_costs, random_inputs
 from reflow.onnx.models import LIGHT_MODELS, light_model
+from reflow.onnx.pipeline import inference_rewrites
 from reflow.onnx.plan import serial_plan
 from reflow.onnx.planner import make_plan
 
@@ -20,9 +20,11 @@ from reflow.onnx.planner import make_plan
 def test_light_model_matches_onnxruntime(name: str) -> None:
     proto = light_model(name, seed=1)
     plain = import_model(proto)
-    model = fold_affine_into_conv(plain)
+    model = inference_rewrites(plain)
     if any(n.op == "onnx.BatchNormalization" for n in plain.graph):
         assert len(model.graph) < len(plain.graph), "no BatchNorm was folded into its Conv"
+    if any(n.op == "onnx.Conv" for n in plain.graph):
+        assert any(n.op == "onnx.FusedConv" for n in model.graph), "no Conv became a FusedConv"
     model = apply_costs(model, flop_costs(model))
     x = random_inputs(model, seed=2)
     ref = ort_run(proto, x)

@@ -72,3 +72,39 @@ def test_integer_div_truncates_like_onnx() -> None:
     fn = compile_call("Div", [True, True], {}, 1, 17)
     (y,) = fn(torch.tensor([-7, 7]), torch.tensor([2, 2]))
     assert y.tolist() == [-3, 3]
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "pads", "ceil"),
+    [
+        (112, 3, 2, (0, 0, 1, 1), 0),  # the light inception models: pad only the end
+        (13, 3, 2, (0, 0, 1, 1), 0),
+        (12, 3, 2, (1, 1, 0, 0), 0),
+        (11, 2, 2, (0, 0, 1, 1), 0),
+        (10, 3, 1, (0, 1, 2, 1), 0),
+        (9, 3, 2, (0, 0, 1, 1), 1),
+        (14, 5, 3, (2, 0, 2, 1), 1),
+    ],
+)
+def test_max_pool_with_asymmetric_pads_matches_onnxruntime(
+    size: int, kernel: int, stride: int, pads: tuple[int, ...], ceil: int
+) -> None:
+    from onnx_oracle import ort_run
+
+    attrs = {
+        "kernel_shape": [kernel, kernel],
+        "strides": [stride, stride],
+        "pads": list(pads),
+        "ceil_mode": ceil,
+    }
+    node = helper.make_node("MaxPool", ["x"], ["y"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    x = np.random.default_rng(size).standard_normal((1, 3, size, size)).astype(np.float32)
+    (ref,) = ort_run(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), {"x": x})
+    (got,) = compile_call("MaxPool", [True], attrs, 1, 17)(torch.from_numpy(x))
+    np.testing.assert_array_equal(got.numpy(), ref)

@@ -3,9 +3,13 @@
 Policy. An inference graph often runs ``Conv -> BatchNormalization`` (and, in the light models, a further
 ``Mul``/``Add`` by per-channel constants). All of these are affine maps per output channel, so they compose
 into the convolution: ``w' = w * k``, ``b' = b * k + c`` per channel. Folding removes whole passes over the
-activations (onnxruntime does the same). A follower is folded only when the convolution's output feeds it
-alone, its parameters are constants, and (for Mul/Add) the constant has one value per channel; anything
-else is left alone, so the rewrite never changes what the model computes beyond float rounding.
+activations (onnxruntime does the same). A BatchNorm that follows no convolution (densenet's
+``BatchNorm -> Mul -> Add -> Relu -> Conv``) heads its own chain and becomes reflow's ``ChannelAffine``
+(``x * scale + shift``, one ``torch.addcmul``) with the Mul and Add folded into its scale and shift: three
+passes over the activations become one (conv_fusion then fuses the Relu into it, in place). A follower is
+folded only when the head's output feeds it alone, its parameters are constants, and (for Mul/Add) the
+constant has one value per channel; anything else is left alone, so the rewrite never changes what the
+model computes beyond float rounding.
 """
 
 from __future__ import annotations
@@ -57,19 +61,30 @@ def _affine(
 
 
 def fold_affine_into_conv(model: ImportedModel) -> ImportedModel:
-    """A copy of ``model`` with BatchNorm and per-channel Mul/Add after each Conv folded into the Conv."""
+    """A copy of ``model`` with BatchNorm and per-channel Mul/Add after each Conv folded into the Conv, and
+    each other BatchNorm, with the per-channel Mul/Add after it, made one ChannelAffine."""
     g, weights = model.graph, dict(model.weights)
     absorbed: dict[str, str] = {}  # follower node -> conv node it was folded into
     convs: dict[str, Node] = {}
     for name in topo_order(g):
         node = g.node(name)
-        if node.op != "onnx.Conv" or node.attrs["_inputs"][1] not in weights:
+        if name in absorbed:
             continue
-        w = weights[node.attrs["_inputs"][1]].astype(np.float64)
-        bias_name = node.attrs["_inputs"][2] if len(node.attrs["_inputs"]) > 2 else ""
-        if bias_name and bias_name not in weights:
+        if node.op == "onnx.BatchNormalization":  # a chain headed by a BatchNorm: w is its scale
+            vi = model.values.get(node.attrs["_inputs"][0])
+            rank = len(vi.shape) if vi is not None and vi.shape is not None else 0
+            head = _affine(node, weights, 0, node.attrs["_inputs"][0])
+            if head is None or rank < 2:
+                continue
+            w, b = head
+        elif node.op == "onnx.Conv" and node.attrs["_inputs"][1] in weights:
+            w = weights[node.attrs["_inputs"][1]].astype(np.float64)
+            bias_name = node.attrs["_inputs"][2] if len(node.attrs["_inputs"]) > 2 else ""
+            if bias_name and bias_name not in weights:
+                continue
+            b = weights[bias_name].astype(np.float64) if bias_name else np.zeros(w.shape[0])
+        else:
             continue
-        b = weights[bias_name].astype(np.float64) if bias_name else np.zeros(w.shape[0])
         out, current, folded = node.attrs["_outputs"][0], node, 0
         outputs = {vi.name for vi in model.outputs}
         while True:
@@ -87,10 +102,14 @@ def fold_affine_into_conv(model: ImportedModel) -> ImportedModel:
             b = b * k + c
             absorbed[follower.name] = name
             out, current, folded = follower.attrs["_outputs"][0], follower, folded + 1
+        op = node.op
+        if op == "onnx.BatchNormalization":  # becomes x * w + b, weights shaped to broadcast per channel
+            op, folded = "onnx.ChannelAffine", folded + 1
+            w, b = (a.reshape(1, -1, *([1] * (rank - 2))) for a in (w, b))
         if folded:
             wn, bn = f"{name}.folded_w", f"{name}.folded_b"
             weights[wn], weights[bn] = w.astype(np.float32), b.astype(np.float32)
-            attrs = dict(node.attrs)
+            attrs = {k: v for k, v in node.attrs.items() if op == node.op or k.startswith("_")}
             attrs.update(
                 {
                     "_inputs": [node.attrs["_inputs"][0], wn, bn],
@@ -98,8 +117,10 @@ def fold_affine_into_conv(model: ImportedModel) -> ImportedModel:
                     "folded": [n for n, c in absorbed.items() if c == name],
                 }
             )
-            convs[name] = Node(node.name, node.op, node.inputs, node.outputs, node.cost, attrs)
-    if not absorbed:
+            if op == "onnx.ChannelAffine":
+                attrs["activation"] = "none"
+            convs[name] = Node(node.name, op, node.inputs, node.outputs, node.cost, attrs)
+    if not convs:
         return model
     ng = Graph(g.name)
     for node in g:

@@ -31,7 +31,9 @@ class ReflowRep(BackendRep):
         self.source = code.source
         self.namespace: dict[str, Any] = {"__name__": f"reflow_generated_{model.name}"}
         exec(compile(code.source, f"<reflow:{model.name}>", "exec"), self.namespace)
-        self.weights = {k: to_torch(v) for k, v in code.weights.items()}
+        batch = model.inputs[0].shape[0] if model.inputs and model.inputs[0].shape else 1
+        weights = {k: to_torch(v) for k, v in code.weights.items()}
+        self.weights = self.namespace["prepare_weights"](weights, batch or 1)
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray[Any, Any], ...]:
         if isinstance(inputs, dict):

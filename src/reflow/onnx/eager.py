@@ -74,6 +74,52 @@ def compile_node(node: Node) -> NodeFn:
     )
 
 
+def prepack_line(node: Node, weight: str, input_shape: str) -> str | None:
+    """The load-time expression that puts ``node``'s weight (the expression ``weight``) into its kernel's
+    layout for an input 0 of shape ``input_shape`` (an expression), or None when its rule has no prepack."""
+    r = rule(node.op.removeprefix("onnx."), node.name)
+    if r.prepack is None:
+        return None
+    args = ("None", weight, *node.attrs["_inputs"][2:])
+    return r.prepack(Call(args, onnx_attrs(node), 1, node.attrs["_opset"]), input_shape)
+
+
+def prepacked_weights(model: Any) -> dict[str, Node]:
+    """Weight name -> the node whose rule prepacks it: weights read by exactly one node, as its input 1,
+    when that node's ``prepack`` rule asks for it and the shape of its input 0 is known."""
+    readers: dict[str, list[tuple[Node, int]]] = {}
+    for node in model.graph:
+        for k, v in enumerate(node.attrs.get("_inputs", ())):
+            if v in model.weights:
+                readers.setdefault(v, []).append((node, k))
+    out: dict[str, Node] = {}
+    for v, uses in readers.items():
+        node, k = uses[0]
+        shape = input_shape(model, node)
+        if len(uses) == 1 and k == 1 and shape is not None and prepack_line(node, v, repr(shape)) is not None:
+            out[v] = node
+    return out
+
+
+def input_shape(model: Any, node: Node) -> tuple[int, ...] | None:
+    """The shape of ``node``'s input 0, when every dimension is known."""
+    vi = model.values.get(node.attrs["_inputs"][0])
+    if vi is None or vi.shape is None or None in vi.shape:
+        return None
+    return tuple(int(d) for d in vi.shape)
+
+
+def load_weights(model: Any) -> dict[str, torch.Tensor]:
+    """The model's weights as the generated code holds them after loading: 4-D tensors channels-last, and
+    each prepacked weight in its kernel's layout. Call it on the thread that will use them: oneDNN picks a
+    packed layout for the calling thread's torch thread count, and another count then runs much slower."""
+    weights = {k: kernels.onnx_channels_last(to_torch(v)) for k, v in model.weights.items()}
+    for v, node in prepacked_weights(model).items():
+        line = prepack_line(node, "a1", repr(input_shape(model, node)))
+        weights[v] = eval(f"lambda a1: {line}", dict(_NS))(weights[v])
+    return weights
+
+
 def to_torch(a: np.ndarray[Any, Any] | torch.Tensor) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a
@@ -87,8 +133,8 @@ def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
 def run_graph(model: Any, inputs: Mapping[str, Any], *, keep_all: bool = False) -> dict[str, torch.Tensor]:
     """Run an :class:`~reflow.onnx.importer.ImportedModel` eagerly; returns its outputs by ONNX name (and
     every intermediate value too when ``keep_all``)."""
-    # channels-last 4-D tensors, as the generated code uses: profiles then time what the generated code runs
-    values = {k: kernels.onnx_channels_last(to_torch(v)) for k, v in model.weights.items()}
+    # weights as the generated code loads them: profiles then time what the generated code runs
+    values: dict[str, torch.Tensor] = load_weights(model)
     for vi in model.inputs:
         if vi.name not in inputs:
             raise OnnxImportError(f"model {model.name!r} needs input {vi.name!r}; got {sorted(inputs)}")

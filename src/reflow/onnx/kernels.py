@@ -51,6 +51,38 @@ def onnx_same_pad(
     return F.pad(x, pad, value=value)
 
 
+def onnx_max_pool(
+    x: torch.Tensor,
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    pads: tuple[int, ...],
+    dilations: tuple[int, ...],
+    ceil_mode: int,
+) -> torch.Tensor:
+    """ONNX MaxPool with asymmetric pads (the light inception models pad only the end). When torch, padding
+    the start on both sides, yields the ONNX output size with or without its ceil_mode, its windows are the
+    ONNX ones clipped to the input, which for a max equals padding with -inf: no padded copy is made."""
+    n = len(kernel)
+    begin, end = pads[:n], pads[n:]
+    span = [d * (k - 1) + 1 for k, d in zip(kernel, dilations, strict=True)]
+    size = x.shape[2:]
+    rounding = math.ceil if ceil_mode else math.floor
+    want = [rounding((size[i] + begin[i] + end[i] - span[i]) / strides[i]) + 1 for i in range(n)]
+    pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[n - 1]
+    if all(2 * b <= k for b, k in zip(begin, kernel, strict=True)):
+        for ceil in (False, True):
+            got = []
+            for i in range(n):
+                extra = strides[i] - 1 if ceil else 0
+                out = (size[i] + 2 * begin[i] - span[i] + extra) // strides[i] + 1
+                got.append(out - 1 if ceil and (out - 1) * strides[i] >= size[i] + begin[i] else out)
+            if got == want:
+                return pool(x, kernel, strides, begin, dilations, ceil_mode=ceil)
+    torch_pads = [p for i in reversed(range(n)) for p in (begin[i], end[i])]
+    padded = F.pad(x, torch_pads, value=-math.inf)
+    return pool(padded, kernel, strides, 0, dilations, ceil_mode=bool(ceil_mode))
+
+
 def onnx_avg_pool(
     x: torch.Tensor,
     kernel: tuple[int, ...],
@@ -110,6 +142,57 @@ def onnx_channels_last(t: torch.Tensor) -> torch.Tensor:
     """4-D tensors in channels-last memory order: torch's CPU conv and pooling kernels are much faster on it.
     Only the memory layout changes, never a value or a shape."""
     return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 and t.is_floating_point() else t
+
+
+def onnx_conv(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    z: torch.Tensor | None,
+    strides: tuple[int, int],
+    pads: tuple[int, int],
+    dilations: tuple[int, int],
+    groups: int,
+    activation: str,
+) -> torch.Tensor:
+    """``activation(conv2d(x, w, b) + z)`` in one oneDNN call (``z`` and ``activation`` "relu" optional).
+
+    oneDNN applies the add and the ReLU while the output tile is still in cache, and takes ``w`` in its own
+    blocked layout (see onnx_pack_conv_weight), so the weight is not reordered on every call."""
+    if x.dtype == torch.float32 and x.dim() == 4 and onnx_has_onednn():
+        conv = torch.ops.mkldnn._convolution_pointwise
+        if z is None:
+            y: torch.Tensor = conv(x, w, b, pads, strides, dilations, groups, activation, [], "")
+        else:
+            post = None if activation == "none" else activation
+            y = conv(x, z, w, b, pads, strides, dilations, groups, "add", 1.0, post, [], "")
+        return y
+    y = F.conv2d(x, w, b, strides, pads, dilations, groups)
+    y = y if z is None else y.add_(z)
+    return y.relu_() if activation == "relu" else y
+
+
+def onnx_pack_conv_weight(
+    w: torch.Tensor,
+    pads: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    groups: int,
+    input_shape: tuple[int, ...],
+) -> torch.Tensor:
+    """A float32 conv weight reordered once, at load, into the blocked layout oneDNN picks for this input
+    shape (an opaque mkldnn tensor only onnx_conv reads); other weights are returned as they are."""
+    if w.dtype != torch.float32 or w.dim() != 4 or not onnx_has_onednn():
+        return w
+    packed: torch.Tensor = torch.ops.mkldnn._reorder_convolution_weight(
+        w.contiguous(), list(pads), list(strides), list(dilations), groups, list(input_shape)
+    )
+    return packed
+
+
+def onnx_has_onednn() -> bool:
+    """Whether this torch build has oneDNN (mkldnn), whose fused convolution onnx_conv calls."""
+    return bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
 
 
 def onnx_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

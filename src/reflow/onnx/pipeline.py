@@ -8,6 +8,7 @@ import onnx
 
 from reflow.onnx.affine_folding import fold_affine_into_conv
 from reflow.onnx.codegen import GeneratedCode, generate
+from reflow.onnx.conv_fusion import fuse_conv_activations
 from reflow.onnx.costmodel import apply_costs, flop_costs, measure_graph, profile, random_inputs
 from reflow.onnx.importer import ImportedModel, import_model
 from reflow.onnx.models import randomize_weights, set_batch
@@ -43,7 +44,7 @@ def parallelize(
         proto = randomize_weights(proto, seed)
     if batch is not None:
         proto = set_batch(proto, batch)
-    model = _costed(fold_affine_into_conv(import_model(proto)), profile_ops, progress)
+    model = _costed(inference_rewrites(import_model(proto)), profile_ops, progress)
     measured = measure_graph(model, random_inputs(model), repeats=3)
     if workers == 1:
         plan = serial_plan(model.graph)
@@ -54,10 +55,16 @@ def parallelize(
         b = _batch(model)
         if b > 1:
             small = set_batch(proto, -(-b // min(workers, b)))
-            sliced = _costed(fold_affine_into_conv(import_model(small)), profile_ops, False)
+            sliced = _costed(inference_rewrites(import_model(small)), profile_ops, False)
             slice_cost = sliced.graph.total_cost()
         plan = make_plan(model.graph, workers, slice_cost=slice_cost, batch=b)
     return Result(model, plan, generate(model, plan), measured)
+
+
+def inference_rewrites(model: ImportedModel) -> ImportedModel:
+    """The inference rewrites onnxruntime also makes: BatchNorm and per-channel affine ops folded into
+    convolutions, then each convolution fused with its residual Add and Relu."""
+    return fuse_conv_activations(fold_affine_into_conv(model))
 
 
 def _costed(model: ImportedModel, profile_ops: bool, progress: bool) -> ImportedModel:

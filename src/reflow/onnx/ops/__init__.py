@@ -11,8 +11,9 @@ ONNX attributes) into a Python expression over torch; that one expression is bot
 So the generated code and the eager interpreter cannot drift apart. Expressions may call small helpers from
 :mod:`reflow.onnx.kernels` (functions named ``onnx_*``, pure torch); the generator copies the source of the
 helpers a model uses into the generated file, which therefore needs nothing but torch. The rule's ``flops``
-is the analytic cost model used when profiling is off or fails. Adding an op means adding one ``register``
-call next to its family.
+is the analytic cost model used when profiling is off or fails; its optional ``prepack`` turns the op's weight
+(input 1, a constant) into the layout its kernel wants, once, when the weights are loaded. Adding an op means
+adding one ``register`` call next to its family.
 """
 
 from __future__ import annotations
@@ -79,12 +80,16 @@ def no_flops(c: FlopCall) -> float:
 @dataclass(frozen=True)
 class OpRule:
     """Everything about one ONNX op. ``lower(call) -> str`` is a Python expression (a tuple when
-    ``call.n_out > 1``); ``flops(FlopCall) -> float``; ``foldable`` says constant folding may run it."""
+    ``call.n_out > 1``); ``flops(FlopCall) -> float``; ``foldable`` says constant folding may run it;
+    ``prepack(call, input_shape) -> str | None``, if given, is an expression over ``call.arg(1)`` (the weight)
+    the generated code evaluates once at load time (``input_shape``: an expression, input 0's shape), or None
+    when this call's weight stays as it is."""
 
     op: str
     lower: Callable[[Call], str]
     flops: Callable[[FlopCall], float] = field(default_factory=lambda: per_output_element())
     foldable: bool = True
+    prepack: Callable[[Call, str], str | None] | None = None
 
 
 REGISTRY: dict[str, OpRule] = {}
@@ -96,11 +101,12 @@ def register(
     flops: Callable[[FlopCall], float] | None = None,
     *,
     foldable: bool = True,
+    prepack: Callable[[Call, str], str | None] | None = None,
 ) -> None:
     """Add ``op`` to the table (once)."""
     if op in REGISTRY:
         raise ValueError(f"ONNX op {op!r} registered twice")
-    REGISTRY[op] = OpRule(op, lower, flops or per_output_element(), foldable)
+    REGISTRY[op] = OpRule(op, lower, flops or per_output_element(), foldable, prepack)
 
 
 def rule(op: str, node: str = "?") -> OpRule:

@@ -1,0 +1,152 @@
+"""Fuse each 2-D convolution with the residual Add and the Relu that follow it into one ``FusedConv`` node.
+
+Policy. On one CPU core a convolution network's time is its convolutions plus the passes over memory between
+them: a ``Relu`` after every conv, an ``Add``/``Sum`` joining a residual branch. oneDNN can apply both while
+the convolution's output tile is still in cache, and can read the weight in a blocked layout prepared once at
+load time instead of reordering it on every call (onnxruntime does both; without them reflow's serial code
+was about 1.3-2x slower than onnxruntime's per core). So every float Conv with constant weights, symmetric
+pads and a known 4-D input shape becomes a ``FusedConv`` (see ``reflow.onnx.ops.nn``), and absorbs
+
+* an ``Add`` or two-input ``Sum`` that is the only consumer of its output and adds a run-time value of the
+  same shape (the residual, input ``Z``), then
+* a ``Relu`` that is the only consumer of what it has so far.
+
+A ``ChannelAffine`` (a BatchNorm made by affine_folding) absorbs its sole-reader ``Relu`` the same way.
+A value that is a model output or that another node also reads is never absorbed, so the rewrite changes
+nothing but float rounding of the fused add. Run it after
+:func:`reflow.onnx.affine_folding.fold_affine_into_conv` (a BatchNorm between a Conv and its Relu blocks it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from reflow.graph import Graph, Node, Port, topo_order
+from reflow.onnx.importer import ImportedModel
+
+# Which kernel a FusedConv uses. A oneDNN fused call costs about 20-25 us more to make than F.conv2d (measured
+# on 1 thread: an 8-channel 4x4 conv takes 28 us vs 4 us), but skips F.conv2d's per-call weight reorder and
+# its separate add and ReLU passes. Timing every conv of the benchmark models both ways, oneDNN won for
+# spatial kernels from about 5 MFLOP and for 1x1 kernels from about 20 MFLOP; below that, F.conv2d did.
+ONEDNN_MIN_FLOPS = 5e6
+ONEDNN_MIN_FLOPS_1X1 = 2e7
+
+
+def _shape(model: ImportedModel, value: str) -> tuple[int, ...] | None:
+    vi = model.values.get(value)
+    if vi is None or vi.shape is None or any(d is None for d in vi.shape) or vi.dtype != "float32":
+        return None
+    return tuple(d for d in vi.shape if d is not None)
+
+
+def _fusable_conv(model: ImportedModel, node: Node) -> bool:
+    if node.op != "onnx.Conv":
+        return False
+    ins, attrs = node.attrs["_inputs"], node.attrs
+    pads = tuple(attrs.get("pads", (0, 0, 0, 0)))
+    x_shape = _shape(model, ins[0])
+    return (
+        ins[1] in model.weights
+        and model.weights[ins[1]].dtype.name == "float32"
+        and model.weights[ins[1]].ndim == 4
+        and (len(ins) < 3 or not ins[2] or ins[2] in model.weights)
+        and attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+        and len(pads) == 4
+        and pads[:2] == pads[2:]
+        and x_shape is not None
+        and len(x_shape) == 4
+    )
+
+
+def _kernel(model: ImportedModel, conv: Node) -> str:
+    """ "onednn" for a convolution big enough to repay oneDNN's call overhead, else "aten"."""
+    weight = model.weights[conv.attrs["_inputs"][1]]
+    out = _shape(model, conv.attrs["_outputs"][0])
+    if out is None:
+        return "onednn"
+    flops = 2.0 * weight[0].size * out[0] * out[1] * out[2] * out[3]
+    spatial = weight.shape[2] * weight.shape[3] > 1
+    return "onednn" if flops >= (ONEDNN_MIN_FLOPS if spatial else ONEDNN_MIN_FLOPS_1X1) else "aten"
+
+
+def fuse_conv_activations(model: ImportedModel) -> ImportedModel:
+    """A copy of ``model`` whose 2-D Convs are FusedConv nodes with their residual Add and Relu absorbed."""
+    g = model.graph
+    outputs = {vi.name for vi in model.outputs}
+    readers: dict[str, list[str]] = defaultdict(list)  # value -> nodes that read it
+    for node in g:
+        for v in node.attrs.get("_inputs", ()):
+            if v:
+                readers[v].append(node.name)
+    for vi in model.outputs:
+        readers[vi.name].append(f"output:{vi.name}")
+
+    def sole_reader(value: str) -> Node | None:
+        names = readers[value]
+        if value in outputs or len(names) != 1 or names[0] not in g:
+            return None
+        return g.node(names[0])
+
+    group: dict[str, str] = {}  # absorbed node -> the conv it joined
+    fused: dict[str, Node] = {}
+    for name in topo_order(g):
+        node = g.node(name)
+        relu = sole_reader(node.attrs["_outputs"][0]) if node.op == "onnx.ChannelAffine" else None
+        if node.op == "onnx.ChannelAffine" and relu is not None and relu.op == "onnx.Relu":
+            attrs = {**node.attrs, "activation": "relu", "_outputs": relu.attrs["_outputs"]}
+            attrs["folded"] = [*attrs.get("folded", []), relu.name]
+            fused[name] = Node(name, node.op, node.inputs, node.outputs, node.cost, attrs)
+            group[relu.name] = name
+        if not _fusable_conv(model, node):
+            continue
+        ins = node.attrs["_inputs"]
+        out, z, activation, absorbed = node.attrs["_outputs"][0], "", "none", []
+        add = sole_reader(out)
+        if (
+            add is not None
+            and add.name not in group
+            and (add.op == "onnx.Add" or (add.op == "onnx.Sum" and len(add.attrs["_inputs"]) == 2))
+        ):
+            other = [v for v in add.attrs["_inputs"] if v != out]
+            if (
+                len(other) == 1
+                and other[0] not in model.weights
+                and _shape(model, other[0]) is not None
+                and _shape(model, other[0]) == _shape(model, out)
+            ):
+                z, out = other[0], add.attrs["_outputs"][0]
+                absorbed.append(add.name)
+        relu = sole_reader(out)
+        if relu is not None and relu.op == "onnx.Relu":
+            activation, out = "relu", relu.attrs["_outputs"][0]
+            absorbed.append(relu.name)
+        attrs = {k: v for k, v in node.attrs.items() if not k.startswith("_")}
+        attrs.update(
+            {
+                "kernel_shape": list(model.weights[ins[1]].shape[2:]),
+                "kernel": _kernel(model, node),
+                "activation": activation,
+                "fused": [*attrs.get("folded", []), *absorbed],
+                "_inputs": [ins[0], ins[1], ins[2] if len(ins) > 2 else "", z],
+                "_outputs": [out],
+                "_opset": node.attrs["_opset"],
+            }
+        )
+        attrs.pop("folded", None)
+        in_ports = (Port("i0"), Port("i3")) if z else (Port("i0"),)
+        fused[name] = Node(name, "onnx.FusedConv", in_ports, (Port("o0"),), node.cost, attrs)
+        group.update({a: name for a in absorbed})
+
+    ng = Graph(g.name)
+    for node in g:
+        if node.name not in group:
+            ng.add_node(fused.get(node.name, node))
+    for e in g.edges:
+        src, src_port = (group[e.src], "o0") if e.src in group else (e.src, e.src_port)
+        if e.dst not in group:
+            ng.connect(src, src_port, e.dst, e.dst_port, e.size)
+        elif src != group[e.dst]:  # the residual entering the fused node
+            ng.connect(src, src_port, group[e.dst], "i3", e.size)
+    return ImportedModel(
+        model.name, ng, model.weights, model.inputs, model.outputs, model.values, model.opset, model.folded
+    )

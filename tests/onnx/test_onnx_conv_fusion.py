@@ -1,0 +1,221 @@
+"""Conv + residual Add + Relu fused into FusedConv nodes: what is absorbed; answers equal onnxruntime's."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
+from onnx_oracle import exec_generated, ort_run, rel_err
+
+from reflow.onnx import conv_fusion, import_model
+from reflow.onnx.codegen import generate
+from reflow.onnx.costmodel import apply_costs, flop_costs, random_inputs
+from reflow.onnx.eager import run_graph
+from reflow.onnx.kernels import onnx_conv, onnx_pack_conv_weight
+from reflow.onnx.pipeline import inference_rewrites
+from reflow.onnx.plan import Plan, serial_plan
+from reflow.onnx.planner import make_plan
+
+
+def residual_model(batch: int = 1) -> onnx.ModelProto:
+    """x -> c1 -> BN -> Relu -> c2 -> Add(x) -> Relu -> out; c3 (stride 2, grouped) -> out2 (no Relu: the
+    conv output is a model output); c4 -> Add(broadcast constant) -> Relu -> c5 -> Add(c4's Relu) -> out3
+    (c4's Relu is read twice, so only c5 fuses its Add)."""
+    rng = np.random.default_rng(0)
+    inits: list[TensorProto] = []
+
+    def init(name: str, a: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(a.astype(np.float32), name))
+        return name
+
+    def w(name: str, cout: int, cin: int, k: int) -> str:
+        return init(name, rng.uniform(-1, 1, (cout, cin, k, k)) / np.sqrt(cin * k * k))
+
+    c = 8
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", w("w1", c, c, 3), init("b1", rng.normal(size=c))], ["c1"], pads=[1] * 4
+        ),
+        helper.make_node(
+            "BatchNormalization",
+            [
+                "c1",
+                init("s", rng.uniform(0.5, 1.5, c)),
+                init("t", rng.normal(size=c)),
+                init("m", 0.1 * rng.normal(size=c)),
+                init("v", rng.uniform(0.5, 1.5, c)),
+            ],
+            ["n1"],
+        ),
+        helper.make_node("Relu", ["n1"], ["r1"]),
+        helper.make_node("Conv", ["r1", w("w2", c, c, 3)], ["c2"], pads=[1] * 4),
+        helper.make_node("Add", ["x", "c2"], ["a2"]),
+        helper.make_node("Relu", ["a2"], ["out"]),
+        helper.make_node("Conv", ["x", w("w3", c, 2, 3)], ["out2"], pads=[1] * 4, strides=[2, 2], group=4),
+        helper.make_node("Conv", ["x", w("w4", c, c, 1)], ["c4"]),
+        helper.make_node("Add", ["c4", init("k", rng.normal(size=(1, c, 1, 1)))], ["a4"]),
+        helper.make_node("Relu", ["a4"], ["r4"]),
+        helper.make_node("Conv", ["r4", w("w5", c, c, 3)], ["c5"], pads=[1] * 4),
+        helper.make_node("Add", ["c5", "r4"], ["out3"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "residual",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, c, 10, 10])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("out", "out2", "out3")],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.fixture(params=["onednn", "aten"])
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both FusedConv kernels, whatever the size of the test's convolutions."""
+    limit = 0.0 if request.param == "onednn" else math.inf
+    monkeypatch.setattr(conv_fusion, "ONEDNN_MIN_FLOPS", limit)
+    monkeypatch.setattr(conv_fusion, "ONEDNN_MIN_FLOPS_1X1", limit)
+    return str(request.param)
+
+
+def fused(proto: onnx.ModelProto):  # type: ignore[no-untyped-def]
+    model = inference_rewrites(import_model(proto))
+    return apply_costs(model, flop_costs(model))
+
+
+def test_fusion_absorbs_residual_add_and_relu_only_where_nothing_else_reads() -> None:
+    g = fused(residual_model()).graph
+    assert {n.attrs.get("kernel") for n in g if n.op == "onnx.FusedConv"} == {"aten"}  # too small for oneDNN
+    convs = {n.name: n for n in g if n.op == "onnx.FusedConv"}
+    assert len(convs) == 5 and not any(n.op == "onnx.Conv" for n in g)
+    by_out = {n.attrs["_outputs"][0]: n for n in convs.values()}
+    assert by_out["r1"].attrs["activation"] == "relu"  # BatchNorm folded first, then the Relu fused
+    assert by_out["out"].attrs["_inputs"][3] == "x" and by_out["out"].attrs["activation"] == "relu"
+    assert by_out["out2"].attrs["activation"] == "none"
+    assert by_out["r4"].attrs["_inputs"][3] == ""  # the constant Add was folded into the conv's bias
+    assert by_out["out3"].attrs["_inputs"][3] == "r4" and by_out["out3"].attrs["activation"] == "none"
+    assert {n.op for n in g if n.op.startswith("onnx.")} == {"onnx.FusedConv"}
+
+
+def test_fusion_leaves_a_conv_whose_output_is_read_twice() -> None:
+    proto = residual_model()
+    proto.graph.output.append(helper.make_tensor_value_info("c2", TensorProto.FLOAT, None))
+    g = fused(proto).graph
+    (c2,) = [n for n in g if n.op == "onnx.FusedConv" and n.attrs["_outputs"] == ["c2"]]
+    assert c2.attrs["activation"] == "none" and c2.attrs["_inputs"][3] == ""
+    assert any(n.op == "onnx.Add" for n in g)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fused_generated_code_matches_onnxruntime(workers: int, kernel: str) -> None:
+    proto = residual_model()
+    model = fused(proto)
+    x = random_inputs(model, seed=1)
+    ref = ort_run(proto, x)
+    plan = serial_plan(model.graph) if workers == 1 else make_plan(model.graph, workers)
+    code = generate(model, plan)
+    if kernel == "onednn":
+        assert "onnx_conv(" in code.source and "onnx_pack_conv_weight(" in code.source
+    else:
+        assert "onnx_conv(" not in code.source and ".add_(v_x).relu_()" in code.source
+    ns = exec_generated(code.source, "fused")
+    with ns["ParallelModel"]({k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}) as par:
+        for outs in (par(x=torch.from_numpy(x["x"])), par.serial(x=torch.from_numpy(x["x"]))):
+            for r, vi in zip(ref, model.outputs, strict=True):
+                assert rel_err(r, outs[vi.name].numpy()) < 1e-4, vi.name
+
+
+def test_weights_packed_for_the_full_batch_serve_batch_slices(kernel: str) -> None:
+    """Batch mode packs for the slice shape and the serial reference for the whole batch; both agree."""
+    proto = residual_model(batch=4)
+    model = fused(proto)
+    x = random_inputs(model, seed=2)
+    ref = ort_run(proto, x)
+    total = model.graph.total_cost()
+    compute = (tuple(n.name for n in model.graph if n.op.startswith("onnx.")),)
+    plan = Plan(model.graph, compute, 2, "batch", 1, 2, total, total / 2, total, 1, len(compute[0]))
+    code = generate(model, plan)
+    ns = exec_generated(code.source, "fused_batch")
+    with ns["ParallelModel"]({k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}) as par:
+        for outs in (par(x=torch.from_numpy(x["x"])), par.serial(x=torch.from_numpy(x["x"]))):
+            assert rel_err(ref[0], outs["out"].numpy()) < 1e-4
+
+
+def test_eager_interpreter_runs_fused_nodes_with_packed_weights(kernel: str) -> None:
+    proto = residual_model()
+    model = fused(proto)
+    x = random_inputs(model, seed=3)
+    ref = ort_run(proto, x)
+    with torch.inference_mode():
+        out = run_graph(model, x)
+    assert rel_err(ref[2], out["out3"].numpy()) < 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_onnx_conv_equals_conv_add_relu(dtype: torch.dtype) -> None:
+    """The oneDNN path (float32, packed or not) and the plain fallback (float64) compute the same thing."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 9, 9, generator=gen, dtype=dtype)
+    w = torch.randn(4, 3, 3, 3, generator=gen, dtype=dtype)
+    b = torch.randn(4, generator=gen, dtype=dtype)
+    z = torch.randn(2, 4, 5, 5, generator=gen, dtype=dtype)
+    ref = torch.relu(F.conv2d(x, w, b, (2, 2), (1, 1), (1, 1), 2) + z)
+    packed = onnx_pack_conv_weight(w, (1, 1), (2, 2), (1, 1), 2, (2, 6, 9, 9))
+    assert packed.is_mkldnn == (dtype == torch.float32)
+    for weight in (w, packed):
+        got = onnx_conv(x, weight, b, z, (2, 2), (1, 1), (1, 1), 2, "relu")
+        torch.testing.assert_close(got, ref)
+    plain = onnx_conv(x, w, None, None, (2, 2), (1, 1), (1, 1), 2, "none")
+    torch.testing.assert_close(plain, F.conv2d(x, w, None, (2, 2), (1, 1), (1, 1), 2))
+
+
+def test_generated_code_frees_each_intermediate_after_its_last_use() -> None:
+    model = fused(residual_model())
+    src = generate(model, serial_plan(model.graph)).source
+    serial = src.split("def forward_serial(")[1].split("\ndef ")[0]
+    assert "    del v_x" in serial and "del v_r1" in serial
+    assert "del v_out\n" not in serial  # returned values stay
+
+
+def test_batchnorm_heads_its_own_chain_of_per_channel_mul_and_add() -> None:
+    """densenet's pre-activation BatchNorm -> Mul -> Add -> Relu: one ChannelAffine with the ReLU fused."""
+    rng = np.random.default_rng(1)
+    c = 6
+
+    def const(name: str, a: np.ndarray) -> TensorProto:
+        return numpy_helper.from_array(a.astype(np.float32), name)
+
+    inits = [
+        const("s", rng.uniform(0.5, 1.5, c)),
+        const("t", rng.normal(size=c)),
+        const("m", rng.normal(size=c)),
+        const("v", rng.uniform(0.5, 1.5, c)),
+        const("k", rng.uniform(0.5, 1.5, (c, 1, 1))),
+        const("d", rng.normal(size=(1, c, 1, 1))),
+    ]
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "s", "t", "m", "v"], ["n"], epsilon=1e-3),
+        helper.make_node("Mul", ["n", "k"], ["p"]),
+        helper.make_node("Add", ["d", "p"], ["q"]),
+        helper.make_node("Relu", ["q"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bn_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, c, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = fused(proto)
+    (node,) = [n for n in model.graph if n.op.startswith("onnx.")]
+    assert node.op == "onnx.ChannelAffine" and node.attrs["activation"] == "relu"
+    x = random_inputs(model, seed=4)
+    ns = exec_generated(generate(model, serial_plan(model.graph)).source, "bn_chain")
+    with ns["ParallelModel"]({k: torch.from_numpy(np.array(v)) for k, v in model.weights.items()}) as par:
+        out = par.serial(x=torch.from_numpy(x["x"]))["y"].numpy()
+    assert rel_err(ort_run(proto, x)[0], out) < 1e-4
