@@ -12,7 +12,7 @@ array, and publishing that array sends only the handle (``loan``).
 
 Waking a sleeping process costs more than the rest of a small message (on a VM, an inter-processor
 interrupt: ~20 us, against ~4 us for a round trip between two processes that stay awake), so ``recv`` spins
-before it sleeps: it polls its socket, without blocking, for up to ``spin`` seconds (50 us by default), then
+before it sleeps: it polls its socket, without blocking, for up to ``spin`` seconds (200 us by default), then
 sleeps in ``poll``. The spin is adaptive: a subscriber spins only while its recent waits were shorter than
 the spin, i.e. while the other side answers fast (a request/reply loop, a fast stream); once a wait runs past
 it, the subscriber sleeps straight away until a wait is short again. A slow or idle topic therefore costs no
@@ -59,7 +59,7 @@ MAX_INLINE = 128 * 1024  # a SOCK_SEQPACKET frame must fit the socket's send buf
 STORE_BYTES = 256 * 1024 * 1024
 MAX_SUBSCRIBERS = 32
 ACCEPT_EVERY = 1e-3  # seconds between looks for new subscribers while publishing
-SPIN = 50e-6  # seconds a subscriber polls before it sleeps, while its peer answers within that
+SPIN = 200e-6  # seconds a subscriber polls before it sleeps, while its peer answers within that
 
 
 def address(topic: str, bus: str = "default") -> str:
