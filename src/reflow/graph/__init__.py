@@ -2,6 +2,7 @@
 
 from reflow.graph.cloning import clone_shared_nodes
 from reflow.graph.clustering import Clustering, linear_clustering, single_cluster, singleton_clusters
+from reflow.graph.contract import contract, cycle_groups
 from reflow.graph.cost import NO_COMM, CommModel
 from reflow.graph.critical_path import bottom_levels, critical_path, top_levels
 from reflow.graph.cse import common_subexpression_elimination
@@ -16,7 +17,8 @@ from reflow.graph.simulate import Schedule, simulate
 from reflow.graph.verify import run_passes, verify
 
 __all__ = ["ANY", "NO_COMM", "Clustering", "CommModel", "Edge", "Graph", "Node", "Port", "Schedule",
-           "bottom_levels", "clone_shared_nodes", "common_subexpression_elimination", "critical_path",
+           "bottom_levels", "clone_shared_nodes", "common_subexpression_elimination", "contract",
+           "critical_path", "cycle_groups",
            "dead_code_elimination", "evaluate", "fuse_chains", "level_sets", "levels", "linear_clustering",
            "merge_clusters", "ports", "run_passes", "simulate", "single_cluster", "singleton_clusters",
            "to_dot", "to_svg", "top_levels", "topo_order", "verify", "write_graph"]
