@@ -42,6 +42,7 @@ VALUES: list[Any] = [
     np.arange(10, dtype=np.int16),
     np.arange(50_000, dtype=np.float64).reshape(500, 100),  # 400 KB: through the store
     {"obs": np.ones((300, 300), np.float32), "step": 3},  # 360 KB structure: oob through the store
+    {"obs": np.ones((200, 200), np.float32), "mask": torch.ones(10), "empty": np.zeros((0, 3))},  # arrays
     torch.arange(30_000, dtype=torch.float32),
     np.arange(64, dtype=np.float32).reshape(8, 8)[:, 1::2],  # non-contiguous
 ]
@@ -65,8 +66,8 @@ def test_channel_round_trip_across_processes(no_leaks: None) -> None:
             for v in VALUES:
                 ch.send(v)
                 assert same(v, ch.recv(timeout=20))
-            assert ch.out.stats.stored == 3 and ch.out.stats.inline == 4
-            assert dict(ch.out.stats.encoding.kinds) == {"small": 2, "raw": 4, "oob": 1}
+            assert ch.out.stats.stored == 4 and ch.out.stats.inline == 4
+            assert dict(ch.out.stats.encoding.kinds) == {"small": 2, "raw": 4, "oob": 1, "arrays": 1}
     finally:
         child.join(20)
     assert child.exitcode == 0

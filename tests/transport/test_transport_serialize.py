@@ -55,9 +55,47 @@ def test_structure_of_arrays_goes_out_of_band() -> None:
 
 
 def test_structure_of_small_arrays_is_one_pickle() -> None:
-    kind, back = roundtrip({"a": np.arange(4), "b": np.zeros(2)})
+    kind, back = roundtrip((np.arange(4), np.zeros(2)))
     assert kind == "small"
-    np.testing.assert_array_equal(back["a"], np.arange(4))  # type: ignore[index]
+    np.testing.assert_array_equal(back[0], np.arange(4))  # type: ignore[index]
+
+
+def test_flat_dict_of_arrays_is_raw_per_entry_and_keeps_order_and_types() -> None:
+    value = {"obs": np.ones((50, 30), np.float32), "act": torch.arange(6), "tiny": np.ones(3, ">i2"),
+             "none": np.zeros((0, 4))}
+    enc = encode(value)
+    assert enc.kind == "arrays" and len(enc.buffers) == 4
+    buffers = [bytearray(b) for b in enc.buffers]
+    back = decode(enc.kind, enc.header, buffers)
+    assert list(back) == list(value) and isinstance(back["act"], torch.Tensor)
+    for k in ("obs", "tiny", "none"):
+        assert back[k].dtype == value[k].dtype and back[k].shape == value[k].shape
+        np.testing.assert_array_equal(back[k], value[k])
+    assert torch.equal(back["act"], value["act"])
+    buffers[0][:4] = np.float32(7).tobytes()  # a view of the buffers, not a copy
+    assert back["obs"][0, 0] == 7
+
+
+@pytest.mark.parametrize("value", [
+    {"a": np.zeros(3), "b": [1]},                 # a value that is not an array
+    {1: np.zeros(3)},                             # a key that is not a string
+    {"a": np.array([None, 1], dtype=object)},     # object arrays need pickle
+    {},                                           # nothing to send raw
+    {f"k{i}": np.zeros(1) for i in range(65)},    # more entries than MAX_ARRAYS
+])
+def test_other_dicts_are_pickled(value: dict[object, object]) -> None:
+    kind, back = roundtrip(value)
+    assert kind in ("small", "oob") and isinstance(back, dict) and list(back) == list(value)
+
+
+def test_arrays_headers_are_cached_without_mixing_layouts() -> None:
+    a = {"x": np.zeros((2, 3), np.float32), "y": np.zeros(2, np.int64)}
+    b = {"y": np.zeros((2, 3), np.float32), "x": np.zeros(2, np.int64)}  # same arrays, keys swapped
+    for _ in range(2):
+        for value in (a, b):
+            _, back = roundtrip(value)
+            assert {k: (v.dtype, v.shape) for k, v in back.items()} == {  # type: ignore[attr-defined]
+                k: (v.dtype, v.shape) for k, v in value.items()}
 
 
 @pytest.mark.parametrize("value", [0, "hello", {"a": [1, 2.5, None]}, (1, b"xy"), None])
@@ -77,15 +115,17 @@ def test_noncontiguous_array_is_made_contiguous_and_counted() -> None:
 
 def test_stats_count_every_kind() -> None:
     stats = Stats()
-    for v in [np.zeros(3), {"x": np.zeros(3000)}, 5, 6]:
+    for v in [np.zeros(3), [np.zeros(3000)], {"x": np.zeros(3000)}, 5, 6]:
         encode(v, stats)
-    assert dict(stats.kinds) == {"raw": 1, "oob": 1, "small": 2}
+    assert dict(stats.kinds) == {"raw": 1, "oob": 1, "arrays": 1, "small": 2}
 
 
 def test_choice_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger="reflow.transport"):
         encode({"x": np.zeros(3000)})
-    assert any("as oob" in r.getMessage() for r in caplog.records)
+        encode([np.zeros(3000)])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("as arrays" in m for m in messages) and any("as oob" in m for m in messages)
 
 
 def test_unpicklable_payload_names_its_type() -> None:

@@ -1,10 +1,14 @@
 """Adaptive serialization: pick, per message, the cheapest encoding that is still correct.
 
-Three encodings, chosen by type and size, in this order:
+Four encodings, chosen by type and size, in this order:
 
 * ``raw``: a C-contiguous numpy array (loaned ones too) or CPU torch tensor is its own wire format. The header
   carries dtype and shape; the single buffer is the array's memory, read back as a view (zero copies on the
   read side).
+* ``arrays``: a plain ``dict`` whose keys are strings and whose values are all arrays or tensors (an RL
+  observation dict, a batch of named tensors) is ``raw`` per entry: one header with every key, dtype and
+  shape, one buffer per entry. Pickling such a dict and unpickling it cost ~20 us each way even with the
+  buffers out of band; this costs dictionary lookups.
 * ``oob``: any other picklable structure that holds arrays (a dict of arrays, a tuple of tensors, ...) is
   pickled with protocol 5 and its array buffers are taken *out of band*: the pickle stream stays small and
   the buffers travel as separate, zero-copy buffers. Buffers under 2 KB stay in band: for them the
@@ -16,9 +20,9 @@ A non-contiguous array cannot be described by dtype + shape + one buffer; it is 
 copy, counted in ``Stats.copied_noncontiguous``) so that sending never fails for a layout reason. An object
 pickle cannot handle raises ``SerializationError`` naming its type.
 
-A stream of arrays usually repeats one dtype and shape, so the ``raw`` header is cached both ways (pickled
-once per dtype/shape, parsed once per distinct header): a message then costs dictionary lookups, not pickle
-calls.
+A stream of arrays usually repeats one dtype and shape, so the ``raw`` and ``arrays`` headers are cached
+both ways (pickled once per layout, parsed once per distinct header): a message then costs dictionary
+lookups, not pickle calls.
 
 The choice is visible: ``Encoded.kind`` says which encoding was used, every encoder keeps a ``Stats`` count
 per kind, and the ``reflow.transport`` logger prints the choice at DEBUG level.
@@ -40,12 +44,14 @@ from reflow.transport.loan import LoanedArray
 
 log = logging.getLogger("reflow.transport")
 
-Kind = Literal["raw", "oob", "small"]
-KINDS: tuple[Kind, ...] = ("raw", "oob", "small")
+Kind = Literal["raw", "oob", "small", "arrays"]
+KINDS: tuple[Kind, ...] = ("raw", "oob", "small", "arrays")  # the wire carries the index: append only
 OOB_MIN = 2048  # bytes: smaller array buffers inside a structure stay in the pickle stream
 HEADER_CACHE = 256  # distinct raw headers remembered per direction (the caches are emptied when full)
-_raw_headers: dict[tuple[str, tuple[int, ...], bool], bytes] = {}
-_raw_layouts: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], bool]] = {}
+MAX_ARRAYS = 64  # entries of a dict sent as ``arrays``; larger dicts are pickled
+Layout = tuple[np.dtype[Any], tuple[int, ...], bool]  # dtype, shape, was a torch tensor
+_headers: dict[object, bytes] = {}  # layout key -> pickled header, for the sender
+_layouts: dict[bytes, Any] = {}  # pickled header -> parsed layout(s), for the receiver
 
 
 @dataclass
@@ -97,19 +103,46 @@ def _as_array(obj: Any, stats: Stats) -> tuple[np.ndarray[Any, Any], bool] | Non
     return arr, is_torch
 
 
+def _header(key: object) -> bytes:
+    """The pickled header of a layout, pickled once per distinct layout."""
+    header = _headers.get(key)
+    if header is None:
+        if len(_headers) >= HEADER_CACHE:
+            _headers.clear()
+        header = _headers[key] = pickle.dumps(key, protocol=5)
+    return header
+
+
+def _bytes_of(arr: np.ndarray[Any, Any]) -> memoryview:
+    return arr.reshape(-1).view(np.uint8).data
+
+
+def _as_arrays(obj: Any, stats: Stats) -> list[tuple[str, np.ndarray[Any, Any], bool]] | None:
+    """The entries of a flat dict of arrays, or None if ``obj`` is anything else."""
+    if type(obj) is not dict or not 0 < len(obj) <= MAX_ARRAYS:
+        return None
+    entries, mine = [], Stats()  # counted into ``stats`` only if the dict is sent this way
+    for k, v in obj.items():
+        found = _as_array(v, mine) if type(k) is str else None
+        if found is None:
+            return None
+        entries.append((k, *found))
+    stats.copied_noncontiguous += mine.copied_noncontiguous
+    return entries
+
+
 def encode(obj: Any, stats: Stats | None = None) -> Encoded:
     """Encode ``obj`` with the cheapest correct encoding (see the module docstring)."""
     stats = stats if stats is not None else Stats()
     found = _as_array(obj, stats)
+    entries = None if found is not None else _as_arrays(obj, stats)
     if found is not None:
         arr, is_torch = found
-        key = (arr.dtype.str, arr.shape, is_torch)
-        header = _raw_headers.get(key)
-        if header is None:
-            if len(_raw_headers) >= HEADER_CACHE:
-                _raw_headers.clear()
-            header = _raw_headers[key] = pickle.dumps(key, protocol=5)
-        enc = Encoded("raw", header, (arr.reshape(-1).view(np.uint8).data,) if arr.nbytes else ())
+        header = _header((arr.dtype.str, arr.shape, is_torch))
+        enc = Encoded("raw", header, (_bytes_of(arr),) if arr.nbytes else ())
+    elif entries is not None:
+        header = _header(tuple((k, a.dtype.str, a.shape, t) for k, a, t in entries))
+        enc = Encoded("arrays", header, tuple(_bytes_of(a) for _, a, _ in entries))
     else:
         buffers: list[pickle.PickleBuffer] = []
 
@@ -136,23 +169,39 @@ def encode(obj: Any, stats: Stats | None = None) -> Encoded:
     return enc
 
 
+def _layout(header: bytes) -> Any:
+    """The parsed layout of a ``raw`` or ``arrays`` header, parsed once per distinct header."""
+    layout = _layouts.get(header)
+    if layout is None:
+        if len(_layouts) >= HEADER_CACHE:
+            _layouts.clear()
+        key = pickle.loads(header)
+        if key and isinstance(key[0], tuple):  # arrays: ((name, dtype, shape, torch), ...)
+            layout = tuple((k, np.dtype(d), shape, t) for k, d, shape, t in key)
+        else:
+            d, shape, t = key
+            layout = (np.dtype(d), shape, t)
+        _layouts[header] = layout
+    return layout
+
+
+def _view(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], is_torch: bool) -> Any:
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if is_torch:
+        import torch
+
+        return torch.from_numpy(arr)
+    return arr
+
+
 def decode(kind: Kind, header: bytes, buffers: list[Any]) -> Any:
     """Rebuild a value; array data is not copied: the result views ``buffers``."""
     if kind == "raw":
-        layout = _raw_layouts.get(header)
-        if layout is None:
-            if len(_raw_layouts) >= HEADER_CACHE:
-                _raw_layouts.clear()
-            dtype, shape, is_torch = pickle.loads(header)
-            layout = _raw_layouts[header] = (np.dtype(dtype), shape, is_torch)
-        dt, shape, is_torch = layout
-        data = buffers[0] if buffers else b""
-        arr = np.frombuffer(data, dtype=dt).reshape(shape)
-        if is_torch:
-            import torch
-
-            return torch.from_numpy(arr)
-        return arr
+        dt, shape, is_torch = _layout(header)
+        return _view(buffers[0] if buffers else b"", dt, shape, is_torch)
+    if kind == "arrays":
+        return {k: _view(buf, dt, shape, t) for (k, dt, shape, t), buf in zip(_layout(header), buffers,
+                                                                              strict=True)}
     if kind == "oob":
         return pickle.loads(header, buffers=buffers)
     return pickle.loads(header)
