@@ -76,6 +76,7 @@ def main() -> None:
         by_label = {label(n).replace(" ", ""): n for n in SIZES}
         sizes = [by_label[x.strip().replace(" ", "")] for x in args.sizes.split(",")]
     repeats = 2 if args.quick else args.repeats
+    shm_before = tp.shm_entries()
     peers, skipped = tp.start_peers(args.peers.split(","))
     rows: list[dict[str, Any]] = []
     try:
@@ -114,6 +115,7 @@ def main() -> None:
     finally:
         for p in peers:
             p.close()
+        tp.remove_foreign_shm(shm_before)
     report(rows, skipped)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

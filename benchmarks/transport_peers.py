@@ -27,6 +27,7 @@ the peer at its best, not a strawman:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing as mp
 import os
@@ -575,6 +576,26 @@ PEERS: dict[str, Callable[[], Peer]] = {
     "iceoryx2": IceoryxPeer,
 }
 ALL = list(PEERS)
+
+
+FOREIGN_SHM = (".zenoh", "iox2_")  # what Zenoh and iceoryx2 leave in /dev/shm when their processes exit
+
+
+def shm_entries() -> set[str]:
+    try:
+        return set(os.listdir("/dev/shm"))
+    except FileNotFoundError:
+        return set()
+
+
+def remove_foreign_shm(before: set[str]) -> list[str]:
+    """Delete the Zenoh / iceoryx2 files this run created in /dev/shm (their libraries leave them behind)."""
+    gone = sorted(n for n in shm_entries() - before
+                  if n.endswith(FOREIGN_SHM[0]) or n.startswith(FOREIGN_SHM[1]))
+    for name in gone:
+        with contextlib.suppress(OSError):
+            os.unlink(f"/dev/shm/{name}")
+    return gone
 
 
 def start_peers(names: list[str]) -> tuple[list[Peer], dict[str, str]]:
