@@ -27,7 +27,7 @@ examples:
   reflow run examples/reactors/pipeline.py --workers 2     run a reactor program on 2 threads
   reflow graph examples/reactors/pipeline.py --out g.svg   draw its reaction graph
   reflow parallelize model.onnx -o model_par.py --workers 4   parallel PyTorch code from ONNX
-  reflow envs CartPole-v1 --envs 64 --workers 2            env steps/s of an env bank
+  reflow envs CartPole-v1 --num-envs 64 --workers 2        env steps/s of an env bank
   reflow train CartPole-v1 --algo ppo --seed 0             train, plot the learning curve
   reflow <command> --help                                  options of one command
 """
