@@ -34,6 +34,7 @@ import logging
 import pickle
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -169,20 +170,23 @@ def encode(obj: Any, stats: Stats | None = None) -> Encoded:
     return enc
 
 
-def _layout(header: bytes) -> Any:
-    """The parsed layout of a ``raw`` or ``arrays`` header, parsed once per distinct header."""
+def _layout(header: bytes, parse: Callable[[Any], Any]) -> Any:
+    """The layout a ``raw`` or ``arrays`` header describes, unpickled and parsed once per distinct header."""
     layout = _layouts.get(header)
     if layout is None:
         if len(_layouts) >= HEADER_CACHE:
             _layouts.clear()
-        key = pickle.loads(header)
-        if key and isinstance(key[0], tuple):  # arrays: ((name, dtype, shape, torch), ...)
-            layout = tuple((k, np.dtype(d), shape, t) for k, d, shape, t in key)
-        else:
-            d, shape, t = key
-            layout = (np.dtype(d), shape, t)
-        _layouts[header] = layout
+        layout = _layouts[header] = parse(pickle.loads(header))
     return layout
+
+
+def _raw_layout(key: tuple[str, tuple[int, ...], bool]) -> Layout:
+    dtype, shape, is_torch = key
+    return np.dtype(dtype), shape, is_torch
+
+
+def _arrays_layout(key: tuple[tuple[str, str, tuple[int, ...], bool], ...]) -> tuple[tuple[str, Layout], ...]:
+    return tuple((name, _raw_layout((dtype, shape, is_torch))) for name, dtype, shape, is_torch in key)
 
 
 def _view(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], is_torch: bool) -> Any:
@@ -197,11 +201,10 @@ def _view(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], is_torch: boo
 def decode(kind: Kind, header: bytes, buffers: list[Any]) -> Any:
     """Rebuild a value; array data is not copied: the result views ``buffers``."""
     if kind == "raw":
-        dt, shape, is_torch = _layout(header)
-        return _view(buffers[0] if buffers else b"", dt, shape, is_torch)
+        return _view(buffers[0] if buffers else b"", *_layout(header, _raw_layout))
     if kind == "arrays":
-        return {k: _view(buf, dt, shape, t) for (k, dt, shape, t), buf in zip(_layout(header), buffers,
-                                                                              strict=True)}
+        layouts = _layout(header, _arrays_layout)
+        return {name: _view(buf, *layout) for (name, layout), buf in zip(layouts, buffers, strict=True)}
     if kind == "oob":
         return pickle.loads(header, buffers=buffers)
     return pickle.loads(header)
