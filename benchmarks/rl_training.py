@@ -186,10 +186,6 @@ def rllib_ppo(seed: int, budget: int) -> float:
     return float(json.loads(out.strip().splitlines()[-1])["seconds"])
 
 
-def median_finite(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 seeds, short Q-learning runs")
@@ -220,9 +216,9 @@ def main() -> None:
                               "returns_head": rets[:5]})
             print(f"sync Q-learning {qname:6s} rep {rep}: {q_s:.2f} s, {len(rets)} episodes")
     ray.shutdown()
-    med = {f"ppo_{n}": median_finite([r["seconds"] for r in rows["ppo"] if r["impl"] == n])
+    med = {f"ppo_{n}": statistics.median([r["seconds"] for r in rows["ppo"] if r["impl"] == n])
            for n, _ in runners}
-    med.update({f"q_{n}": median_finite([r["seconds"] for r in rows["q"] if r["impl"] == n])
+    med.update({f"q_{n}": statistics.median([r["seconds"] for r in rows["q"] if r["impl"] == n])
                 for n in ("reflow", "ray")})
     print("\n| benchmark | reflow median s | peer median s | reflow / peer |\n|---|---|---|---|")
     for ours in ("reflow", "reflow_w2"):

@@ -578,7 +578,8 @@ PEERS: dict[str, Callable[[], Peer]] = {
 ALL = list(PEERS)
 
 
-FOREIGN_SHM = (".zenoh", "iox2_")  # what Zenoh and iceoryx2 leave in /dev/shm when their processes exit
+# What Zenoh (``*.zenoh``) and iceoryx2 (``iox2_*``) leave in /dev/shm when their processes exit.
+ZENOH_SHM_SUFFIX, ICEORYX2_SHM_PREFIX = ".zenoh", "iox2_"
 
 
 def shm_entries() -> set[str]:
@@ -591,7 +592,7 @@ def shm_entries() -> set[str]:
 def remove_foreign_shm(before: set[str]) -> list[str]:
     """Delete the Zenoh / iceoryx2 files this run created in /dev/shm (their libraries leave them behind)."""
     gone = sorted(n for n in shm_entries() - before
-                  if n.endswith(FOREIGN_SHM[0]) or n.startswith(FOREIGN_SHM[1]))
+                  if n.endswith(ZENOH_SHM_SUFFIX) or n.startswith(ICEORYX2_SHM_PREFIX))
     for name in gone:
         with contextlib.suppress(OSError):
             os.unlink(f"/dev/shm/{name}")
