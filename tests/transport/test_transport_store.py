@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 import weakref
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reflow.errors import BackPressureError, MessageTooLarge
-from reflow.transport.shm import leaked_segments
+from reflow.transport.shm import SharedSegment, leaked_segments
 from reflow.transport.store import ObjectStore, StoreReader
 
 
@@ -132,3 +133,16 @@ def test_a_publisher_left_open_exits_quietly_and_leaves_nothing(tmp_path: Path) 
     assert proc.returncode == 0 and out.strip() == "published"
     assert err == ""
     assert leaked_segments(proc.pid) == []
+
+
+def test_a_view_outlives_its_closed_segment(no_leaks: None) -> None:
+    """numpy keeps no buffer export, so closing must not unmap under a live view (that would segfault)."""
+    seg = SharedSegment.create(4096)
+    view = seg.ndarray((1024,), np.int32)
+    view[:] = np.arange(1024)
+    name = seg.name
+    seg.close()
+    assert not os.path.exists(f"/dev/shm/{name}")  # unlinked at once...
+    assert view[1023] == 1023  # ...but still mapped while the view lives
+    view[0] = 7
+    del view

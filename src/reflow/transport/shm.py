@@ -90,18 +90,15 @@ class SharedSegment:
         return buf
 
     def ndarray(self, shape: tuple[int, ...], dtype: Any, offset: int = 0) -> np.ndarray[Any, Any]:
-        """A numpy view on the segment (no copy). Views must be dropped before ``close()``."""
+        """A numpy view on the segment (no copy); it may outlive ``close()`` (see there)."""
         return np.ndarray(shape, dtype=dtype, buffer=self.buf, offset=offset)
 
     def close(self) -> None:
-        """Unmap; the owner also unlinks. Safe to call twice."""
+        """Unmap (now, or with the last live numpy view); the owner also unlinks. Safe to call twice."""
         shm, self._shm = self._shm, None
         if shm is None:
             return
-        try:
-            shm.close()
-        except BufferError:
-            _release_to_views(shm)
+        _drop_mapping(shm)
         if self.owner:
             with _lock:
                 _owned.pop(self.name, None)
@@ -120,9 +117,12 @@ class SharedSegment:
             self.close()
 
 
-def _release_to_views(shm: Any) -> None:
-    """Live numpy views still export the mapping, so it cannot be unmapped now: leave it to them (it goes
-    with the last view) and close the descriptor, so ``SharedMemory.__del__`` has nothing left to fail on."""
+def _drop_mapping(shm: Any) -> None:
+    """Drop our references to the mapping and close the descriptor, never unmapping explicitly.
+
+    numpy arrays made on ``buf`` keep a reference to it but hold no buffer export, so ``SharedMemory.close``
+    would unmap memory under live arrays (a segfault on their next access). Without our references the mapping
+    goes at once if no array is left, else with the last one; ``SharedMemory.__del__`` finds nothing to do."""
     shm._buf = None
     shm._mmap = None
     if getattr(shm, "_fd", -1) >= 0:

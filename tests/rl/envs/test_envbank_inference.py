@@ -55,7 +55,7 @@ def test_act_into_writes_the_bank_action_array() -> None:
     with make_vec("CartPole-v1", 8, num_workers=2) as env:
         env.reset()
         policy = BatchedPolicy(mlp(2))
-        obs = env.bank.arrays["obs"]
+        obs = env.bank.obs
         actions = env.bank.arrays["actions"]
         policy.act_into(obs, actions)
         assert actions.tolist() == policy(obs.copy()).tolist()

@@ -103,6 +103,39 @@ def test_returned_obs_is_a_copy_by_default() -> None:
         np.testing.assert_array_equal(obs, before)
 
 
+def test_held_batches_stay_intact_and_dropped_ones_are_reused(no_leaks: None) -> None:
+    """Batches are handed out without a copy, so a buffer may be refilled only once nobody holds it."""
+    ref = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(6)])
+    with make_vec("CartPole-v1", 6, num_workers=3, seed=5) as env:
+        buffers = env.bank.obs_buffers
+
+        def shared(obs: np.ndarray[Any, Any]) -> bool:
+            return any(np.shares_memory(obs, b) for b in buffers)
+
+        held = [env.reset()[0]]
+        expected = [ref.reset(seed=5)[0]]
+        for t in range(12):
+            actions = np.arange(6) % 2 ^ (t % 2)
+            obs = env.step(actions)[0]
+            expected.append(ref.step(actions)[0])
+            # Buffers that are held are never refilled: with all of them held, a batch is a private copy.
+            assert shared(obs) == (t == 0)
+            held.append(obs[1:] if t % 2 else obs)  # a view of a batch holds it too
+        for t, (a, b) in enumerate(zip(held, expected, strict=True)):
+            np.testing.assert_array_equal(a, b[1:] if t % 2 == 0 and t else b, err_msg=f"batch {t}")
+        held.clear()
+        first = env.step(np.zeros(6, np.int64))[0]
+        assert shared(first)
+        again = env.step(np.zeros(6, np.int64))[0]
+        assert shared(again) and not np.shares_memory(first, again)
+        kept = again.copy()
+        del first
+        third = env.step(np.zeros(6, np.int64))[0]
+        assert shared(third) and not np.shares_memory(third, again)
+    np.testing.assert_array_equal(again, kept)  # a batch outlives the closed bank (still mapped)
+    ref.close()
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(EnvError, match="num_workers"):
         make_vec("CartPole-v1", 2, num_workers=3)

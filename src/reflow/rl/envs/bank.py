@@ -7,6 +7,10 @@ process maps, so ``step`` is: write actions, wake the workers, step slice 0, wai
 always seeded with ``seed + i`` and is stepped by exactly one process, so results do not depend on
 ``num_workers``.
 
+Observations have ``OBS_BUFFERS`` batch buffers (``obs_buffers``); each step or reset names the one to fill.
+A caller can then hand a filled batch out without copying it and fill another one next, as long as the
+first is still in use (``BankVectorEnv`` does so).
+
 The bank owns its segment and processes; ``close()`` (or leaving the ``with`` block, or any error) stops the
 workers, kills those that do not stop, and unlinks the segment.
 """
@@ -28,6 +32,7 @@ from reflow.rl.envs.worker import RESET, STEP, Worker
 from reflow.transport.shm import SharedSegment
 
 DEFAULT_SPIN_S = 0.002
+OBS_BUFFERS = 3
 START_TIMEOUT_S = 120.0
 
 
@@ -61,6 +66,8 @@ class EnvBank:
         self._segment: SharedSegment | None = None
         self._local: SliceRunner | None = None
         self.arrays: dict[str, np.ndarray[Any, Any]] = {}
+        self.obs_buffers: list[np.ndarray[Any, Any]] = []
+        self.last_buffer = 0  # the buffer the last step or reset filled
         local_envs = []
         try:
             for i in range(self.bounds[1]):
@@ -72,9 +79,10 @@ class EnvBank:
             obs = array_shape(self.single_observation_space, "observation", self.specs[0].env_id)
             act = array_shape(self.single_action_space, "action", self.specs[0].env_id)
             self.discrete = isinstance(self.single_action_space, spaces.Discrete)
-            layout = bank_layout(n, num_workers, obs, act)
+            layout = bank_layout(n, num_workers, obs, act, OBS_BUFFERS)
             self._segment = SharedSegment.create(layout.size)
             self.arrays = layout.views(self._segment.buf)
+            self.obs_buffers = layout.split(self._segment.buf, "obs")
             self._local = SliceRunner(local_envs, 0, self.arrays, autoreset_mode, self.discrete)
             local_envs = []
             for w in range(1, num_workers):
@@ -120,17 +128,35 @@ class EnvBank:
             self.close()
             raise
 
-    def step(self, actions: np.ndarray[Any, Any]) -> None:
-        """Step every env with its action; results are left in ``self.arrays``."""
+    @property
+    def obs(self) -> np.ndarray[Any, Any]:
+        """The observations of the last step or reset (the bank's own buffer: copy what you keep)."""
+        return self.obs_buffers[self.last_buffer]
+
+    def _fill(self, buffer: int) -> None:
+        if not 0 <= buffer < len(self.obs_buffers):
+            raise EnvError(f"obs buffer {buffer} does not exist; the bank has {len(self.obs_buffers)}")
+        self.arrays["obs_buffer"][0] = buffer
+
+    def step(self, actions: np.ndarray[Any, Any], buffer: int = 0) -> None:
+        """Step every env; observations go to ``obs_buffers[buffer]``, the rest to ``arrays``."""
         self._runner()
         self.arrays["actions"][...] = actions
+        self._fill(buffer)
         self._run(STEP)
+        self.last_buffer = buffer
 
-    def reset(self, seeds: Sequence[int | None] | None = None, options: dict[str, Any] | None = None) -> None:
-        """Reset every env (those in ``options["reset_mask"]`` if given); ``seeds[i]`` seeds env i."""
+    def reset(self, seeds: Sequence[int | None] | None = None, options: dict[str, Any] | None = None,
+              buffer: int = 0) -> None:
+        """Reset every env (those in ``options["reset_mask"]`` if given); ``seeds[i]`` seeds env i.
+
+        Observations go to ``obs_buffers[buffer]``; envs left out by a mask keep their last observation."""
         self._runner()
+        self._fill(buffer)
         if options is not None and "reset_mask" in options:
             self.arrays["reset_mask"][:] = np.asarray(options["reset_mask"], dtype=bool)
+            if buffer != self.last_buffer:
+                self.obs_buffers[buffer][...] = self.obs_buffers[self.last_buffer]
         if seeds is None:
             self.arrays["seeded"][:] = False
         else:
@@ -138,6 +164,7 @@ class EnvBank:
             self.arrays["seeds"][:] = [0 if s is None else s for s in seeds]
         self._run(RESET, options)
         self.arrays["seeded"][:] = False
+        self.last_buffer = buffer
 
     def close(self) -> None:
         """Stop every worker (killing any that hang), close the envs, unlink the segment. Safe to repeat."""
@@ -155,6 +182,7 @@ class EnvBank:
             except Exception as e:
                 errors.append(e)
         self.arrays = {}
+        self.obs_buffers = []
         if self._segment is not None:
             self._segment.close()
             self._segment = None

@@ -2,17 +2,23 @@
 
 The same ``SliceRunner`` runs in every worker process and in the parent (which steps slice 0 itself while the
 workers step theirs). It reads actions from and writes results to the shared views in place, so the only
-per-step traffic between processes is a wake-up. Auto-reset is done here, next to the env, in one of
+per-step traffic between processes is a wake-up. Observations go into the batch buffer the parent names in
+``obs_buffer`` (see ``EnvBank``). Auto-reset is done here, next to the env, in one of
 gymnasium's three modes:
 
 - NEXT_STEP (gymnasium's default): an env that ended is reset on the following step; that step's action is
   ignored, its reward is 0 and its flags are False.
 - SAME_STEP: an env that ends is reset at once; the last observation of the episode goes to ``final_obs``.
 - DISABLED: nothing is reset automatically; ``reset(options={"reset_mask": mask})`` resets some envs.
+
+Episode statistics are kept here too, in plain Python numbers beside each env, so that they cost the parent
+nothing per step: when an env's episode ends, its return, length and wall time (as gymnasium's
+``RecordEpisodeStatistics`` counts them) go to ``episode_return`` / ``episode_length`` / ``episode_time``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -20,6 +26,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 NEXT_STEP, SAME_STEP, DISABLED = 0, 1, 2
+LARGE_OBS_BYTES = 1024
 MODE_CODES = {AutoresetMode.NEXT_STEP: NEXT_STEP, AutoresetMode.SAME_STEP: SAME_STEP,
               AutoresetMode.DISABLED: DISABLED}
 
@@ -36,6 +43,13 @@ class SliceRunner:
         self.discrete = discrete
         self.failed_env = -1  # the bank index of the env whose call raised, for the error message
         self.pending = [False] * len(envs)  # NEXT_STEP: ended last step, reset on this one
+        # Small observations are gathered in a list and stored with one numpy call; large ones (images) are
+        # stored one by one, which saves building a temporary batch (a second copy of every frame).
+        self.obs_one_by_one = arrays["obs"][0, 0].nbytes >= LARGE_OBS_BYTES
+        now = time.perf_counter()
+        self.returns = [0.0] * len(envs)  # of the running episodes
+        self.lengths = [0] * len(envs)
+        self.starts = [now] * len(envs)
 
     def step(self) -> None:
         # Results are collected in Python lists and written with one numpy call per array: a numpy scalar
@@ -43,37 +57,56 @@ class SliceRunner:
         a, lo, hi = self.a, self.lo, self.hi
         actions: Any = a["actions"][lo:hi].tolist() if self.discrete else a["actions"][lo:hi].copy()
         mode, pending = self.mode, self.pending
+        out = a["obs"][int(a["obs_buffer"][0])]
+        one_by_one = self.obs_one_by_one
         obs: list[Any] = []
         rews: list[SupportsFloat] = []
         terms: list[bool] = []
         truncs: list[bool] = []
         r: SupportsFloat
+        returns, lengths = self.returns, self.lengths
         for k, env in enumerate(self.envs):
             self.failed_env = lo + k
             if pending[k]:
                 o, _ = env.reset()
                 r, te, tr = 0.0, False, False
                 pending[k] = False
+                returns[k], lengths[k], self.starts[k] = 0.0, 0, time.perf_counter()
             else:
                 o, r, te, tr, _ = env.step(actions[k])
-                if (te or tr) and mode != DISABLED:
+                returns[k] += float(r)
+                lengths[k] += 1
+                if te or tr:
+                    self._episode_ended(k)
                     if mode == SAME_STEP:
                         a["final_obs"][lo + k] = o
                         o, _ = env.reset()
-                    else:
+                        returns[k], lengths[k], self.starts[k] = 0.0, 0, time.perf_counter()
+                    elif mode == NEXT_STEP:
                         pending[k] = True
-            obs.append(o)
+            if one_by_one:
+                out[lo + k] = o
+            else:
+                obs.append(o)
             rews.append(r)
             terms.append(te)
             truncs.append(tr)
         self.failed_env = -1
-        a["obs"][lo:hi] = obs
+        if not one_by_one:
+            out[lo:hi] = obs
         a["rewards"][lo:hi] = rews
         a["terminated"][lo:hi] = terms
         a["truncated"][lo:hi] = truncs
 
+    def _episode_ended(self, k: int) -> None:
+        i = self.lo + k
+        self.a["episode_return"][i] = self.returns[k]
+        self.a["episode_length"][i] = self.lengths[k]
+        self.a["episode_time"][i] = round(time.perf_counter() - self.starts[k], 6)
+
     def reset(self, options: dict[str, Any] | None) -> None:
         a, lo = self.a, self.lo
+        out = a["obs"][int(a["obs_buffer"][0])]
         masked = options is not None and "reset_mask" in options
         rest = {k: v for k, v in (options or {}).items() if k != "reset_mask"} or None
         for k, env in enumerate(self.envs):
@@ -82,10 +115,11 @@ class SliceRunner:
                 continue
             self.failed_env = i
             seed = int(a["seeds"][i]) if a["seeded"][i] else None
-            a["obs"][i], _ = env.reset(seed=seed, options=rest)
+            out[i], _ = env.reset(seed=seed, options=rest)
             a["rewards"][i] = 0.0
             a["terminated"][i] = a["truncated"][i] = False
             self.pending[k] = False
+            self.returns[k], self.lengths[k], self.starts[k] = 0.0, 0, time.perf_counter()
         self.failed_env = -1
 
     def close(self) -> None:

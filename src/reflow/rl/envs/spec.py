@@ -109,18 +109,35 @@ class Layout:
         return {name: np.ndarray(s.shape, dtype=np.dtype(s.dtype), buffer=buf, offset=s.offset)
                 for name, s in self.slots.items()}
 
+    def split(self, buf: memoryview, name: str) -> list[np.ndarray[Any, Any]]:
+        """One array per index of ``name``'s first axis, each made straight from ``buf``.
+
+        Every view later taken of one of them has it, not a shared parent, as its numpy ``base``; so its
+        reference count says whether anybody still holds data from it."""
+        slot = self.slots[name]
+        dtype, inner = np.dtype(slot.dtype), slot.shape[1:]
+        stride = int(np.prod(inner, dtype=np.int64)) * dtype.itemsize
+        return [np.ndarray(inner, dtype=dtype, buffer=buf, offset=slot.offset + k * stride)
+                for k in range(slot.shape[0])]
+
 
 def bank_layout(num_envs: int, num_workers: int, obs: tuple[tuple[int, ...], np.dtype[Any]],
-                act: tuple[tuple[int, ...], np.dtype[Any]]) -> Layout:
-    """The arrays every bank shares: per env data, plus one command and status word per worker."""
+                act: tuple[tuple[int, ...], np.dtype[Any]], obs_buffers: int) -> Layout:
+    """The arrays every bank shares: per env data, plus one command and status word per worker.
+
+    Observations have ``obs_buffers`` whole batches; ``obs_buffer`` says which one the next command fills."""
     n = num_envs
     return Layout.build({
-        "obs": ((n, *obs[0]), obs[1]),
+        "obs": ((obs_buffers, n, *obs[0]), obs[1]),
+        "obs_buffer": ((1,), np.dtype(np.int64)),
         "final_obs": ((n, *obs[0]), obs[1]),
         "actions": ((n, *act[0]), act[1]),
         "rewards": ((n,), np.dtype(np.float64)),
         "terminated": ((n,), np.dtype(np.bool_)),
         "truncated": ((n,), np.dtype(np.bool_)),
+        "episode_return": ((n,), np.dtype(np.float64)),
+        "episode_length": ((n,), np.dtype(np.int64)),
+        "episode_time": ((n,), np.dtype(np.float64)),
         "reset_mask": ((n,), np.dtype(np.bool_)),
         "seeds": ((n,), np.dtype(np.int64)),
         "seeded": ((n,), np.dtype(np.bool_)),

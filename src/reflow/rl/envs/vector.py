@@ -10,6 +10,13 @@ all envs, zero where the env did not finish) and ``infos["_episode"]`` is the ma
 same numbers are kept in ``return_queue`` / ``length_queue`` / ``time_queue`` (the last 100 episodes) and
 ``episode_count``.
 
+Observations are handed out without a copy: the bank fills one of a few shared batch buffers, and a buffer
+is filled again only once no Python object refers to it any more (its reference count says so; numpy views
+and ``torch.from_numpy`` tensors of it hold a reference). So with ``copy=True`` a returned batch is never
+changed behind its holder's back, as with gymnasium, yet a loop that drops or copies each batch moves no
+frame twice. When every buffer is held, the batch is copied. ``copy=False`` always returns the same buffer,
+which the next step overwrites (gymnasium's meaning).
+
 What is not forwarded, for speed: the per-env ``info`` dicts of ``env.step``/``env.reset`` (gymnasium would
 merge them into arrays every step). With ``autoreset_mode=SAME_STEP`` the last observation of a finished
 episode is in ``infos["final_obs"]`` (an object array, None where the env did not finish) and
@@ -18,6 +25,7 @@ episode is in ``infos["final_obs"]`` (an object array, None where the env did no
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from types import TracebackType
@@ -44,6 +52,8 @@ class BankVectorEnv(VectorEnv[Any, Any, Any]):
         self.bank = EnvBank(specs, num_workers=num_workers, seed=seed, autoreset_mode=MODE_CODES[mode])
         self.num_envs = self.bank.num_envs
         self.copy = copy
+        # References a batch buffer has when nobody but the bank holds it (measured, not assumed).
+        self._unheld_refs = sys.getrefcount(self.bank.obs_buffers[0])
         self.autoreset_mode = mode
         self.metadata = {"autoreset_mode": mode}
         self.render_mode = None
@@ -52,19 +62,26 @@ class BankVectorEnv(VectorEnv[Any, Any, Any]):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._first_seed: int | None = seed
-        n = self.num_envs
-        self.episode_returns = np.zeros(n, dtype=np.float64)
-        self.episode_lengths = np.zeros(n, dtype=np.int64)
-        self.episode_start_times = np.full(n, time.perf_counter())
-        self.prev_dones = np.zeros(n, dtype=bool)
         self.episode_count = 0
         self.return_queue: deque[float] = deque(maxlen=QUEUE_LEN)
         self.length_queue: deque[int] = deque(maxlen=QUEUE_LEN)
         self.time_queue: deque[float] = deque(maxlen=QUEUE_LEN)
 
+    def _free_buffer(self) -> int:
+        """A batch buffer nobody holds, to fill next; the last buffer (copied out) if all are held."""
+        buffers = self.bank.obs_buffers
+        if self.copy:
+            for k in range(len(buffers) - 1):
+                if sys.getrefcount(buffers[k]) <= self._unheld_refs:
+                    return k
+        return 0 if not self.copy else len(buffers) - 1
+
     def _obs(self) -> np.ndarray[Any, Any]:
-        obs = self.bank.arrays["obs"]
-        return obs.copy() if self.copy else obs
+        k = self.bank.last_buffer
+        obs = self.bank.obs_buffers[k]
+        if not self.copy:
+            return obs
+        return obs.copy() if k == len(self.bank.obs_buffers) - 1 else obs.view()
 
     def reset(self, *, seed: int | list[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -81,38 +98,17 @@ class BankVectorEnv(VectorEnv[Any, Any, Any]):
             if len(seed) != self.num_envs:
                 raise EnvError(f"reset got {len(seed)} seeds for {self.num_envs} envs")
             seeds = list(seed)
-        self.bank.reset(seeds, options)
-        mask = np.ones(self.num_envs, dtype=bool)
-        if options is not None and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"], dtype=bool)
-        self.episode_returns[mask] = 0.0
-        self.episode_lengths[mask] = 0
-        self.episode_start_times[mask] = time.perf_counter()
-        self.prev_dones[mask] = False
+        self.bank.reset(seeds, options, buffer=self._free_buffer())
         return self._obs(), {}
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
-        self.bank.step(np.asarray(actions))
+        self.bank.step(np.asarray(actions), buffer=self._free_buffer())
         a = self.bank.arrays
         rewards = a["rewards"].copy()
         terms = a["terminated"].copy()
         truncs = a["truncated"].copy()
         infos: dict[str, Any] = {}
         dones = terms | truncs
-        if self.autoreset_mode == AutoresetMode.NEXT_STEP and not self.prev_dones.any():
-            self.episode_returns += rewards
-            self.episode_lengths += 1
-        elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
-            live = ~self.prev_dones
-            self.episode_returns[self.prev_dones] = 0.0
-            self.episode_lengths[self.prev_dones] = 0
-            self.episode_start_times[self.prev_dones] = time.perf_counter()
-            self.episode_returns[live] += rewards[live]
-            self.episode_lengths[live] += 1
-        else:
-            self.episode_returns += rewards
-            self.episode_lengths += 1
-        self.prev_dones = dones
         if dones.any():
             self._record(infos, dones)
             if self.autoreset_mode == AutoresetMode.SAME_STEP:
@@ -123,20 +119,18 @@ class BankVectorEnv(VectorEnv[Any, Any, Any]):
         return self._obs(), rewards, terms, truncs, infos
 
     def _record(self, infos: dict[str, Any], dones: np.ndarray[Any, Any]) -> None:
-        seconds = np.round(time.perf_counter() - self.episode_start_times, 6)
-        infos["episode"] = {"r": np.where(dones, self.episode_returns, 0.0),
-                            "l": np.where(dones, self.episode_lengths, 0),
-                            "t": np.where(dones, seconds, 0.0)}
-        infos["_episode"] = dones.copy()
+        """The statistics of the episodes that ended this step (the slices counted them)."""
+        a = self.bank.arrays
+        returns = np.where(dones, a["episode_return"], 0.0)
+        lengths = np.where(dones, a["episode_length"], 0)
+        seconds = np.where(dones, a["episode_time"], 0.0)
+        infos["episode"] = {"r": returns, "l": lengths, "t": seconds}
+        infos["_episode"] = dones
         idx = np.flatnonzero(dones)
         self.episode_count += len(idx)
-        self.return_queue.extend(self.episode_returns[idx].tolist())
-        self.length_queue.extend(self.episode_lengths[idx].tolist())
+        self.return_queue.extend(returns[idx].tolist())
+        self.length_queue.extend(lengths[idx].tolist())
         self.time_queue.extend(seconds[idx].tolist())
-        if self.autoreset_mode == AutoresetMode.SAME_STEP:
-            self.episode_returns[dones] = 0.0
-            self.episode_lengths[dones] = 0
-            self.episode_start_times[dones] = time.perf_counter()
 
     def close_extras(self, **kwargs: Any) -> None:
         self.bank.close()
