@@ -16,6 +16,7 @@ import transport_peers as peers
 
 from reflow.errors import BackPressureError, ChannelClosed, MessageTooLarge, TransportError
 from reflow.transport import Channel, Publisher, Subscriber, publisher, subscribe
+from reflow.transport.pubsub import SPIN_STRETCH
 
 CTX = mp.get_context("spawn")
 
@@ -234,19 +235,21 @@ def _publish_later(pub: Publisher, value: Any, delay: float) -> threading.Thread
 
 
 def test_subscriber_spins_only_while_its_peer_answers_fast(no_leaks: None) -> None:
+    """Spin for twice the last wait (at least ``spin``); not at all after a wait over SPIN_STRETCH spins."""
     topic = unique("spin")
-    with Publisher(topic) as pub, Subscriber(topic, spin=0.5) as sub:
+    assert SPIN_STRETCH == 5
+    with Publisher(topic) as pub, Subscriber(topic, spin=0.1) as sub:
         sub.wait_connected()
         pub.wait_for_subscribers(1)
-        t = _publish_later(pub, 1, 1.0)  # waits longer than the spin: spins, gives up, sleeps
-        assert sub.recv(timeout=10) == 1 and sub.spun == 0
-        t.join()
-        t = _publish_later(pub, 2, 0.05)  # would be caught spinning, but the last wait was long: sleeps
-        assert sub.recv(timeout=10) == 2 and sub.spun == 0
-        t.join()
-        t = _publish_later(pub, 3, 0.05)  # the last wait was short: spins, and catches it
-        assert sub.recv(timeout=10) == 3 and sub.spun == 1
-        t.join()
+        steps = [(1.0, 0),  # waits longer than the spin: spins, gives up, sleeps
+                 (0.05, 0),  # would be caught spinning, but the last wait was over 0.5 s: sleeps
+                 (0.05, 1),  # the last wait was short: spins, and catches it
+                 (0.25, 1),  # spins 0.1 s (twice the last wait is less): gives up, sleeps
+                 (0.25, 2)]  # spins twice the last wait, 0.5 s: catches it
+        for i, (delay, spun) in enumerate(steps):
+            t = _publish_later(pub, i, delay)
+            assert sub.recv(timeout=10) == i and sub.spun == spun, f"message {i}"
+            t.join()
 
 
 def test_subscriber_with_spin_zero_never_spins(no_leaks: None) -> None:

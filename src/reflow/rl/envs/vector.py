@@ -26,7 +26,6 @@ episode is in ``infos["final_obs"]`` (an object array, None where the env did no
 from __future__ import annotations
 
 import sys
-import time
 from collections import deque
 from types import TracebackType
 from typing import Any
