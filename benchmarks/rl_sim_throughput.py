@@ -180,19 +180,25 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     env_ids = sorted({r["env"] for r in results}, key=list(STEPS).index)
+    names = list(dict.fromkeys(name for r in results for name in r["steps_per_s"]))
+    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}  # same in every panel
     fig, axes = plt.subplots(1, len(env_ids), figsize=(5 * len(env_ids), 4), squeeze=False)
     for ax, env_id in zip(axes[0], env_ids, strict=True):
         rows = [r for r in results if r["env"] == env_id]
-        for name in rows[0]["steps_per_s"]:
+        for name in names:
             xs = [r["num_envs"] for r in rows if name in r["steps_per_s"]]
             ys = [r["steps_per_s"][name] for r in rows if name in r["steps_per_s"]]
-            ax.plot(xs, ys, marker="o", label=name, linewidth=2.5 if name.startswith("reflow") else 1)
+            if xs:
+                ax.plot(xs, ys, marker="o", label=name, color=colors[name],
+                        linewidth=2.5 if name.startswith("reflow") else 1)
         ax.set(title=env_id, xlabel="envs", ylabel="env steps / s", xscale="log", yscale="log")
         ax.set_xticks([r["num_envs"] for r in rows], [str(r["num_envs"]) for r in rows])
+        ax.xaxis.set_minor_locator(NullLocator())  # log-scale minor labels would overprint the env counts
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import process_alive
 from process_programs import Fan
 
 from reflow.errors import WorkerCrashed
@@ -99,16 +100,8 @@ def test_ctrl_c_releases_workers_and_shared_memory(no_leaks: None) -> None:
             child.kill()
             child.wait()
     deadline = time.monotonic() + 5
-    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+    while any(process_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [w for w in workers if alive(w)]
+    assert not [w for w in workers if process_alive(w)]
     assert leaked_segments(child.pid) == [] and all(leaked_segments(w) == [] for w in workers)
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
