@@ -75,6 +75,29 @@ class Fan(Reactor):
         self.totals = [s.out.get() for s in self.stages]
 
 
+class ThreadCount(Reactor):
+    """Reports, once, the thread caps its process runs under: the environment and torch's own count."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.out = self.output("out")
+
+    @reaction(triggers="startup", effects="out")
+    def report(self) -> None:
+        import torch
+
+        self.out.set((os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()))
+
+
+class ThreadProbe(Reactor):
+    """Two ``ThreadCount`` reactors, so a two-worker executor has something to place on each worker."""
+
+    def __init__(self) -> None:
+        super().__init__("main")
+        self.a = self.add(ThreadCount("a"))
+        self.b = self.add(ThreadCount("b"))
+
+
 class Forever(Reactor):
     """Runs until interrupted: a stage in a worker process, fed a small array every tag."""
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import process_alive
-from process_programs import Fan
+from process_programs import Fan, ThreadProbe
 
 from reflow.errors import WorkerCrashed
 from reflow.reactor import reaction_graph_of, run
@@ -58,6 +58,27 @@ def test_same_trace_with_threads_processes_and_a_mix(no_leaks: None) -> None:
 def reference_total(tags: int, k: int) -> float:
     base = np.arange(50_000, dtype=np.float64)
     return float(sum((base * n)[:: k + 1].sum() for n in range(1, tags + 2)))
+
+
+@pytest.mark.parametrize(("workers", "threads"), [(2, None), (1, None), (2, 2)])
+def test_workers_are_capped_to_their_share_of_the_cores(workers: int, threads: int | None, no_leaks: None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """P workers each running torch must not start a thread per core each: P times too many threads."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    ex = ProcessExecutor(workers, threads_per_worker=threads)
+    result = run(ThreadProbe(), executor=ex, trace=True)
+    cores = os.cpu_count() or 1
+    cap = threads or max(1, cores // workers)
+    assert sorted(set(ex.placement.values())) == list(range(workers))
+    assert [v for e in result.trace for _, v in e.writes] == [(str(cap), min(cap, cores))] * 2
+    assert "OMP_NUM_THREADS" not in os.environ  # the caps are for the workers, not for this process
+
+
+def test_a_thread_cap_the_user_set_is_kept(no_leaks: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    result = run(ThreadProbe(), executor=ProcessExecutor(2, threads_per_worker=1), trace=True)
+    assert [v for e in result.trace for _, v in e.writes] == [("2", 2)] * 2
 
 
 def test_killed_worker_stops_the_program_naming_the_reactor(no_leaks: None) -> None:

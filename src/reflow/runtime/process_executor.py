@@ -16,6 +16,12 @@ shared memory a killed worker could not unlink itself. An exception in a reactio
 back as a result, like with threads; one that cannot be pickled comes back as a ``RuntimeError`` with the
 original traceback text.
 
+Threads. Numeric libraries start one thread per core in every process, so P workers running torch or BLAS
+at once would put P times as many threads on the cores as there are cores. Each worker is therefore capped
+at ``threads_per_worker`` (default: the cores divided by the workers, at least 1): ``OMP_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` are in its environment from its start, where torch,
+OpenBLAS and MKL read them when they load. A user who set any of them keeps their own setting.
+
 After a run, the reactor objects in the scheduler's process still hold their state from before the run (the
 live state was in the workers); read results from the trace or from reactors kept local.
 """
@@ -28,7 +34,7 @@ import multiprocessing as mp
 import os
 import pickle
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from reflow.errors import ChannelClosed, WorkerCrashed
@@ -40,6 +46,7 @@ from reflow.transport.shm import unlink_segments_of
 
 _STOP = "stop"
 _names = itertools.count()
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _portable(result: Result) -> Result:
@@ -50,6 +57,19 @@ def _portable(result: Result) -> Result:
         result.error = RuntimeError(f"reaction {result.name} raised an exception that cannot be sent between "
                                     f"processes:\n{result.error_text}")
     return result
+
+
+@contextlib.contextmanager
+def _thread_caps(threads: int) -> Iterator[None]:
+    """Set the thread variables for the processes started meanwhile, unless the user set any of them."""
+    user_set = any(name in os.environ for name in THREAD_VARS)
+    added = {} if user_set else {name: str(threads) for name in THREAD_VARS}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def worker_main(channel: str, hosts_pickle: bytes) -> None:
@@ -66,11 +86,15 @@ def worker_main(channel: str, hosts_pickle: bytes) -> None:
 class ProcessExecutor(Executor):
     """Runs reactors in ``workers`` processes; reactors named in ``local`` stay in the scheduler's process."""
 
-    def __init__(self, workers: int = 2, local: Collection[str] = (), start_timeout: float = 60.0) -> None:
+    def __init__(self, workers: int = 2, local: Collection[str] = (), start_timeout: float = 60.0,
+                 threads_per_worker: int | None = None) -> None:
         super().__init__()
         if workers < 1:
             raise ValueError(f"ProcessExecutor needs at least 1 worker, got {workers}")
+        if threads_per_worker is not None and threads_per_worker < 1:
+            raise ValueError(f"ProcessExecutor needs threads_per_worker >= 1, got {threads_per_worker}")
         self.workers = workers
+        self.threads_per_worker = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         self.local = tuple(local)
         self.start_timeout = start_timeout
         self.placement: dict[str, int] = {}
@@ -90,14 +114,15 @@ class ProcessExecutor(Executor):
             self.placement.setdefault(path, LOCAL if path in self.local else 0)
         ctx = mp.get_context("spawn")
         try:
-            for w in range(self.workers):
-                name = f"reflow-exec-{os.getpid()}-{next(_names)}-{w}"
-                mine = {p: h for p, h in hosts.items() if self.placement[p] == w}
-                self._chans.append(Channel(name, "a"))
-                proc = ctx.Process(target=worker_main, args=(name, pickle.dumps(mine)), daemon=True,
-                                   name=f"reflow-worker-{w}")
-                proc.start()
-                self._procs.append(proc)
+            with _thread_caps(self.threads_per_worker):
+                for w in range(self.workers):
+                    name = f"reflow-exec-{os.getpid()}-{next(_names)}-{w}"
+                    mine = {p: h for p, h in hosts.items() if self.placement[p] == w}
+                    self._chans.append(Channel(name, "a"))
+                    proc = ctx.Process(target=worker_main, args=(name, pickle.dumps(mine)), daemon=True,
+                                       name=f"reflow-worker-{w}")
+                    proc.start()
+                    self._procs.append(proc)
             for ch in self._chans:
                 ch.connect(self.start_timeout)
         except BaseException:
