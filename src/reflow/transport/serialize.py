@@ -63,7 +63,7 @@ class Stats:
     copied_noncontiguous: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Encoded:
     """A message ready for the wire: a small header (bytes) and zero or more large buffers."""
 
@@ -104,18 +104,22 @@ def _as_array(obj: Any, stats: Stats) -> tuple[np.ndarray[Any, Any], bool] | Non
     return arr, is_torch
 
 
-def _header(key: object) -> bytes:
-    """The pickled header of a layout, pickled once per distinct layout."""
+def _header(key: object, layout: Callable[[], object]) -> bytes:
+    """The pickled header ``layout()`` for ``key``, pickled once per distinct key."""
     header = _headers.get(key)
     if header is None:
         if len(_headers) >= HEADER_CACHE:
             _headers.clear()
-        header = _headers[key] = pickle.dumps(key, protocol=5)
+        header = _headers[key] = pickle.dumps(layout(), protocol=5)
     return header
 
 
 def _bytes_of(arr: np.ndarray[Any, Any]) -> memoryview:
-    return arr.reshape(-1).view(np.uint8).data
+    """The bytes of a C-contiguous array, without a copy."""
+    try:
+        return memoryview(arr).cast("B")  # type: ignore[arg-type]  # fast; datetime64 & co. cannot do this
+    except (TypeError, ValueError, NotImplementedError):
+        return arr.reshape(-1).view(np.uint8).data
 
 
 def _as_arrays(obj: Any, stats: Stats) -> list[tuple[str, np.ndarray[Any, Any], bool]] | None:
@@ -139,10 +143,12 @@ def encode(obj: Any, stats: Stats | None = None) -> Encoded:
     entries = None if found is not None else _as_arrays(obj, stats)
     if found is not None:
         arr, is_torch = found
-        header = _header((arr.dtype.str, arr.shape, is_torch))
+        header = _header((arr.dtype, arr.shape, is_torch),  # dtypes hash faster than their ``.str``
+                         lambda: (arr.dtype.str, arr.shape, is_torch))
         enc = Encoded("raw", header, (_bytes_of(arr),) if arr.nbytes else ())
     elif entries is not None:
-        header = _header(tuple((k, a.dtype.str, a.shape, t) for k, a, t in entries))
+        header = _header(tuple((k, a.dtype, a.shape, t) for k, a, t in entries),
+                         lambda: tuple((k, a.dtype.str, a.shape, t) for k, a, t in entries))
         enc = Encoded("arrays", header, tuple(_bytes_of(a) for _, a, _ in entries))
     else:
         buffers: list[pickle.PickleBuffer] = []

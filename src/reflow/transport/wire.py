@@ -12,6 +12,7 @@ handshake per message and one ``send``/``recv`` pair moves one frame. Three fram
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -32,16 +33,24 @@ def buffer_offsets(sizes: list[int]) -> tuple[list[int], int]:
     return offs, pos
 
 
+_KIND_CODE = {kind: i for i, kind in enumerate(KINDS)}
+
+
+@functools.cache
+def _sizes_struct(n: int) -> struct.Struct:
+    return struct.Struct(f"<{n}Q")
+
+
 def inline_frame(enc: Encoded) -> bytes:
     sizes = [b.nbytes for b in enc.buffers]
-    head = _INLINE.pack(b"I", KINDS.index(enc.kind), len(enc.header), len(sizes))
-    return b"".join([head, struct.pack(f"<{len(sizes)}Q", *sizes), enc.header, *enc.buffers])
+    head = _INLINE.pack(b"I", _KIND_CODE[enc.kind], len(enc.header), len(sizes))
+    return b"".join([head, _sizes_struct(len(sizes)).pack(*sizes), enc.header, *enc.buffers])
 
 
 def handle_frame(enc: Encoded, block_id: int, offset: int) -> bytes:
     sizes = [b.nbytes for b in enc.buffers]
-    head = _HANDLE.pack(b"H", KINDS.index(enc.kind), block_id, offset, len(enc.header), len(sizes))
-    return b"".join([head, struct.pack(f"<{len(sizes)}Q", *sizes), enc.header])
+    head = _HANDLE.pack(b"H", _KIND_CODE[enc.kind], block_id, offset, len(enc.header), len(sizes))
+    return b"".join([head, _sizes_struct(len(sizes)).pack(*sizes), enc.header])
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,10 @@ def parse_welcome(frame: bytes | memoryview) -> Welcome:
     return Welcome(slot, mr, mb, inline, bytes(frame[_WELCOME.size:]).decode())
 
 
-@dataclass(frozen=True)
+_I, _H = ord("I"), ord("H")
+
+
+@dataclass(slots=True)
 class Frame:
     """A parsed inline or handle frame; for inline frames ``data_start`` is where the buffers begin."""
 
@@ -76,17 +88,17 @@ class Frame:
 
 
 def parse(frame: memoryview) -> Frame:
-    tag = bytes(frame[:1])
-    if tag == b"I":
+    tag = frame[0]
+    if tag == _I:
         _, k, hlen, nbuf = _INLINE.unpack_from(frame)
         pos = _INLINE.size
-        sizes = list(struct.unpack_from(f"<{nbuf}Q", frame, pos))
+        sizes = list(_sizes_struct(nbuf).unpack_from(frame, pos))
         pos += 8 * nbuf
-        return Frame(tag, KINDS[k], bytes(frame[pos:pos + hlen]), sizes, data_start=pos + hlen)
-    if tag == b"H":
+        return Frame(b"I", KINDS[k], bytes(frame[pos:pos + hlen]), sizes, data_start=pos + hlen)
+    if tag == _H:
         _, k, bid, off, hlen, nbuf = _HANDLE.unpack_from(frame)
         pos = _HANDLE.size
-        sizes = list(struct.unpack_from(f"<{nbuf}Q", frame, pos))
+        sizes = list(_sizes_struct(nbuf).unpack_from(frame, pos))
         pos += 8 * nbuf
-        return Frame(tag, KINDS[k], bytes(frame[pos:pos + hlen]), sizes, bid, off)
-    raise ValueError(f"unknown frame tag {tag!r}")
+        return Frame(b"H", KINDS[k], bytes(frame[pos:pos + hlen]), sizes, bid, off)
+    raise ValueError(f"unknown frame tag {bytes([tag])!r}")
