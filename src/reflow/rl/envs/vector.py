@@ -67,13 +67,16 @@ class BankVectorEnv(VectorEnv[Any, Any, Any]):
         self.time_queue: deque[float] = deque(maxlen=QUEUE_LEN)
 
     def _free_buffer(self) -> int:
-        """A batch buffer nobody holds, to fill next; the last buffer (copied out) if all are held."""
+        """The batch buffer to fill next: one nobody holds, else the last one (whose batch is copied out).
+
+        With ``copy=False`` it is always buffer 0, which the caller knows to be overwritten."""
         buffers = self.bank.obs_buffers
-        if self.copy:
-            for k in range(len(buffers) - 1):
-                if sys.getrefcount(buffers[k]) <= self._unheld_refs:
-                    return k
-        return 0 if not self.copy else len(buffers) - 1
+        if not self.copy:
+            return 0
+        for k in range(len(buffers) - 1):
+            if sys.getrefcount(buffers[k]) <= self._unheld_refs:
+                return k
+        return len(buffers) - 1
 
     def _obs(self) -> np.ndarray[Any, Any]:
         k = self.bank.last_buffer
