@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.vector import AutoresetMode
 
 from reflow.errors import EnvError
@@ -129,9 +130,13 @@ def test_held_batches_stay_intact_and_dropped_ones_are_reused(no_leaks: None) ->
         again = env.step(np.zeros(6, np.int64))[0]
         assert shared(again) and not np.shares_memory(first, again)
         kept = again.copy()
+        tensor = torch.from_numpy(first)  # a tensor of a batch holds it like a view does
         del first
         third = env.step(np.zeros(6, np.int64))[0]
-        assert shared(third) and not np.shares_memory(third, again)
+        assert not shared(third)  # both buffers held (by ``tensor`` and ``again``): a copy
+        del tensor, third
+        fourth = env.step(np.zeros(6, np.int64))[0]
+        assert shared(fourth) and not np.shares_memory(fourth, again)
     np.testing.assert_array_equal(again, kept)  # a batch outlives the closed bank (still mapped)
     ref.close()
 
