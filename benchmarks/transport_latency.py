@@ -3,7 +3,8 @@
 Round-trip latency (p50, p99) and throughput between two processes, for payloads of 64 B, 4 KB, 1 MB, 16 MB
 and 64 MB, as one numpy array and as a dict of four arrays. A child process echoes every message back, so one
 round trip moves the payload twice; the bound printed next to each size is two memcpys of it (one per
-direction), the least any transport that hands the receiver its own copy must pay. Peers, in the same run,
+direction, the median of copies timed in every repeat round, so it sees the same host load as the peers),
+the least any transport that hands the receiver its own copy must pay. Peers, in the same run,
 all with the same echo child: ``reflow loan`` (reflow's loan API: the sender writes each payload into a block
 loaned from its store and sends it without a copy, the echo copies into a loan of its own; arrays only),
 ``multiprocessing.Queue``, ``multiprocessing.Pipe``, pyzmq over ``ipc://`` (multipart with pickle-5
@@ -45,7 +46,8 @@ def payload(kind: str, size: int) -> Any:
     return {k: rng.integers(0, 255, size // 4, dtype=np.uint8) for k in "abcd"}
 
 
-def memcpy_seconds(size: int, reps: int) -> float:
+def memcpy_samples(size: int, reps: int) -> list[float]:
+    """Seconds for ``reps`` cache-warm in-process copies of ``size`` bytes."""
     src = np.ones(size, np.uint8)
     dst = np.empty_like(src)
     times = []
@@ -53,7 +55,7 @@ def memcpy_seconds(size: int, reps: int) -> float:
         t0 = time.perf_counter()
         np.copyto(dst, src)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
 
 
 def rounds_for(size: int, quick: bool) -> int:
@@ -85,8 +87,10 @@ def main() -> None:
                 msg = payload(kind, size)
                 n = rounds_for(size, args.quick)
                 samples: dict[str, list[float]] = {p.name: [] for p in peers}
+                copies: list[float] = []  # the bound is sampled in every round too, so it sees the same host
                 failed: dict[str, str] = {}
                 for _ in tqdm(range(repeats), desc=f"{kind} {label(size)}", leave=False):
+                    copies += memcpy_samples(size, 10)
                     for p in peers:
                         if p.name in failed:
                             continue
@@ -101,7 +105,7 @@ def main() -> None:
                             samples[p.name].extend(p.roundtrip(msg) for _ in range(n))
                         except Exception as exc:  # a peer that cannot carry this payload: report, go on
                             failed[p.name] = f"{type(exc).__name__}: {exc}"[:200]
-                bound = 2 * memcpy_seconds(size, 20)
+                bound = 2 * statistics.median(copies)
                 for p in peers:
                     s = np.array(samples[p.name])
                     row: dict[str, Any] = {"kind": kind, "size": size, "peer": p.name, "bound_s": bound}
