@@ -46,14 +46,11 @@ class _Attached:
         finally:
             os.close(fd)
         self.name = name
-        self.buf: memoryview | None = memoryview(self._mmap)
+        self._buf: memoryview | None = memoryview(self._mmap)  # dropped by ``_drop_mapping``
 
-    def close(self) -> None:
-        # Never unmap explicitly: numpy arrays made on ``buf`` keep a reference to it but hold no buffer
-        # export, so releasing it would unmap memory under live arrays (a segfault on the next access).
-        # Dropping our references lets the mapping go when the last array does.
-        self.buf = None
-        self._mmap = None
+    @property
+    def buf(self) -> memoryview | None:
+        return self._buf
 
 
 class SharedSegment:
