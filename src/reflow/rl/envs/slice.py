@@ -57,7 +57,7 @@ class SliceRunner:
         a, lo, hi = self.a, self.lo, self.hi
         actions: Any = a["actions"][lo:hi].tolist() if self.discrete else a["actions"][lo:hi].copy()
         mode, pending = self.mode, self.pending
-        out = a["obs"][int(a["obs_buffer"][0])]
+        out = self._obs_target()
         one_by_one = self.obs_one_by_one
         obs: list[Any] = []
         rews: list[SupportsFloat] = []
@@ -71,7 +71,7 @@ class SliceRunner:
                 o, _ = env.reset()
                 r, te, tr = 0.0, False, False
                 pending[k] = False
-                returns[k], lengths[k], self.starts[k] = 0.0, 0, time.perf_counter()
+                self._begin_episode(k)
             else:
                 o, r, te, tr, _ = env.step(actions[k])
                 returns[k] += float(r)
@@ -81,7 +81,7 @@ class SliceRunner:
                     if mode == SAME_STEP:
                         a["final_obs"][lo + k] = o
                         o, _ = env.reset()
-                        returns[k], lengths[k], self.starts[k] = 0.0, 0, time.perf_counter()
+                        self._begin_episode(k)
                     elif mode == NEXT_STEP:
                         pending[k] = True
             if one_by_one:
@@ -98,6 +98,14 @@ class SliceRunner:
         a["terminated"][lo:hi] = terms
         a["truncated"][lo:hi] = truncs
 
+    def _obs_target(self) -> np.ndarray[Any, Any]:
+        """The batch buffer the parent named for this command's observations."""
+        out: np.ndarray[Any, Any] = self.a["obs"][int(self.a["obs_buffer"][0])]
+        return out
+
+    def _begin_episode(self, k: int) -> None:
+        self.returns[k], self.lengths[k], self.starts[k] = 0.0, 0, time.perf_counter()
+
     def _episode_ended(self, k: int) -> None:
         i = self.lo + k
         self.a["episode_return"][i] = self.returns[k]
@@ -106,7 +114,7 @@ class SliceRunner:
 
     def reset(self, options: dict[str, Any] | None) -> None:
         a, lo = self.a, self.lo
-        out = a["obs"][int(a["obs_buffer"][0])]
+        out = self._obs_target()
         masked = options is not None and "reset_mask" in options
         rest = {k: v for k, v in (options or {}).items() if k != "reset_mask"} or None
         for k, env in enumerate(self.envs):
@@ -119,7 +127,7 @@ class SliceRunner:
             a["rewards"][i] = 0.0
             a["terminated"][i] = a["truncated"][i] = False
             self.pending[k] = False
-            self.returns[k], self.lengths[k], self.starts[k] = 0.0, 0, time.perf_counter()
+            self._begin_episode(k)
         self.failed_env = -1
 
     def close(self) -> None:
