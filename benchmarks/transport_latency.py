@@ -4,9 +4,11 @@ Round-trip latency (p50, p99) and throughput between two processes, for payloads
 and 64 MB, as one numpy array and as a dict of four arrays. A child process echoes every message back, so one
 round trip moves the payload twice; the bound printed next to each size is two memcpys of it (one per
 direction, the median of copies timed in every repeat round, so it sees the same host load as the peers),
-the least any transport that hands the receiver its own copy must pay. Peers, in the same run,
-all with the same echo child: ``reflow loan`` (reflow's loan API: the sender writes each payload into a block
-loaned from its store and sends it without a copy, the echo copies into a loan of its own; arrays only),
+the least any transport that hands the receiver its own copy must pay (reflow's echo forwards what it
+received instead, so its round trip copies once; ``reflow loan`` copies once per direction). Peers, in the
+same run, all with the same echo child: ``reflow loan`` (reflow's loan API: the sender writes each payload
+into a block loaned from its store and sends it without a copy, the echo copies into a loan of its own;
+arrays only),
 ``multiprocessing.Queue``, ``multiprocessing.Pipe``, pyzmq over ``ipc://`` (multipart with pickle-5
 out-of-band buffers, zero-copy frames: zmq at its best), Ray (``ray.put`` + an actor method that returns the
 value), Cyclone DDS, Eclipse Zenoh and iceoryx2 (see ``transport_peers`` for how each is driven and why).

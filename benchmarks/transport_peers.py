@@ -3,12 +3,15 @@
 Every peer is driven the way its documentation recommends for large binary data, so the comparison is with
 the peer at its best, not a strawman:
 
-* ``reflow``: ``reflow.transport.Channel`` (inline frames up to 64 KB, the shared-memory store above).
+* ``reflow``: ``reflow.transport.Channel`` (inline frames up to 64 KB, the shared-memory store above). The
+  echo sends back what it received, which reflow *forwards* (``reflow.transport.forward``): a handle to the
+  sender's own block, no copy. So a large round trip copies once (the sender's copy into its store), where
+  every other peer copies once per direction.
 * ``reflow loan``: the same channel, but each side builds its message in a block loaned from its store
   (``Channel.loan``) and sends that without a copy: the sender writes the payload into the loan (counted in
   the round trip, as iceoryx2's write into its loaned sample is), the echo copies the received view into a
-  loan of its own. One copy per direction, like ``reflow``, but made by the producer. Arrays only (a loan
-  is one array).
+  loan of its own. One copy per direction (what ``reflow`` paid before forwarding), made by the producer.
+  Arrays only (a loan is one array).
 * ``mp.Queue`` / ``mp.Pipe``: the standard library, pickling the payload (protocol 5, in band).
 * ``zmq``: a PAIR socket over ``ipc://``, the payload pickled with protocol 5 and its array buffers sent as
   separate zero-copy frames (``copy=False``).

@@ -7,24 +7,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_pubsub_block_of_the_guide_runs(no_leaks: None) -> None:
+def run_guide_block(heading: str) -> str:
+    """Run the first python block of docs/transport.md after ``heading`` ("" for the top); its output."""
     text = (ROOT / "docs" / "transport.md").read_text()
-    block = re.findall(r"```python\n(.*?)```", text, re.S)[0]
-    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=60,
-                         check=True)
-    assert "999999.0 {'id': 7, 'ok': True}" in out.stdout
-
-
-def test_loan_block_of_the_guide_runs(no_leaks: None) -> None:
-    text = (ROOT / "docs" / "transport.md").read_text()
-    section = text.split("## Zero-copy publishing with loans", 1)[1]
+    section = text.split(heading, 1)[1] if heading else text
     block = re.findall(r"```python\n(.*?)```", section, re.S)[0]
-    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=60,
-                         check=True)
-    assert "[0, 1, 2] 3 0" in out.stdout
+    return subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=60,
+                          check=True).stdout
+
+
+@pytest.mark.parametrize(("heading", "printed"), [
+    ("", "999999.0 {'id': 7, 'ok': True}"),
+    ("## Zero-copy publishing with loans", "[0, 1, 2] 3 0"),
+    ("## Forwarding without a copy", "(64, 84, 84) 1 0 False"),
+])
+def test_guide_blocks_run_and_print_what_the_guide_says(heading: str, printed: str, no_leaks: None) -> None:
+    assert printed in run_guide_block(heading)
 
 
 def test_camera_example(no_leaks: None) -> None:

@@ -67,6 +67,23 @@ def test_a_held_block_waits_for_its_holder_and_its_readers(no_leaks: None) -> No
         assert store.reclaim() == 1 and store.in_use() == 0
 
 
+def test_a_proxy_keeps_its_foreign_view_until_its_readers_release_it(no_leaks: None) -> None:
+    class View:
+        """Stands in for a leased view of another store: any object that can be weakly referenced."""
+
+    with ObjectStore(1024, max_readers=2, max_blocks=4) as store:
+        view = View()
+        gone = weakref.ref(view)
+        proxy = store.alloc(1 << 20, [0, 1], keep=view)  # no bytes: the message lies in the other store
+        del view
+        assert proxy.size == 0 and store.in_use() == 0
+        whole = store.alloc(store.capacity, [0])  # the proxy took none of the arena
+        store.flags[proxy.id, 0] = 1
+        assert store.reclaim() == 0 and gone() is not None  # reader 1 still reads it
+        store.flags[proxy.id, 1] = store.flags[whole.id, 0] = 1
+        assert store.reclaim() == 2 and gone() is None
+
+
 def test_message_larger_than_store_is_refused_at_once(no_leaks: None) -> None:
     with ObjectStore(1024, name="topic 'big'") as store, pytest.raises(MessageTooLarge, match="topic 'big'"):
         store.alloc(5000, [0])

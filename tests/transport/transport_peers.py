@@ -7,11 +7,14 @@ import numpy as np
 from reflow.transport import Channel, Subscriber
 
 
-def echo(name: str, count: int) -> None:
-    """Side ``b`` of channel ``name``: send back each of ``count`` messages."""
+def echo(name: str, count: int, report: bool = False) -> None:
+    """Side ``b`` of channel ``name``: send back each of ``count`` messages as received (large ones are
+    forwarded, not copied); with ``report``, then send the publisher's ``(forwarded, stored)`` counts."""
     with Channel(name, "b") as ch:
         for _ in range(count):
             ch.send(ch.recv(timeout=20))
+        if report:
+            ch.send((ch.out.stats.forwarded, ch.out.stats.stored))
 
 
 def sum_subscriber(topic: str, count: int, reply: str) -> None:
@@ -42,3 +45,4 @@ def loan_echo(name: str, count: int) -> None:
                 del got
                 ch.send(out)
         ch.send(ch.out.stats.loaned)
+

@@ -61,8 +61,10 @@ class Channel:
         return self.inp.recv(timeout)
 
     def close(self) -> None:
-        self.inp.close()
+        # The publisher first: forwarded messages it still keeps release their blocks while the
+        # subscriber can still say so to the other side.
         self.out.close()
+        self.inp.close()
 
     def __enter__(self) -> Channel:
         return self.connect()

@@ -19,6 +19,11 @@ object (the loaned array) and is not reclaimed while that object is alive, whate
 readers are set when it is sent (``share``). A held block is freed once the holder is gone and every reader
 released it.
 
+Forwarding (``forward.py``). A block id can also stand for a block of *another* process's store that this
+sender forwards: such a *proxy* has no bytes in the arena; it keeps the lease on the foreign block (a strong
+reference to the leased view) until every reader of the proxy released it, then drops it, which releases the
+foreign block in turn. Every lease a process holds is listed in ``LEASES`` so a sender can recognise one.
+
 Allocation is first fit over a sorted free list with coalescing, done only by the owning sender, after
 reclaiming released blocks (so the same warm pages are reused). When no block fits, it waits for readers:
 this is the back-pressure that keeps a slow subscriber from growing memory without bound. After ``timeout``
@@ -56,6 +61,21 @@ class Block:
     size: int
 
 
+@dataclass(slots=True)
+class Lease:
+    """A reader's view on a block of a foreign store: where it lies, and which release flag it sets."""
+
+    view: weakref.ref[np.ndarray[Any, Any]]
+    flag: int  # index into the reader's release table
+    store: str  # the name of the segment the view is on
+    offset: int  # of the view, from that segment's start
+    size: int
+    address: int  # where the view starts in this process's memory
+
+
+LEASES: dict[int, Lease] = {}  # id(leased view) -> its lease, for every live lease of this process
+
+
 class ObjectStore:
     """An arena owned by one sender. ``alloc`` blocks until readers release space (see module docstring)."""
 
@@ -77,6 +97,7 @@ class ObjectStore:
         self._free: list[tuple[int, int]] = [(self.table_bytes, self.capacity)]  # sorted (offset, size)
         self._live: dict[int, Block] = {}
         self._holders: dict[int, weakref.ref[Any]] = {}  # block id -> the loaned object holding it
+        self._kept: dict[int, Any] = {}  # proxy block id -> the foreign leased view it keeps alive
         self._free_ids = list(range(max_blocks - 1, -1, -1))
 
     @property
@@ -104,9 +125,13 @@ class ObjectStore:
         """Forget a reader that went away: its pending releases are done on its behalf."""
         self.flags[:, reader] = 1
 
-    def alloc(self, nbytes: int, readers: list[int], timeout: float = 10.0, waiting_on: str = "") -> Block:
-        """A block of at least ``nbytes`` bytes held for ``readers``; waits up to ``timeout`` for space."""
-        size = _align(max(nbytes, 1))
+    def alloc(self, nbytes: int, readers: list[int], timeout: float = 10.0, waiting_on: str = "",
+              keep: Any = None) -> Block:
+        """A block of at least ``nbytes`` bytes held for ``readers``; waits up to ``timeout`` for space.
+
+        With ``keep`` (a leased view of a foreign store) the block is a proxy: no bytes, only a release row,
+        and ``keep`` is referenced until every reader released the proxy (module docstring)."""
+        size = 0 if keep is not None else _align(max(nbytes, 1))
         if size > self.capacity:
             raise MessageTooLarge(
                 f"{self.label}: a {nbytes}-byte message does not fit in its {self.capacity}-byte "
@@ -136,6 +161,8 @@ class ObjectStore:
                 )
             time.sleep(pause)
             pause = min(pause * 2, 1e-3)
+        if keep is not None:
+            self._kept[block.id] = keep
         self.share(block, readers)
         return block
 
@@ -165,6 +192,10 @@ class ObjectStore:
     def _try_alloc(self, size: int) -> Block | None:
         if not self._free_ids:
             return None
+        if size == 0:  # a proxy: a release row, no bytes
+            block = Block(self._free_ids.pop(), 0, 0)
+            self._live[block.id] = block
+            return block
         for i, (off, free) in enumerate(self._free):
             if free >= size:
                 if free == size:
@@ -180,6 +211,9 @@ class ObjectStore:
         del self._live[block.id]
         self._holders.pop(block.id, None)
         self._free_ids.append(block.id)
+        if block.size == 0:
+            self._kept.pop(block.id, None)  # the foreign view goes, and with it the lease it held
+            return
         i = bisect.bisect(self._free, (block.offset, 0))
         self._free.insert(i, (block.offset, block.size))
         # coalesce with the right neighbour, then the left one
@@ -191,6 +225,7 @@ class ObjectStore:
             del self._free[i]
 
     def close(self) -> None:
+        self._kept.clear()
         self._table.release()
         del self.flags
         self.segment.close()
@@ -215,23 +250,31 @@ class StoreReader:
         self.segment = SharedSegment.attach(name)
         self.max_readers = max_readers
         self.flags: memoryview | None = self.segment.buf[:max_blocks * max_readers]
-        # id(weak reference to a live view) -> (that reference, the view's flag index); arrays are unhashable
-        self._leases: dict[int, tuple[weakref.ref[np.ndarray[Any, Any]], int]] = {}
+        self._leases: dict[int, tuple[int, Lease]] = {}  # id(weak ref to a live view) -> id(view), lease
 
     def buffer(self, offset: int, size: int) -> np.ndarray[Any, Any]:
         return self.segment.ndarray((size,), np.uint8, offset)
 
-    def lease(self, block_id: int, reader: int, offset: int, size: int) -> np.ndarray[Any, Any]:
-        """A view on a block that releases it for ``reader`` once it (and every view made from it) is gone."""
-        view = self.buffer(offset, size)
+    def lease(self, block_id: int, reader: int, offset: int, size: int,
+              segment: SharedSegment | None = None) -> np.ndarray[Any, Any]:
+        """A view on a block that releases it for ``reader`` once it (and every view made from it) is gone.
+
+        The view is on this reader's segment, or on ``segment`` for a block the sender forwards from a
+        third store (``block_id`` is then the sender's proxy)."""
+        seg = self.segment if segment is None else segment
+        view = seg.ndarray((size,), np.uint8, offset)
         ref = weakref.ref(view, self._expired)
-        self._leases[id(ref)] = (ref, block_id * self.max_readers + reader)
+        lease = Lease(ref, block_id * self.max_readers + reader, seg.name, offset, size,
+                      view.__array_interface__["data"][0])
+        self._leases[id(ref)] = (id(view), lease)
+        LEASES[id(view)] = lease
         return view
 
     def _expired(self, ref: weakref.ref[np.ndarray[Any, Any]]) -> None:
-        _, index = self._leases.pop(id(ref))
+        key, lease = self._leases.pop(id(ref))
+        LEASES.pop(key, None)
         if self.flags is not None:
-            self.flags[index] = 1
+            self.flags[lease.flag] = 1
 
     def release(self, block_id: int, reader: int) -> None:
         """Mark a block done for ``reader``; after ``close`` a no-op (the sender dropped this reader)."""

@@ -6,6 +6,8 @@ handshake per message and one ``send``/``recv`` pair moves one frame. Three fram
 * ``I`` inline: a small message (up to the sender's ``inline_bytes``) travels whole inside the frame.
 * ``H`` handle: a large message sits in the sender's object store; the frame carries only the block id, its
   offset and the buffer sizes (a few dozen bytes, whatever the payload size).
+* ``F`` forward: a large message that sits in a *third* process's store, which the sender forwards
+  (``forward``): like a handle, plus that store's name; the block id is the sender's proxy.
 * ``W`` welcome: the first frame a publisher sends a new subscriber: its store's name and geometry and the
   reader slot the subscriber owns in the release table.
 """
@@ -20,6 +22,7 @@ from reflow.transport.serialize import KINDS, Encoded, Kind
 
 _INLINE = struct.Struct("<cBII")  # tag, kind, header length, buffer count
 _HANDLE = struct.Struct("<cBIQII")  # tag, kind, block id, offset, header length, buffer count
+_FORWARD = struct.Struct("<cBIQIIH")  # tag, kind, proxy id, offset, header length, buffer count, name length
 _WELCOME = struct.Struct("<cIIIQ")  # tag, slot, max readers, max blocks, inline bytes (+ store name)
 ALIGN = 64
 
@@ -53,6 +56,13 @@ def handle_frame(enc: Encoded, block_id: int, offset: int) -> bytes:
     return b"".join([head, _sizes_struct(len(sizes)).pack(*sizes), enc.header])
 
 
+def forward_frame(enc: Encoded, proxy_id: int, store: str, offset: int) -> bytes:
+    sizes = [b.nbytes for b in enc.buffers]
+    name = store.encode()
+    head = _FORWARD.pack(b"F", _KIND_CODE[enc.kind], proxy_id, offset, len(enc.header), len(sizes), len(name))
+    return b"".join([head, _sizes_struct(len(sizes)).pack(*sizes), name, enc.header])
+
+
 @dataclass(frozen=True)
 class Welcome:
     slot: int
@@ -71,12 +81,13 @@ def parse_welcome(frame: bytes | memoryview) -> Welcome:
     return Welcome(slot, mr, mb, inline, bytes(frame[_WELCOME.size:]).decode())
 
 
-_I, _H = ord("I"), ord("H")
+_I, _H, _F = ord("I"), ord("H"), ord("F")
 
 
 @dataclass(slots=True)
 class Frame:
-    """A parsed inline or handle frame; for inline frames ``data_start`` is where the buffers begin."""
+    """A parsed inline, handle or forward frame; for inline frames ``data_start`` is where the buffers begin;
+    ``store`` is the foreign store of a forward frame."""
 
     tag: bytes
     kind: Kind
@@ -85,6 +96,7 @@ class Frame:
     block_id: int = -1
     offset: int = 0
     data_start: int = 0
+    store: str = ""
 
 
 def parse(frame: memoryview) -> Frame:
@@ -101,4 +113,12 @@ def parse(frame: memoryview) -> Frame:
         sizes = list(_sizes_struct(nbuf).unpack_from(frame, pos))
         pos += 8 * nbuf
         return Frame(b"H", KINDS[k], bytes(frame[pos:pos + hlen]), sizes, bid, off)
+    if tag == _F:
+        _, k, bid, off, hlen, nbuf, nlen = _FORWARD.unpack_from(frame)
+        pos = _FORWARD.size
+        sizes = list(_sizes_struct(nbuf).unpack_from(frame, pos))
+        pos += 8 * nbuf
+        store = bytes(frame[pos:pos + nlen]).decode()
+        pos += nlen
+        return Frame(b"F", KINDS[k], bytes(frame[pos:pos + hlen]), sizes, bid, off, store=store)
     raise ValueError(f"unknown frame tag {bytes([tag])!r}")
