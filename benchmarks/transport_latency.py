@@ -155,18 +155,21 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    peers = list(dict.fromkeys(r["peer"] for r in rows))
+    colors = {peer: plt.get_cmap("tab10")(i % 10) for i, peer in enumerate(peers)}  # same in every panel
     fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.5), sharey=True, squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
         mine = [r for r in rows if r["kind"] == kind and "p50_s" in r]
         for peer in dict.fromkeys(r["peer"] for r in mine):
             pts = [(r["size"], r["p50_s"] * 1e6) for r in mine if r["peer"] == peer]
-            ax.plot(*zip(*pts, strict=True), marker="o", label=peer, lw=2.5 if peer == "reflow" else 1)
+            ax.plot(*zip(*pts, strict=True), marker="o", label=peer, color=colors[peer],
+                    lw=2.5 if peer == "reflow" else 1)
         bounds = sorted({(r["size"], r["bound_s"] * 1e6) for r in rows if r["kind"] == kind})
         ax.plot(*zip(*bounds, strict=True), "k--", label="2x memcpy")
         ax.set(xscale="log", yscale="log", xlabel="payload bytes", title=f"round trip, {kind} payload")
         ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)  # each panel names its own lines (a peer may be missing from one)
     axes[0][0].set_ylabel("p50 round-trip latency (us)")
-    axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
