@@ -105,6 +105,7 @@ def main() -> None:
                         try:
                             p.roundtrip(msg)  # warm-up
                             samples[p.name].extend(p.roundtrip(msg) for _ in range(n))
+                            p.pause()
                         except Exception as exc:  # a peer that cannot carry this payload: report, go on
                             failed[p.name] = f"{type(exc).__name__}: {exc}"[:200]
                 bound = 2 * statistics.median(copies)

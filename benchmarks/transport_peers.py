@@ -26,6 +26,10 @@ the peer at its best, not a strawman:
   from its own publisher; the sender unpickles with the buffers viewing the received sample (no copy). Its
   Python API has no blocking receive on a pub/sub port, so both sides poll ``receive()`` in a loop that
   yields the CPU between polls: iceoryx2 at its lowest latency, paid for with a busy core per waiting side.
+  Between its turns (``Peer.pause``) the echo polls once a millisecond instead: while the other peers take
+  theirs it would otherwise keep a core busy, which on a 2-core machine slowed every other peer (reflow's
+  1 MB round trip: 185-195 us alone, 290-325 us beside a polling iceoryx2 echo). Within its own turn it
+  polls flat out as before; the warm-up round trip of each turn absorbs the first wake-up.
 """
 
 from __future__ import annotations
@@ -184,6 +188,7 @@ def dds_echo() -> None:
         writer.write(blob(data=data))
 
 
+PAUSE = b"idle"  # tells the iceoryx2 echo that its turn is over: poll slowly until the next message
 ICEORYX_FRAME = struct.Struct("<I")  # number of out-of-band buffers; then their sizes and the head's, <Q each
 
 
@@ -205,8 +210,9 @@ def iceoryx_ports(tag: str, send: str, recv: str) -> tuple[Any, Any, Any]:
     return node, pub, service(recv).subscriber_builder().create()
 
 
-def iceoryx_take(sub: Any, timeout: float | None = None) -> Any:
-    """The next sample, polling (the pub/sub port has no blocking receive), yielding the CPU between polls."""
+def iceoryx_take(sub: Any, timeout: float | None = None, slow: bool = False) -> Any:
+    """The next sample, polling (the pub/sub port has no blocking receive), yielding the CPU between polls,
+    or, ``slow``, sleeping a millisecond between them."""
     end = None if timeout is None else time.monotonic() + timeout
     while True:
         sample = sub.receive()
@@ -214,7 +220,10 @@ def iceoryx_take(sub: Any, timeout: float | None = None) -> Any:
             return sample
         if end is not None and time.monotonic() > end:
             raise TimeoutError
-        os.sched_yield()
+        if slow:
+            time.sleep(0.001)
+        else:
+            os.sched_yield()
 
 
 def iceoryx_bytes(address: int, n: int) -> np.ndarray[Any, Any]:
@@ -228,9 +237,14 @@ def iceoryx_echo(tag: str) -> None:
     import ctypes
 
     _node, pub, sub = iceoryx_ports(tag, "pong", "ping")  # the node must outlive its ports
+    paused = False
     while True:
-        sample = iceoryx_take(sub)
+        sample = iceoryx_take(sub, slow=paused)
         n = sample.payload().len()
+        paused = n == len(PAUSE) and bytes(iceoryx_bytes(sample.payload_ptr, n)) == PAUSE
+        if paused:
+            sample.delete()
+            continue
         out = pub.loan_slice_uninit(n)
         ctypes.memmove(out.payload_ptr, sample.payload_ptr, n)
         stop = n == 4 and bytes(iceoryx_bytes(sample.payload_ptr, 4)) == b"stop"
@@ -243,6 +257,9 @@ def iceoryx_echo(tag: str) -> None:
 # --- peers ---------------------------------------------------------------------------------------------
 class Peer:
     name = "?"
+
+    def pause(self) -> None:
+        """The end of this peer's turn in a repeat: an echo that polls can stop doing so until the next."""
     max_size = 1 << 40  # payloads above this are not run (and the reason is printed)
     kinds: tuple[str, ...] = ("array", "dict")  # payload kinds it can carry (others are reported, not run)
 
@@ -523,6 +540,9 @@ class IceoryxPeer(Peer):
         time.sleep(0.2)
         while (late := self.sub.receive()) is not None:
             late.delete()
+
+    def pause(self) -> None:
+        self.send_raw(PAUSE)
 
     def send_raw(self, data: bytes) -> None:
         out = self.pub.loan_slice_uninit(len(data))
