@@ -7,7 +7,10 @@ Side by side, in one process run, the same envs, the same pre-drawn random actio
 * ``async``         ``gymnasium.vector.AsyncVectorEnv`` (one process per env, shared memory);
 * ``ray/env``       Ray actors, one env per actor (``ray.get`` of one ``step.remote`` per env);
 * ``ray/slice``     Ray actors, one actor per slice of envs (as many actors as reflow has workers);
-* ``reflow wN``     ``reflow.rl.make_vec(..., num_workers=N)`` (N processes, the caller's included).
+* ``reflow wN``     ``reflow.rl.make_vec(..., num_workers=N)`` (N processes, the caller's included);
+* ``reflow async wN`` ``reflow.rl.make_async(..., num_workers=N)``: EnvPool's send / recv; every env makes
+                    the same number of steps on the same actions, but the caller takes whichever slice is
+                    ready (one slice per ``recv``) and sends its next actions, so no slice waits for another.
 
 Throughput is env steps per second over a fixed number of vector steps, the median over interleaved repeats
 (one run of every system per round). Ratios are against the plain loop and against the better Ray setting.
@@ -33,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from reflow.rl import make_vec
+from reflow.rl import make_async, make_vec
 
 STEPS = {"CartPole-v1": 400, "Hopper-v5": 100, "ALE/Pong-v5": 40}  # vector steps per timed run
 
@@ -83,6 +86,34 @@ class Vector:
     def run(self, actions: np.ndarray[Any, Any]) -> None:
         for row in actions:
             self.env.step(row)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class AsyncBank:
+    """reflow's asynchronous bank: each env takes its own next action from ``actions`` (step t of env i
+    is ``actions[t, i]``) whenever its slice comes back; a run ends when every env made ``len(actions)``
+    steps."""
+
+    def __init__(self, env_id: str, n: int, workers: int) -> None:
+        self.env = make_async(env_id, n, num_workers=workers, seed=0)
+        self.env.async_reset()
+        self.waiting = [self.env.recv()[4]["env_id"] for _ in self.env.slices]  # every slice, reset
+
+    def run(self, actions: np.ndarray[Any, Any]) -> None:
+        env, steps = self.env, len(actions)
+        made = np.zeros(env.num_envs, np.int64)
+        for ids in self.waiting:
+            env.send(actions[0, ids], ids)
+        self.waiting = []
+        while len(self.waiting) < len(env.slices):
+            ids = env.recv()[4]["env_id"]
+            made[ids] += 1
+            if made[ids[0]] < steps:
+                env.send(actions[made[ids], ids], ids)
+            else:
+                self.waiting.append(ids)
 
     def close(self) -> None:
         self.env.close()
@@ -146,6 +177,9 @@ def systems(env_id: str, n: int, workers: list[int], use_ray: bool, ray_per_env:
     }
     for w in workers:
         out[f"reflow w{w}"] = lambda w=w: Vector(make_vec(env_id, n, num_workers=w))
+    for w in workers:
+        if w > 1:  # with one process there is nothing to run asynchronously
+            out[f"reflow async w{w}"] = lambda w=w: AsyncBank(env_id, n, w)
     if use_ray:
         if ray_per_env:
             out["ray/env"] = lambda: RayActors(actor_cls, env_id, n, 1)
@@ -236,11 +270,11 @@ def main() -> None:
                         "reflow_vs_best_ray": best_reflow / max(ray_rates) if ray_rates else None})
         tqdm.write(f"{env_id} {n}: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
     names = list(results[0]["steps_per_s"])
-    print(f"\n{'env':<13}{'n':>4} " + "".join(f"{k:>12}" for k in names) + f"{'vs loop':>9}{'vs ray':>9}")
+    print(f"\n{'env':<13}{'n':>4} " + "".join(f"{k:>16}" for k in names) + f"{'vs loop':>9}{'vs ray':>9}")
     for r in results:
         vs_ray = f"{r['reflow_vs_best_ray']:.2f}x" if r["reflow_vs_best_ray"] else "-"
         print(f"{r['env']:<13}{r['num_envs']:>4} "
-              + "".join(f"{r['steps_per_s'].get(k, float('nan')):>12.0f}" for k in names)
+              + "".join(f"{r['steps_per_s'].get(k, float('nan')):>16.0f}" for k in names)
               + f"{r['reflow_vs_loop']:>8.2f}x{vs_ray:>9}")
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"cpus": os.cpu_count(), "repeats": args.repeats, "steps": STEPS, "quick": args.quick}

@@ -7,6 +7,9 @@ process maps, so ``step`` is: write actions, wake the workers, step slice 0, wai
 always seeded with ``seed + i`` and is stepped by exactly one process, so results do not depend on
 ``num_workers``.
 
+Slices can also run independently (``start`` a command on some slices, collect whichever ``finished``), for
+an EnvPool-style asynchronous env (``async_env.py``): no slice then waits for the slowest one.
+
 Observations have ``OBS_BUFFERS`` batch buffers (``obs_buffers``); each step or reset names the one to fill.
 A caller can then hand a filled batch out without copying it and fill another one next, as long as the
 first is still in use (``BankVectorEnv`` does so).
@@ -17,6 +20,7 @@ workers, kills those that do not stop, and unlinks the segment.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from collections.abc import Sequence
 from types import TracebackType
@@ -28,7 +32,7 @@ from gymnasium import spaces
 from reflow.errors import EnvError, ReflowError
 from reflow.rl.envs.slice import SliceRunner
 from reflow.rl.envs.spec import EnvSpec, array_shape, bank_layout, check_env_id, check_same_spaces, make_env
-from reflow.rl.envs.worker import RESET, STEP, Worker
+from reflow.rl.envs.worker import ASYNC, POLL_S, RESET, STEP, Worker, spin_acquire
 from reflow.transport.shm import SharedSegment
 
 DEFAULT_SPIN_S = 0.002
@@ -46,10 +50,11 @@ def slice_bounds(num_envs: int, num_workers: int) -> list[int]:
 
 
 class EnvBank:
-    """``len(specs)`` envs over ``num_workers`` processes (the caller's included); see the module doc."""
+    """``len(specs)`` envs over ``num_workers`` processes (the caller's included, unless ``caller_steps``
+    is False: then ``num_workers`` worker processes step every slice); see the module doc."""
 
     def __init__(self, specs: Sequence[EnvSpec], num_workers: int = 1, seed: int | None = 0,
-                 autoreset_mode: int = 0, spin_s: float | None = None) -> None:
+                 autoreset_mode: int = 0, spin_s: float | None = None, caller_steps: bool = True) -> None:
         self.specs = list(specs)
         n = len(self.specs)
         if n < 1:
@@ -59,8 +64,12 @@ class EnvBank:
         for env_id in sorted({s.env_id for s in self.specs}):
             check_env_id(env_id)
         self.num_envs, self.num_workers, self.seed = n, num_workers, seed
+        processes = num_workers + (0 if caller_steps else 1)
         if spin_s is None:
-            spin_s = DEFAULT_SPIN_S if num_workers <= (os.cpu_count() or 1) else 0.0
+            spin_s = DEFAULT_SPIN_S if processes <= (os.cpu_count() or 1) else 0.0
+        self.spin_s = spin_s
+        self.caller_steps = caller_steps
+        self._first = 1 if caller_steps else 0  # the first slice a worker process steps
         self.bounds = slice_bounds(n, num_workers)
         self.workers: list[Worker] = []
         self._segment: SharedSegment | None = None
@@ -68,10 +77,15 @@ class EnvBank:
         self.arrays: dict[str, np.ndarray[Any, Any]] = {}
         self.obs_buffers: list[np.ndarray[Any, Any]] = []
         self.last_buffer = 0  # the buffer the last step or reset filled
+        self._ready = mp.get_context("spawn").Semaphore(0)  # posted by a worker ending an ASYNC command
+        self._ready_debt = 0  # finished commands seen whose ready post is not taken yet (see ``finished``)
+        self._running: set[int] = set()  # slices with an asynchronous command in flight
+        self._local_done = False  # slice 0 (stepped here) finished a started command not yet collected
         local_envs = []
         try:
-            for i in range(self.bounds[1]):
-                local_envs.append(make_env(self.specs[i], i))
+            for i in range(self.bounds[1] if caller_steps else 1):  # without a slice here, one env to see
+                local_envs.append(make_env(self.specs[i], i))    # the spaces
+
             self.single_observation_space: spaces.Space[Any] = local_envs[0].observation_space
             self.single_action_space: spaces.Space[Any] = local_envs[0].action_space
             for i, env in enumerate(local_envs[1:], start=1):
@@ -83,11 +97,12 @@ class EnvBank:
             self._segment = SharedSegment.create(layout.size)
             self.arrays = layout.views(self._segment.buf)
             self.obs_buffers = layout.split(self._segment.buf, "obs")
-            self._local = SliceRunner(local_envs, 0, self.arrays, autoreset_mode, self.discrete)
-            local_envs = []
-            for w in range(1, num_workers):
+            if caller_steps:
+                self._local = SliceRunner(local_envs, 0, self.arrays, autoreset_mode, self.discrete)
+                local_envs = []
+            for w in range(self._first, num_workers):
                 lo, hi = self.bounds[w], self.bounds[w + 1]
-                worker = Worker(w, lo, hi, self.specs[lo].env_id, self.arrays, spin_s)
+                worker = Worker(w, lo, hi, self.specs[lo].env_id, self.arrays, spin_s, self._ready)
                 self.workers.append(worker)
                 worker.start(self._segment.name, layout, self.specs, autoreset_mode, self.discrete,
                              self.spaces)
@@ -100,30 +115,101 @@ class EnvBank:
                 env.close()
             self.close()
             raise
+        for env in local_envs:  # the probe env of a bank whose caller steps nothing
+            env.close()
 
     @property
     def spaces(self) -> tuple[spaces.Space[Any], spaces.Space[Any]]:
         return self.single_observation_space, self.single_action_space
 
-    def _runner(self) -> SliceRunner:
-        if self._local is None:
+    def _check_open(self) -> None:
+        if self._segment is None:
             raise EnvError("the env bank is closed")
-        return self._local
+
+    def _worker(self, s: int) -> Worker:
+        """The worker process stepping slice ``s``."""
+        return self.workers[s - self._first]
 
     def _run(self, cmd: int, payload: Any = None) -> None:
         """One lock-step command over all slices; any failure closes the bank and raises."""
-        runner = self._runner()
+        if self._running or self._local_done:
+            raise EnvError("the env bank has asynchronous commands in flight; collect them with finished() "
+                           "before a lock-step step or reset")
+        self._check_open()
         try:
             for worker in self.workers:
                 worker.send(cmd, payload)
-            try:
-                runner.step() if cmd == STEP else runner.reset(payload)
-            except Exception as e:
-                i = runner.failed_env
-                raise EnvError(f"env {i} ({self.specs[i].env_id!r}, stepped by the main process) raised "
-                               f"{type(e).__name__}: {e}") from e
+            if self._local is not None:
+                self._run_local(self._local, cmd, payload)
             for worker in self.workers:
                 worker.wait_done()
+        except BaseException:
+            self.close()
+            raise
+
+    def _run_local(self, runner: SliceRunner, cmd: int, payload: Any) -> None:
+        """Run ``cmd`` on slice 0, which this process steps itself."""
+        try:
+            runner.step() if cmd == STEP else runner.reset(payload)
+        except Exception as e:
+            i = runner.failed_env
+            raise EnvError(f"env {i} ({self.specs[i].env_id!r}, stepped by the main process) raised "
+                           f"{type(e).__name__}: {e}") from e
+
+    def start(self, cmd: int, slices: Sequence[int], payload: Any = None) -> None:
+        """Start ``cmd`` (STEP or RESET) on ``slices`` without waiting for them to finish; collect them with
+        ``finished``. Slice 0, if this process steps it, runs to the end here, after the others started.
+        Observations go to ``obs_buffers[0]``."""
+        self._check_open()
+        busy = [s for s in slices if s in self._running or (s == 0 and self._local_done)]
+        if busy:
+            raise EnvError(f"slice {busy[0]} of the env bank is still busy with its last command; collect it "
+                           "with finished() first")
+        try:
+            self.arrays["obs_buffer"][0] = self.last_buffer = 0
+            for s in slices:
+                if s >= self._first:
+                    self._worker(s).send(cmd | ASYNC, payload)
+                    self._running.add(s)
+            if self._local is not None and 0 in slices:
+                self._run_local(self._local, cmd, payload)
+                self._local_done = True
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def running(self) -> bool:
+        """Whether a started command has not been collected by ``finished`` yet."""
+        return bool(self._running) or self._local_done
+
+    def finished(self, wait: bool = True) -> list[int]:
+        """The slices whose started command finished since the last call: workers' in slice order, then
+        slice 0 (it finished at the end of ``start``, most likely after them). With ``wait``, blocks until
+        there is at least one (if any is running). Failures close the bank and raise.
+
+        Every finished worker command posts the shared ready semaphore once, just after its own notice.
+        ``_ready_debt`` counts commands found less posts taken: posts found owed are taken at once, so
+        they never pile up; a wait may take a post whose command is found only on the next look (the debt
+        is then negative for a moment) or one owed already (then it simply waits again)."""
+        try:
+            local = [0] if self._local_done else []
+            self._local_done = False
+            done: list[int] = []
+            while True:
+                new = [s for s in sorted(self._running) if self._worker(s).poll_done()]
+                self._running.difference_update(new)
+                done += new
+                self._ready_debt += len(new)
+                while self._ready_debt > 0 and self._ready.acquire(False):
+                    self._ready_debt -= 1
+                if done or local or not wait or not self._running:
+                    return done + local
+                if spin_acquire(self._ready, self.spin_s) or self._ready.acquire(timeout=POLL_S):
+                    self._ready_debt -= 1  # owed for a command found already, or about to be found
+                else:
+                    for s in self._running:
+                        self._worker(s).check_alive()
         except BaseException:
             self.close()
             raise
@@ -140,7 +226,7 @@ class EnvBank:
 
     def step(self, actions: np.ndarray[Any, Any], buffer: int = 0) -> None:
         """Step every env; observations go to ``obs_buffers[buffer]``, the rest to ``arrays``."""
-        self._runner()
+        self._check_open()
         self.arrays["actions"][...] = actions
         self._fill(buffer)
         self._run(STEP)
@@ -151,7 +237,7 @@ class EnvBank:
         """Reset every env (those in ``options["reset_mask"]`` if given); ``seeds[i]`` seeds env i.
 
         Observations go to ``obs_buffers[buffer]``; envs left out by a mask keep their last observation."""
-        self._runner()
+        self._check_open()
         self._fill(buffer)
         if options is not None and "reset_mask" in options:
             self.arrays["reset_mask"][:] = np.asarray(options["reset_mask"], dtype=bool)

@@ -26,7 +26,6 @@ episode is in ``infos["final_obs"]`` (an object array, None where the env did no
 from __future__ import annotations
 
 import sys
-from collections import deque
 from types import TracebackType
 from typing import Any
 
@@ -36,13 +35,12 @@ from gymnasium.vector.utils import batch_space
 
 from reflow.errors import EnvError
 from reflow.rl.envs.bank import EnvBank
+from reflow.rl.envs.episodes import EpisodeLog
 from reflow.rl.envs.slice import MODE_CODES
 from reflow.rl.envs.spec import EnvSpec
 
-QUEUE_LEN = 100
 
-
-class BankVectorEnv(VectorEnv[Any, Any, Any]):
+class BankVectorEnv(EpisodeLog, VectorEnv[Any, Any, Any]):
     """A gymnasium VectorEnv over an :class:`EnvBank`; build it with :func:`make_vec`."""
 
     def __init__(self, specs: list[EnvSpec], num_workers: int = 1, seed: int = 0,
@@ -61,10 +59,7 @@ class BankVectorEnv(VectorEnv[Any, Any, Any]):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._first_seed: int | None = seed
-        self.episode_count = 0
-        self.return_queue: deque[float] = deque(maxlen=QUEUE_LEN)
-        self.length_queue: deque[int] = deque(maxlen=QUEUE_LEN)
-        self.time_queue: deque[float] = deque(maxlen=QUEUE_LEN)
+        self._init_episode_log()
 
     def _free_buffer(self) -> int:
         """The batch buffer to fill next: one nobody holds, else the last one (whose batch is copied out).
@@ -112,27 +107,13 @@ class BankVectorEnv(VectorEnv[Any, Any, Any]):
         infos: dict[str, Any] = {}
         dones = terms | truncs
         if dones.any():
-            self._record(infos, dones)
+            self._record(infos, dones, a["episode_return"], a["episode_length"], a["episode_time"])
             if self.autoreset_mode == AutoresetMode.SAME_STEP:
                 final = np.full(self.num_envs, None, dtype=object)
                 for i in np.flatnonzero(dones):
                     final[i] = a["final_obs"][i].copy()
                 infos["final_obs"], infos["_final_obs"] = final, dones.copy()
         return self._obs(), rewards, terms, truncs, infos
-
-    def _record(self, infos: dict[str, Any], dones: np.ndarray[Any, Any]) -> None:
-        """The statistics of the episodes that ended this step (the slices counted them)."""
-        a = self.bank.arrays
-        returns = np.where(dones, a["episode_return"], 0.0)
-        lengths = np.where(dones, a["episode_length"], 0)
-        seconds = np.where(dones, a["episode_time"], 0.0)
-        infos["episode"] = {"r": returns, "l": lengths, "t": seconds}
-        infos["_episode"] = dones
-        idx = np.flatnonzero(dones)
-        self.episode_count += len(idx)
-        self.return_queue.extend(returns[idx].tolist())
-        self.length_queue.extend(lengths[idx].tolist())
-        self.time_queue.extend(seconds[idx].tolist())
 
     def close_extras(self, **kwargs: Any) -> None:
         self.bank.close()

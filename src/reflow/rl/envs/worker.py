@@ -5,6 +5,8 @@ semaphore (a futex underneath: posting to a running worker is one atomic add, no
 another; all data stays in the shared segment. Both sides first spin briefly on the semaphore, since the next
 command usually arrives within microseconds, and only then block (spinning is switched off when there are more
 processes than cores). Rare messages (reset options, errors, the startup handshake) are pickled over a pipe.
+A command flagged ``ASYNC`` also posts the bank's shared ``ready`` semaphore when done, so that a parent
+waiting for whichever slice finishes first can sleep on one semaphore instead of polling every worker's.
 
 Failure. A worker that raises reports the env index and traceback over the pipe and marks its status word; the
 parent turns that into an EnvError. A worker that dies is noticed by the parent within one blocking timeout
@@ -33,7 +35,8 @@ from reflow.rl.envs.spec import EnvSpec, Layout, check_same_spaces, make_env
 from reflow.transport.shm import SharedSegment
 
 STEP, RESET, CLOSE = 1, 2, 3
-_POLL_S = 0.05  # how often a blocked side checks that its peer is still alive
+ASYNC = 8  # flag on STEP / RESET: post the shared ready semaphore when done
+POLL_S = 0.05  # how often a blocked side checks that its peer is still alive
 
 
 def spin_acquire(sem: Semaphore, spin_s: float) -> bool:
@@ -53,7 +56,7 @@ def spin_acquire(sem: Semaphore, spin_s: float) -> bool:
 
 def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[EnvSpec], lo: int, w: int,
                 mode: int, discrete: bool, ref_spaces: tuple[spaces.Space[Any], spaces.Space[Any]],
-                cmd_sem: Semaphore, done_sem: Semaphore, spin_s: float) -> None:
+                cmd_sem: Semaphore, done_sem: Semaphore, ready_sem: Semaphore, spin_s: float) -> None:
     """Body of worker ``w``: build envs ``lo..lo+len(specs)-1`` and serve commands until CLOSE."""
     seg = SharedSegment.attach(seg_name)
     # Spawned children share the parent's resource tracker, and ``attach`` just unregistered the segment
@@ -80,10 +83,11 @@ def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[Env
     try:
         while True:
             if not spin_acquire(cmd_sem, spin_s):
-                while not cmd_sem.acquire(timeout=_POLL_S):
+                while not cmd_sem.acquire(timeout=POLL_S):
                     if os.getppid() != parent:
                         return
-            cmd = int(arrays["command"][w])
+            flagged = int(arrays["command"][w])
+            cmd = flagged & ~ASYNC
             if cmd == CLOSE:
                 return
             try:
@@ -95,6 +99,8 @@ def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[Env
                 arrays["status"][w] = 1
                 conn.send(("error", (runner.failed_env, f"{type(e).__name__}: {e}", traceback.format_exc())))
             done_sem.release()
+            if flagged & ASYNC:
+                ready_sem.release()
     finally:
         runner.close()
         del arrays
@@ -104,13 +110,15 @@ def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[Env
 class Worker:
     """The parent's handle on one worker process stepping envs ``lo..hi-1``."""
 
-    def __init__(self, w: int, lo: int, hi: int, env_id: str, arrays: dict[str, Any], spin_s: float) -> None:
+    def __init__(self, w: int, lo: int, hi: int, env_id: str, arrays: dict[str, Any], spin_s: float,
+                 ready_sem: Semaphore) -> None:
         self.w, self.lo, self.hi, self.env_id = w, lo, hi, env_id
         self.arrays = arrays
         self.spin_s = spin_s
         ctx = mp.get_context("spawn")
         self.cmd_sem = ctx.Semaphore(0)
         self.done_sem = ctx.Semaphore(0)
+        self.ready_sem = ready_sem
         self.conn, self._child_conn = ctx.Pipe()
         self._ctx = ctx
         self.proc: BaseProcess | None = None
@@ -123,7 +131,7 @@ class Worker:
         self.proc = self._ctx.Process(
             target=worker_main, name=f"reflow-envbank-{self.w}", daemon=True,
             args=(self._child_conn, seg_name, layout, specs[self.lo:self.hi], self.lo, self.w, mode, discrete,
-                  ref_spaces, self.cmd_sem, self.done_sem, self.spin_s))
+                  ref_spaces, self.cmd_sem, self.done_sem, self.ready_sem, self.spin_s))
         self.proc.start()
         self._child_conn.close()
 
@@ -133,7 +141,7 @@ class Worker:
 
     def _recv(self, timeout_s: float) -> tuple[str, Any]:
         deadline = time.monotonic() + timeout_s
-        while not self.conn.poll(_POLL_S):
+        while not self.conn.poll(POLL_S):
             if self.proc is None or not self.proc.is_alive():
                 if self.conn.poll(0):
                     break
@@ -155,15 +163,28 @@ class Worker:
 
     def send(self, cmd: int, payload: Any = None) -> None:
         self.arrays["command"][self.w] = cmd
-        if cmd == RESET:
+        if cmd & ~ASYNC == RESET:
             self.conn.send(payload)
         self.cmd_sem.release()
 
     def wait_done(self) -> None:
         if not spin_acquire(self.done_sem, self.spin_s):
-            while not self.done_sem.acquire(timeout=_POLL_S):
-                if self.proc is None or not self.proc.is_alive():
-                    raise self._crashed()
+            while not self.done_sem.acquire(timeout=POLL_S):
+                self.check_alive()
+        self._raise_if_failed()
+
+    def poll_done(self) -> bool:
+        """Whether the last command finished (taking the notice if so); raises as ``wait_done`` does."""
+        if not self.done_sem.acquire(False):
+            return False
+        self._raise_if_failed()
+        return True
+
+    def check_alive(self) -> None:
+        if self.proc is None or not self.proc.is_alive():
+            raise self._crashed()
+
+    def _raise_if_failed(self) -> None:
         if self.arrays["status"][self.w]:
             _, (env, error, trace) = self._recv(5.0)
             raise EnvError(f"env {env} ({self.env_id!r}, stepped by worker {self.w}) raised {error}\n"

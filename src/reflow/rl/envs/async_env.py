@@ -1,0 +1,167 @@
+"""``make_async``: an asynchronous env bank (EnvPool's API): ``recv`` returns the envs that are ready first.
+
+Why. A lock-step vector env (``make_vec``) waits at every step for the slowest of its processes; with every
+core busy, one late process (the OS, a slow reset, an Atari frame that costs more) stalls all the others.
+Here ``num_workers`` worker processes each step a slice of the envs as soon as they have its actions, and
+the caller, which steps none itself (unlike ``make_vec``'s), only hands out actions and takes whichever
+slices are done, so it never keeps a finished slice waiting for the next:
+
+    with make_async("ALE/Pong-v5", num_envs=64, num_workers=16, batch_size=16) as env:
+        env.async_reset()
+        while training:
+            obs, rewards, terminations, truncations, info = env.recv()
+            env.send(policy(obs), info["env_id"])
+
+Rules (tested in ``tests/rl/test_rl_async_env.py``):
+
+* ``recv`` returns whole slices (the envs one process steps; ``env.slices`` lists them), in the order they
+  finished, as many as it takes to hold at least ``batch_size`` envs (default: one slice), waiting for them
+  if needed. First finished, first returned: no slice waits behind one that happens to be quicker.
+  Returned arrays are copies: they stay valid after ``send``. ``info["env_id"]`` says which envs they are.
+* ``send(actions, env_id)`` takes actions for envs exactly as some ``recv`` returned them (whole slices, in
+  order, not yet sent); those slices start stepping at once. Anything else is an ``EnvError`` saying why.
+* Auto-reset is gymnasium's NEXT_STEP: an env that ended is reset by its next step, whose action is ignored
+  and whose reward is 0. Episode statistics are in ``info["episode"]`` / ``info["_episode"]`` and the
+  ``return_queue`` family, as for ``make_vec``.
+* Determinism: *which* envs come back together depends on timing, but each env's own trajectory does not.
+  Env i is seeded with ``seed + i`` and steps on the actions sent for it, so the same actions per env give the
+  same observations, rewards and flags per env for any ``num_workers`` and ``batch_size`` (as ``make_vec``).
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from reflow.errors import EnvError
+from reflow.rl.envs.bank import EnvBank
+from reflow.rl.envs.episodes import EpisodeLog
+from reflow.rl.envs.spec import EnvSpec
+from reflow.rl.envs.worker import RESET, STEP
+
+
+class AsyncBankEnv(EpisodeLog):
+    """Envs stepped asynchronously, a slice per process; build it with :func:`make_async`."""
+
+    def __init__(self, specs: list[EnvSpec], num_workers: int = 1, seed: int = 0,
+                 batch_size: int | None = None) -> None:
+        self.bank = EnvBank(specs, num_workers=num_workers, seed=seed, caller_steps=False)
+        self.num_envs = self.bank.num_envs
+        bounds = self.bank.bounds
+        self.slices = [range(bounds[s], bounds[s + 1]) for s in range(num_workers)]
+        smallest = min(len(r) for r in self.slices)
+        self.batch_size = smallest if batch_size is None else batch_size
+        if not 1 <= self.batch_size <= self.num_envs:
+            self.bank.close()
+            raise EnvError(f"batch_size must be between 1 and num_envs={self.num_envs}, got {batch_size}")
+        self.single_observation_space = self.bank.single_observation_space
+        self.single_action_space = self.bank.single_action_space
+        self._slice_of = np.repeat(np.arange(num_workers), [len(r) for r in self.slices])
+        self._seed: int | None = seed
+        self._ready: list[int] = []  # slices finished and not yet returned by recv, first finished first
+        self._waiting: set[int] = set()  # slices returned by recv, waiting for their actions
+        self._init_episode_log()
+
+    def async_reset(self, seed: int | None = None) -> None:
+        """Reset every env (env i seeded with ``seed + i``; the first reset uses make_async's seed); the
+        observations come back through ``recv``. Waits for slices still stepping, and drops their results."""
+        if seed is None:
+            seed, self._seed = self._seed, None
+        while self.bank.finished(wait=True):
+            pass
+        self.bank.arrays["seeded"][:] = seed is not None
+        if seed is not None:
+            self.bank.arrays["seeds"][:] = seed + np.arange(self.num_envs)
+        self._ready, self._waiting = [], set()
+        self.bank.start(RESET, range(len(self.slices)))
+
+    def recv(self) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """The next ready slices, at least ``batch_size`` envs: (obs, rewards, terminations, truncations,
+        info); ``info["env_id"]`` names the envs."""
+        need = self.batch_size
+        while sum(len(self.slices[s]) for s in self._ready) < need:
+            if not self.bank.running:
+                have = sum(len(self.slices[s]) for s in self._ready)
+                raise EnvError(f"recv needs {need} envs but only {have} are ready and none is stepping; send "
+                               "the actions of the envs recv returned (or async_reset) first")
+            self._ready += self.bank.finished(wait=True)
+        taken: list[int] = []
+        for s in self._ready:
+            if sum(len(self.slices[t]) for t in taken) >= need:
+                break
+            taken.append(s)
+        self._ready = [s for s in self._ready if s not in taken]
+        self._waiting.update(taken)
+        ids = np.concatenate([np.arange(self.slices[s].start, self.slices[s].stop) for s in taken])
+        a = self.bank.arrays
+        obs = self.bank.obs_buffers[0][ids]  # fancy indexing: a copy
+        terms, truncs = a["terminated"][ids], a["truncated"][ids]
+        info: dict[str, Any] = {"env_id": ids}
+        dones = terms | truncs
+        if dones.any():
+            self._record(info, dones, a["episode_return"][ids], a["episode_length"][ids],
+                         a["episode_time"][ids])
+        return obs, a["rewards"][ids], terms, truncs, info
+
+    def send(self, actions: Any, env_id: Any) -> None:
+        """Start stepping the envs ``env_id`` (as a ``recv`` returned them) with ``actions``."""
+        ids = np.asarray(env_id).reshape(-1)
+        actions = np.asarray(actions)
+        if len(actions) != len(ids):
+            raise EnvError(f"send got {len(actions)} actions for {len(ids)} envs")
+        slices = self._slices_of(ids)
+        self.bank.arrays["actions"][ids] = actions
+        self._waiting.difference_update(slices)
+        self._ready += self.bank.finished(wait=False)  # first finished, first returned
+        self.bank.start(STEP, slices)
+
+    def step(self, actions: Any, env_id: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """``send`` then ``recv``."""
+        self.send(actions, env_id)
+        return self.recv()
+
+    def _slices_of(self, ids: np.ndarray[Any, Any]) -> list[int]:
+        """The slices ``ids`` spells out, whole and in order, each waiting for actions; else EnvError."""
+        slices, pos = [], 0
+        while pos < len(ids):
+            i = int(ids[pos])
+            if not 0 <= i < self.num_envs:
+                raise EnvError(f"send got env id {i}; this bank has envs 0..{self.num_envs - 1}")
+            s = int(self._slice_of[i])
+            r = self.slices[s]
+            if not np.array_equal(ids[pos:pos + len(r)], np.arange(r.start, r.stop)):
+                raise EnvError(f"send got envs {ids[pos:pos + len(r)].tolist()} where slice {s} (envs "
+                               f"{r.start}..{r.stop - 1}) was expected whole: pass info['env_id'] as recv "
+                               "returned it")
+            if s not in self._waiting or s in slices:
+                raise EnvError(f"envs {r.start}..{r.stop - 1} are not waiting for actions (already sent, "
+                               "or not yet returned by recv): send each recv's envs once")
+            slices.append(s)
+            pos += len(r)
+        return slices
+
+    def close(self) -> None:
+        self.bank.close()
+
+    def __enter__(self) -> AsyncBankEnv:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def make_async(env_id: str, num_envs: int, num_workers: int = 1, seed: int = 0,
+               batch_size: int | None = None, **env_kwargs: Any) -> AsyncBankEnv:
+    """``num_envs`` copies of gymnasium env ``env_id`` stepped asynchronously by ``num_workers`` worker
+    processes (the caller steps none; see the module docstring); other keyword arguments go to
+    ``gymnasium.make``."""
+    if num_envs < 1:
+        raise EnvError(f"make_async({env_id!r}) needs num_envs >= 1, got {num_envs}")
+    specs = [EnvSpec(env_id, dict(env_kwargs)) for _ in range(num_envs)]
+    return AsyncBankEnv(specs, num_workers=num_workers, seed=seed, batch_size=batch_size)
+
+
+__all__ = ["AsyncBankEnv", "make_async"]

@@ -1,0 +1,145 @@
+"""The asynchronous env bank (``make_async``): EnvPool's send / recv over slices that step independently.
+
+The oracle is the lock-step bank: given the same actions per env, every env must go through the same
+observations, rewards and flags, whatever comes back together and whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reflow.errors import EnvError, WorkerCrashed
+from reflow.rl import make_async, make_vec
+from reflow.rl.envs import AsyncBankEnv, EnvSpec
+
+CRASH = "rl_faulty_envs:reflow-test/Crash-v0"
+N, STEPS = 8, 40
+
+
+def lockstep(actions: np.ndarray[Any, Any], seed: int) -> dict[str, np.ndarray[Any, Any]]:
+    """Per env and step: obs, reward, termination, truncation of a lock-step run (the first obs: reset)."""
+    with make_vec("CartPole-v1", N, num_workers=2, seed=seed) as env:
+        obs, _ = env.reset()
+        out: dict[str, list[Any]] = {"obs": [obs], "rew": [np.zeros(N)], "term": [np.zeros(N, bool)],
+                                     "trunc": [np.zeros(N, bool)]}
+        for row in actions:
+            obs, rew, term, trunc, _ = env.step(row)
+            for k, v in zip(out, (obs, rew, term, trunc), strict=True):
+                out[k].append(v)
+        return {k: np.stack(v, axis=1) for k, v in out.items()}  # (env, step, ...)
+
+
+def asynchronous(env: AsyncBankEnv, actions: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    """The same, stepping ``env`` with send / recv until every env made ``len(actions)`` steps."""
+    env.async_reset()
+    seen: dict[str, list[list[Any]]] = {k: [[] for _ in range(N)] for k in ("obs", "rew", "term", "trunc")}
+    steps = len(actions)
+    while min(len(s) for s in seen["obs"]) <= steps:
+        obs, rew, term, trunc, info = env.recv()
+        ids = info["env_id"]
+        for j, i in enumerate(ids):
+            for k, v in zip(seen, (obs, rew, term, trunc), strict=True):
+                seen[k][i].append(v[j])
+        made = [len(seen["obs"][i]) - 1 for i in ids]  # steps each env has made so far
+        env.send([actions[min(t, steps - 1), i] for t, i in zip(made, ids, strict=True)], ids)
+    return {k: np.array([s[:steps + 1] for s in v]) for k, v in seen.items()}
+
+
+@pytest.mark.parametrize(("workers", "batch"), [(1, None), (3, None), (4, 4), (4, 6)])
+def test_each_env_goes_where_the_lockstep_bank_takes_it(workers: int, batch: int | None,
+                                                        no_leaks: None) -> None:
+    actions = np.random.default_rng(1).integers(0, 2, (STEPS, N))
+    expected = lockstep(actions, seed=5)
+    with make_async("CartPole-v1", N, num_workers=workers, seed=5, batch_size=batch) as env:
+        got = asynchronous(env, actions)
+        assert env.episode_count > 0  # CartPole's random episodes end within 40 steps
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+
+
+def test_recv_returns_whole_ready_slices_as_copies(no_leaks: None) -> None:
+    with make_async("CartPole-v1", 9, num_workers=3, batch_size=4) as env:
+        assert [(r.start, r.stop) for r in env.slices] == [(0, 3), (3, 6), (6, 9)]
+        env.async_reset()
+        obs, _, _, _, info = env.recv()
+        ids = info["env_id"]
+        assert len(ids) == 6 and obs.shape == (6, 4)  # two whole slices: at least 4 envs
+        assert {tuple(ids[:3]), tuple(ids[3:])} <= {tuple(r) for r in env.slices}
+        kept = obs.copy()
+        env.send(np.zeros(6, np.int64), ids)
+        env.recv()
+        np.testing.assert_array_equal(obs, kept)  # stepping does not touch what recv returned
+
+
+def test_a_slow_slice_does_not_hold_the_others_back(no_leaks: None) -> None:
+    specs = [EnvSpec(CRASH, {"delay": 1.0 if i >= 4 else 0.0}) for i in range(6)]
+    with AsyncBankEnv(specs, num_workers=3) as env:  # slices 0..1, 2..3, 4..5; the last steps slowly
+        env.async_reset()
+        returns = [0, 0, 0]  # per slice: its reset, then one per step
+        give_up = time.monotonic() + 20.0
+        while returns[2] < 2 and time.monotonic() < give_up:  # until the slow slice's first step is back
+            ids = env.recv()[4]["env_id"]
+            returns[int(ids[0]) // 2] += 1
+            env.send(np.zeros(len(ids), np.int64), ids)
+        assert returns[2] == 2 and min(returns[:2]) >= 5, returns  # the fast ones went on meanwhile
+
+
+def test_bad_sends_say_what_is_wrong(no_leaks: None) -> None:
+    with make_async("CartPole-v1", 6, num_workers=3) as env:
+        with pytest.raises(EnvError, match="none is stepping"):
+            env.recv()
+        env.async_reset()
+        ids = env.recv()[4]["env_id"]
+        with pytest.raises(EnvError, match="3 actions for 2 envs"):
+            env.send([0, 0, 0], ids)
+        with pytest.raises(EnvError, match=r"expected whole: pass info\['env_id'\]"):
+            env.send([0], ids[:1])
+        with pytest.raises(EnvError, match=r"env id 9; this bank has envs 0\.\.5"):
+            env.send([0, 0], [9, 10])
+        other = [i for i in range(6) if i not in ids][:2]
+        with pytest.raises(EnvError, match="not waiting for actions"):
+            env.send([0, 0], other)
+        env.send([0, 0], ids)
+        with pytest.raises(EnvError, match="not waiting for actions"):
+            env.send([0, 0], ids)
+    with pytest.raises(EnvError, match="batch_size must be between 1 and num_envs=4"):
+        make_async("CartPole-v1", 4, num_workers=2, batch_size=5)
+
+
+def test_async_reset_waits_for_stepping_slices_and_starts_over(no_leaks: None) -> None:
+    with make_async("CartPole-v1", 4, num_workers=2, seed=7, batch_size=4) as env:
+        env.async_reset()
+        first, *_, info = env.recv()
+        env.send(np.ones(4, np.int64), info["env_id"])  # in flight
+        first = first[np.argsort(info["env_id"])]  # slices come back in the order they finish
+        env.async_reset(seed=7)
+        again, rew, term, trunc, info = env.recv()
+        np.testing.assert_array_equal(again[np.argsort(info["env_id"])], first)
+        assert not rew.any() and not term.any() and not trunc.any()
+
+
+def test_env_errors_and_killed_workers_surface_at_recv(no_leaks: None) -> None:
+    specs = [EnvSpec(CRASH, {"crash_step": 2 if i == 3 else -1}) for i in range(4)]
+    with AsyncBankEnv(specs, num_workers=2, batch_size=4) as env:
+        env.async_reset()
+        for _ in range(2):
+            ids = env.recv()[4]["env_id"]
+            env.send(np.zeros(4, np.int64), ids)
+        with pytest.raises(EnvError, match=r"env 3\b.*boom at step 2"):
+            env.recv()
+    with make_async("CartPole-v1", 4, num_workers=2, batch_size=4) as env:
+        env.async_reset()
+        ids = env.recv()[4]["env_id"]
+        victim = env.bank.workers[0].proc
+        assert victim is not None and victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(5.0)
+        env.send(np.zeros(4, np.int64), ids)
+        with pytest.raises(WorkerCrashed, match=r"worker 0 \(envs 0\.\.1 of 'CartPole-v1'\) died"):
+            env.recv()
