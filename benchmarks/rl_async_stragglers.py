@@ -9,8 +9,8 @@ steps per env; throughput is env steps per second, the median of interleaved rep
 parallel up to the number of processes, not of cores, so AsyncVectorEnv (a process per env) gains from its
 process count alone: compare it at ``--workers`` equal to the number of envs.
 
-    flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/rl_async_stragglers.py [--sizes 16 64]
-        [--workers 4 8] [--mean-ms 1.0] [--repeats 3]
+    flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/rl_async_stragglers.py [--quick]
+        [--sizes 16 64] [--workers 4 16] [--mean-ms 1.0] [--repeats 3]
 
 Writes results/rl_async_stragglers.json.
 """
@@ -111,8 +111,11 @@ def main() -> None:
                         help="worker processes (gymnasium's AsyncVectorEnv always has one per env)")
     parser.add_argument("--mean-ms", type=float, default=1.0, help="mean step time of the env (default 1)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="16 envs, 2 repeats")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeats = [16], 2
     rows = []
     for n in tqdm(args.sizes, desc="sizes"):
         for w in [w for w in args.workers if w <= n]:

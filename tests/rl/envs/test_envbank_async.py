@@ -7,8 +7,12 @@ observations, rewards and flags, whatever comes back together and whatever the n
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,3 +147,12 @@ def test_env_errors_and_killed_workers_surface_at_recv(no_leaks: None) -> None:
         env.send(np.zeros(4, np.int64), ids)
         with pytest.raises(WorkerCrashed, match=r"worker 0 \(envs 0\.\.1 of 'CartPole-v1'\) died"):
             env.recv()
+
+
+def test_the_guide_example_runs_and_prints_what_the_guide_says(no_leaks: None) -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "rl.md").read_text()
+    section = text.split("### Asynchronous stepping", 1)[1]
+    block = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert "(8, 4) [4, 4, 4, 4] True" in out.stdout
