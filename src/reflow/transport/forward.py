@@ -21,14 +21,16 @@ Rules (tested in ``tests/transport/test_transport_forward.py``):
   read-only in the forwarder (like a published loan). Copy first (``np.array(x)``) to keep writing.
 * Receivers map the foreign store by name once and keep the mapping. A message whose store's publisher has
   closed (its name is gone from /dev/shm, though the memory lives on in the forwarder) is copied instead,
-  since a new reader could not map it. Should that publisher close between the forward and the read, a
-  reader that never mapped the store gets a ``TransportError`` naming it.
+  since a new reader could not map it; the forwarder looks at /dev/shm at most every ``STORE_CHECK_S``
+  per store. Should that publisher close within that time, or between the forward and the read, a reader
+  that never mapped the store gets a ``TransportError`` naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +52,30 @@ class Span:
     offset: int
 
 
+STORE_CHECK_S = 0.05  # how long a store seen in /dev/shm is taken to be still there (a stat costs ~10 us)
+_seen: dict[str, float] = {}  # store name -> when it was last seen in /dev/shm
+
+
 def _address(buf: memoryview) -> int:
+    """Where ``buf`` starts: its exporter's data pointer when it covers the whole exporter (as every buffer
+    ``encode`` makes does; a dict lookup cheaper than wrapping it in a new array)."""
+    exporter = buf.obj
+    if isinstance(exporter, np.ndarray) and exporter.nbytes == buf.nbytes:
+        return int(exporter.__array_interface__["data"][0])
     return int(np.frombuffer(buf, np.uint8).__array_interface__["data"][0])
+
+
+def _store_exists(name: str) -> bool:
+    now = time.monotonic()
+    if now - _seen.get(name, -STORE_CHECK_S) < STORE_CHECK_S:
+        return True
+    if not os.path.exists(f"/dev/shm/{name.lstrip('/')}"):
+        _seen.pop(name, None)
+        return False
+    if len(_seen) > 256:
+        _seen.clear()
+    _seen[name] = now
+    return True
 
 
 def leased_span(enc: Encoded, offsets: list[int], total: int) -> Span | None:
@@ -72,7 +96,7 @@ def leased_span(enc: Encoded, offsets: list[int], total: int) -> Span | None:
         return None
     if any(_address(buf) != lease.address + start + off for buf, off in placed[1:]):
         return None
-    if not os.path.exists(f"/dev/shm/{lease.store.lstrip('/')}"):
+    if not _store_exists(lease.store):
         return None  # its publisher closed: nobody new can map it, so copy (module docstring)
     return Span(lease, view, lease.offset + start)
 
