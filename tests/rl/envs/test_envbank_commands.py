@@ -28,3 +28,16 @@ def test_envs_command_is_deterministic_across_workers(capsys: pytest.CaptureFixt
 def test_envs_command_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["envs", "CartPol-v1"]) == 1
     assert "did you mean CartPole-v1" in capsys.readouterr().err
+
+
+def test_envs_command_async_gives_each_env_the_same_steps(capsys: pytest.CaptureFixture[str],
+                                                          no_leaks: None) -> None:
+    args = ["envs", "CartPole-v1", "-n", "6", "--steps", "50", "--seed", "4"]
+    assert main([*args, "-w", "2"]) == 0
+    lockstep = capsys.readouterr().out
+    assert main([*args, "-w", "3", "--async"]) == 0
+    asynchronous = capsys.readouterr().out
+    assert "3 workers, asynchronous" in asynchronous
+    assert checksum(asynchronous) == checksum(lockstep)
+    episodes = re.compile(r"episodes: (\d+)")
+    assert episodes.findall(asynchronous) == episodes.findall(lockstep)
