@@ -17,6 +17,7 @@ import transport_peers as peers
 from reflow.errors import BackPressureError, ChannelClosed, MessageTooLarge, TransportError
 from reflow.transport import Channel, Publisher, Subscriber, publisher, subscribe
 from reflow.transport.pubsub import SPIN_STRETCH
+from reflow.transport.shm import unlink_segments_of
 
 CTX = mp.get_context("spawn")
 
@@ -221,6 +222,55 @@ def test_dead_subscriber_is_dropped_and_its_blocks_freed(no_leaks: None) -> None
             pub.publish(np.zeros(200_000, np.uint8))
         pub.store.reclaim()
         assert pub.subscribers == 0 and pub.store.in_use() == 0
+
+
+def test_arrays_received_before_close_stay_intact(no_leaks: None) -> None:
+    """A closed subscriber's arrays keep their blocks: the publisher, seeing its process alive, reuses
+    neither them nor its slot until they are dropped."""
+    topic = unique("afterclose")
+    with Publisher(topic, store_bytes=4 << 20) as pub, Subscriber(topic) as other:
+        sub = Subscriber(topic)
+        sub.wait_connected()
+        other.wait_connected()
+        pub.wait_for_subscribers(2)
+        pub.publish(np.full(1 << 20, 7, np.uint8))
+        kept = sub.recv(timeout=5)
+        other.recv(timeout=5)
+        pub.publish(np.full(1 << 20, 8, np.uint8))  # queued for ``sub``, never read: released by close
+        other.recv(timeout=5)
+        sub.close()
+        for i in range(6):  # a 4 MB store: the blocks would come round again if ``kept``'s were free
+            pub.publish(np.full(1 << 20, 100 + i, np.uint8))
+            assert int(other.recv(timeout=5)[0]) == 100 + i
+        assert pub.subscribers == 1 and int(kept.min()) == int(kept.max()) == 7
+        pub.store.reclaim()
+        assert pub.store.in_use() <= 2 << 20  # ``kept``'s block and the newest one at most
+        del kept
+        gc.collect()
+        pub.publish(np.zeros(1 << 20, np.uint8))  # settles the departed slot
+        other.recv(timeout=5)
+        pub.store.reclaim()
+        assert pub.store.in_use() == 0 and pub._departed == {}
+
+
+def test_a_killed_subscriber_process_gives_its_blocks_back(no_leaks: None) -> None:
+    topic, reply = unique("killed"), unique("killedreply")
+    child = start(peers.holding_subscriber, topic, reply)
+    try:
+        with Publisher(topic, store_bytes=2 << 20) as pub, Channel(reply, "a") as ch:
+            assert ch.recv(timeout=20) == "ready"
+            pub.wait_for_subscribers(1)
+            pub.publish(np.zeros(1 << 20, np.uint8))
+            assert ch.recv(timeout=20) == "holding"
+            child.kill()
+            child.join(20)
+            unlink_segments_of(child.pid)  # the store of its reply channel: a killed process cannot
+            for _ in range(4):  # needs the held block back: the store has room for two
+                pub.publish(np.zeros(1 << 20, np.uint8))
+            pub.store.reclaim()
+            assert pub.subscribers == 0 and pub.store.in_use() == 0 and pub._departed == {}
+    finally:
+        child.join(20)
 
 
 def test_inline_limit_must_fit_one_socket_frame(no_leaks: None) -> None:

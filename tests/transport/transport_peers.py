@@ -46,3 +46,15 @@ def loan_echo(name: str, count: int) -> None:
                 ch.send(out)
         ch.send(ch.out.stats.loaned)
 
+
+
+def holding_subscriber(topic: str, reply: str) -> None:
+    """Receive one message on ``topic`` and keep it; say "holding" on channel ``reply``, then wait to be
+    killed."""
+    with Subscriber(topic) as sub, Channel(reply, "b") as ch:
+        sub.wait_connected()
+        ch.send("ready")
+        kept = sub.recv(timeout=20)
+        ch.send("holding")
+        ch.recv(timeout=60)
+        del kept

@@ -40,6 +40,7 @@ import errno
 import os
 import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -60,10 +61,20 @@ from reflow.transport.store import ObjectStore, StoreReader
 INLINE_BYTES = 64 * 1024
 MAX_INLINE = 128 * 1024  # a SOCK_SEQPACKET frame must fit the socket's send buffer (~208 KiB by default)
 STORE_BYTES = 256 * 1024 * 1024
+_PEERCRED = struct.Struct("3i")  # pid, uid, gid of a unix socket's peer
 MAX_SUBSCRIBERS = 32
 ACCEPT_EVERY = 1e-3  # seconds between looks for new subscribers while publishing
 SPIN = 200e-6  # seconds a subscriber polls before it sleeps, while its peer answers within that...
 SPIN_STRETCH = 5  # ...or longer, up to this many times as long, for a peer that takes longer to answer
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (not gone, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def address(topic: str, bus: str = "default") -> str:
@@ -116,6 +127,8 @@ class Publisher:
             raise
         self._loans = Loans(self.store, topic, inline_bytes)
         self._subs: dict[int, socket.socket] = {}  # slot -> connection (non-blocking)
+        self._pids: dict[int, int] = {}  # slot -> the subscriber's process id (from the socket)
+        self._departed: dict[int, int] = {}  # slot -> pid: gone, but may still read blocks it received
         self._readers: list[int] = []  # sorted slots, the readers of every new store block
         self._free_slots = list(range(max_subscribers - 1, -1, -1))
         self._next_accept = 0.0
@@ -137,6 +150,8 @@ class Publisher:
             time.sleep(0.001)
 
     def _accept(self) -> None:
+        if self._departed:
+            self._settle_departed()
         while True:
             try:
                 conn, _ = self._listen.accept()
@@ -146,6 +161,9 @@ class Publisher:
                 conn.close()
                 continue
             slot = self._free_slots.pop()
+            with contextlib.suppress(OSError):
+                self._pids[slot] = _PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                                    _PEERCRED.size))[0]
             conn.setblocking(False)
             conn.send(wire.welcome_frame(wire.Welcome(slot, self.store.max_readers, self.store.max_blocks,
                                                       self.inline_bytes, self.store.name)))
@@ -153,10 +171,26 @@ class Publisher:
             self._readers = sorted(self._subs)
 
     def _drop(self, slot: int) -> None:
+        """A subscriber went away. If its process lives on, it may still read arrays it received: its
+        blocks stay held (and its slot unused) until it releases them or its process ends."""
         self._subs.pop(slot).close()
         self._readers = sorted(self._subs)
-        self.store.drop_reader(slot)
-        self._free_slots.append(slot)
+        pid = self._pids.pop(slot, None)
+        if pid is not None and _process_alive(pid):
+            self._departed[slot] = pid
+        else:
+            self.store.drop_reader(slot)
+            self._free_slots.append(slot)
+
+    def _settle_departed(self) -> None:
+        """Free the slots of departed subscribers that released everything or whose process ended."""
+        for slot, pid in list(self._departed.items()):
+            if self.store.holds(slot):
+                if _process_alive(pid):
+                    continue
+                self.store.drop_reader(slot)
+            del self._departed[slot]
+            self._free_slots.append(slot)
 
     @overload
     def loan(self, shape: Shape, dtype: DTypeLike, *, like: Literal["numpy"] = "numpy",
@@ -190,15 +224,19 @@ class Publisher:
         if not self._subs:
             self.stats.dropped_no_subscribers += 1
             return
+        held: int | None = None  # the block the frame hands out, which each subscriber must release
         if loan is not None and loan.block is not None and enc.kind == "raw" \
                 and enc.nbytes > self.inline_bytes:
             self.store.share(loan.block, self._readers)  # the message is already in the store: no copy
             frame = wire.handle_frame(enc, loan.block.id, loan.block.offset)
+            held = loan.block.id
             self.stats.loaned += 1
         elif enc.nbytes <= self.inline_bytes:
             frame = wire.inline_frame(enc)
             self.stats.inline += 1
         else:
+            if self._departed:
+                self._settle_departed()
             sizes = [b.nbytes for b in enc.buffers]
             offs, total = wire.buffer_offsets(sizes)
             span = leased_span(enc, offs, total) if sizes else None
@@ -206,6 +244,7 @@ class Publisher:
                 proxy = self.store.alloc(0, self._readers, self.timeout, keep=span.view)
                 lock(enc)
                 frame = wire.forward_frame(enc, proxy.id, span.lease.store, span.offset)
+                held = proxy.id
                 self.stats.forwarded += 1
             else:
                 block = self.store.alloc(total, self._readers, self.timeout)
@@ -214,6 +253,7 @@ class Publisher:
                     dst[off:off + n] = np.frombuffer(buf, np.uint8)
                 del dst
                 frame = wire.handle_frame(enc, block.id, block.offset)
+                held = block.id
                 self.stats.stored += 1
         for slot, conn in list(self._subs.items()):
             try:
@@ -222,6 +262,8 @@ class Publisher:
                 except BlockingIOError:
                     self._send_when_room(slot, conn, frame)
             except (BrokenPipeError, ConnectionResetError):
+                if held is not None:
+                    self.store.release(held, slot)  # it never got there
                 self._drop(slot)
 
     def _send_when_room(self, slot: int, conn: socket.socket, frame: bytes) -> None:
@@ -389,15 +431,40 @@ class Subscriber:
             return n
 
     def close(self) -> None:
-        """Disconnect; arrays already received stay valid while referenced. Idempotent."""
+        """Disconnect; arrays already received stay valid, and unchanged, while referenced. Idempotent.
+
+        The publisher keeps their blocks until they are dropped (it sees that this process lives on). So
+        that it does not wait for messages this subscriber never read, those are released here: reading is
+        shut down first (the publisher's later sends then fail, and it releases them itself), then the
+        frames already queued are drained and released."""
         if self._closed:
             return
         self._closed = True
         if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RD)
+                self._release_queued(self._sock)
             self._sock.close()
         if self._reader is not None:
             self._reader.close()
         self._foreign.close()
+
+    def _release_queued(self, sock: socket.socket) -> None:
+        """Release the blocks of the frames still queued on ``sock`` (never read)."""
+        while True:
+            try:
+                n = sock.recv_into(self._buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            if n == 0:
+                return
+            frame = memoryview(self._buf)[:n]
+            if self._welcome is None:
+                self._greet(frame)
+                continue
+            f = wire.parse(frame)
+            if f.tag != b"I" and self._reader is not None:
+                self._reader.release(f.block_id, self._welcome.slot)
 
     def __enter__(self) -> Subscriber:
         return self

@@ -125,6 +125,14 @@ class ObjectStore:
         """Forget a reader that went away: its pending releases are done on its behalf."""
         self.flags[:, reader] = 1
 
+    def release(self, block_id: int, reader: int) -> None:
+        """Release ``block_id`` for ``reader`` on its behalf (a handle that never reached it)."""
+        self._table[block_id * self.max_readers + reader] = 1
+
+    def holds(self, reader: int) -> bool:
+        """Whether ``reader`` still holds some block (has a release pending)."""
+        return 0 in self._table[reader::self.max_readers]
+
     def alloc(self, nbytes: int, readers: list[int], timeout: float = 10.0, waiting_on: str = "",
               keep: Any = None) -> Block:
         """A block of at least ``nbytes`` bytes held for ``readers``; waits up to ``timeout`` for space.
@@ -277,11 +285,14 @@ class StoreReader:
             self.flags[lease.flag] = 1
 
     def release(self, block_id: int, reader: int) -> None:
-        """Mark a block done for ``reader``; after ``close`` a no-op (the sender dropped this reader)."""
+        """Mark a block done for ``reader``."""
         if self.flags is not None:
             self.flags[block_id * self.max_readers + reader] = 1
 
     def close(self) -> None:
-        """Stop releasing; the mapping itself stays until the last array viewing it is gone."""
-        self.flags = None
+        """Drop this reader's own references to the mapping. Views still leased keep it (and the release
+        table) mapped, and release their blocks when they go: the sender keeps this reader's slot until
+        then, so the writes land on nobody else's flags."""
+        if not self._leases:
+            self.flags = None
         self.segment.close()
