@@ -47,6 +47,9 @@ def test_same_trace_with_threads_processes_and_a_mix(no_leaks: None) -> None:
     procs = ProcessExecutor(2)
     assert comparable(run(Fan(3), executor=procs, timeout=TAGS, trace=True).trace) == oracle
     assert set(procs.placement.values()) == {0, 1}
+    # the generator's 400 KB arrays reach the stages through the scheduler, which forwards, never copies
+    assert sum(s.forwarded for s in procs.channel_stats) >= TAGS
+    assert sum(s.stored for s in procs.channel_stats) == 0
     mixed = ProcessExecutor(2, local=["main", "main.stages[1]"])
     main = Fan(3)
     assert comparable(run(main, executor=mixed, timeout=TAGS, trace=True).trace) == oracle

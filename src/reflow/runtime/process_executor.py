@@ -7,7 +7,9 @@ through the worker's shared-memory store). ``run_batch`` splits a batch by worke
 part first, runs the reactors kept local (``local=``) in the calling thread meanwhile, then collects the
 replies and returns the results in batch order. The scheduler applies results in that order, so a program
 gives the same trace with threads, processes or a mix: placement decides where reactions run, never what
-they do.
+they do. An array one worker produced and another consumes goes through the scheduler without a copy: the
+scheduler forwards it from the producer's store (``reflow.transport.forward``); ``channel_stats`` counts,
+per worker, the batches sent inline, copied into the scheduler's store, or forwarded.
 
 Faults. While waiting for a reply the executor checks that the worker is alive; a worker that died (crashed,
 killed) raises ``WorkerCrashed`` naming the worker and the reactors it held. ``close`` (which the scheduler
@@ -42,6 +44,7 @@ from reflow.graph import Graph
 from reflow.runtime.executor import Executor, Invocation, ReactionHost, Result, run_invocation
 from reflow.runtime.placement import LOCAL, place
 from reflow.transport import Channel
+from reflow.transport.pubsub import PublisherStats
 from reflow.transport.shm import unlink_segments_of
 
 _STOP = "stop"
@@ -100,6 +103,7 @@ class ProcessExecutor(Executor):
         self.placement: dict[str, int] = {}
         self._procs: list[Any] = []
         self._chans: list[Channel] = []
+        self.channel_stats: list[PublisherStats] = []  # of the sends to each worker, kept after close
         self._lock = threading.Lock()
 
     def start(self, hosts: Mapping[str, ReactionHost], graph: Graph) -> None:
@@ -119,6 +123,7 @@ class ProcessExecutor(Executor):
                     name = f"reflow-exec-{os.getpid()}-{next(_names)}-{w}"
                     mine = {p: h for p, h in hosts.items() if self.placement[p] == w}
                     self._chans.append(Channel(name, "a"))
+                    self.channel_stats.append(self._chans[-1].out.stats)
                     proc = ctx.Process(target=worker_main, args=(name, pickle.dumps(mine)), daemon=True,
                                        name=f"reflow-worker-{w}")
                     proc.start()

@@ -1,25 +1,27 @@
-"""Forwarding: a received message published again travels as a handle to the block it already lies in.
+"""Forwarding: a received array published again travels as a reference to where it already lies.
 
 Policy. A process that receives a large message holds *leases*: views on a block of the sender's store. When
-it publishes that message (or part of it) again, to the sender or to anyone else, copying it into its own
-store would move every byte once more for nothing: the bytes are already in shared memory that every process
-on the node can map. So ``publish`` looks up whether the encoded buffers lie in one leased view, at the
-offsets a handle frame describes, and if so sends a *forward* frame: the name of the foreign store, the offset
-of the message in it, and a proxy block id of the publisher's own store whose release row tracks the new
-readers. The proxy keeps the lease (and so the foreign block) alive until every new reader released it.
+it publishes received arrays again (the whole message, a slice of it, or arrays of several messages put in a
+new structure), to the sender or to anyone else, copying them into its own store would move every byte once
+more for nothing: they are already in shared memory that every process on the node can map. So ``publish``
+looks up, buffer by buffer, whether it lies in a leased view (``locate``). If any does, it sends a *forward*
+frame that says, per buffer, which store it lies in and where: a foreign store by name, or the publisher's
+own block, into which only the other buffers are copied. That block (a *proxy* with no bytes, when nothing
+was copied) keeps the leases, and so the foreign blocks, alive until every new reader released it.
 
-This makes a relay, a router, a tee or an echo cost a few microseconds whatever the payload size, and lets
-a reactor pass its input to its output between processes without a copy. A round trip in which the echo
-sends back what it received copies the payload once in all.
+This makes a relay, a router, a tee or an echo cost a few dozen microseconds whatever the payload size, lets
+a reactor pass its input on between processes without a copy, and lets the process executor's scheduler,
+which receives every result and sends it on to the next worker, move arrays between workers without copying
+them. A round trip in which the echo sends back what it received copies the payload once in all.
 
 Rules (tested in ``tests/transport/test_transport_forward.py``):
 
-* Forwarded are messages whose buffers all lie in one leased view, laid out as a handle frame lays them out
-  (a received array, a slice or reshape of one, a received dict or structure of arrays sent back whole).
-  Anything else is copied into the store as usual, and small messages still go inline.
-* A forwarded message shares memory with the forwarder's copy, so publishing it makes the published arrays
-  read-only in the forwarder (like a published loan). Copy first (``np.array(x)``) to keep writing.
-* Receivers map the foreign store by name once and keep the mapping. A message whose store's publisher has
+* Forwarded is every buffer that lies in a leased view: a received array, a contiguous slice or reshape of
+  one, received arrays inside any structure. Arrays computed from them, or made contiguous, are copied as
+  usual, in the same message; small messages still go inline.
+* Forwarded arrays share memory with the forwarder's, so publishing them makes them read-only in the
+  forwarder (like a published loan). Copy first (``np.array(x)``) to keep writing.
+* Receivers map a foreign store by name once and keep the mapping. An array whose store's publisher has
   closed (its name is gone from /dev/shm, though the memory lives on in the forwarder) is copied instead,
   since a new reader could not map it; the forwarder looks at /dev/shm at most every ``STORE_CHECK_S``
   per store. Should that publisher close within that time, or between the forward and the read, a reader
@@ -41,19 +43,18 @@ from reflow.transport.serialize import Encoded
 from reflow.transport.shm import SharedSegment
 from reflow.transport.store import LEASES, Lease
 
+STORE_CHECK_S = 0.05  # how long a store seen in /dev/shm is taken to be still there (a stat costs ~10 us)
+_seen: dict[str, float] = {}  # store name -> when it was last seen in /dev/shm
+
 
 @dataclass(frozen=True, slots=True)
-class Span:
-    """A message found inside a leased view: the lease, the view (to keep alive) and its start in the
-    foreign segment."""
+class Part:
+    """A buffer of a message found in a leased view: the lease, the view (to keep alive) and where the
+    buffer starts in the lease's segment."""
 
     lease: Lease
     view: np.ndarray[Any, Any]
     offset: int
-
-
-STORE_CHECK_S = 0.05  # how long a store seen in /dev/shm is taken to be still there (a stat costs ~10 us)
-_seen: dict[str, float] = {}  # store name -> when it was last seen in /dev/shm
 
 
 def _address(buf: memoryview) -> int:
@@ -78,33 +79,32 @@ def _store_exists(name: str) -> bool:
     return True
 
 
-def leased_span(enc: Encoded, offsets: list[int], total: int) -> Span | None:
-    """Where ``enc`` lies in a leased view, if its buffers sit there at ``offsets`` from one start (empty
-    buffers may be anywhere: a receiver reads nothing of them)."""
-    placed = [(buf, off) for buf, off in zip(enc.buffers, offsets, strict=True) if buf.nbytes]
-    if not placed:
-        return None
-    exporter = placed[0][0].obj
-    if not isinstance(exporter, np.ndarray):
+def _part(buf: memoryview) -> Part | None:
+    """Where ``buf`` lies in a leased view, if it does (and its store can still be mapped)."""
+    exporter = buf.obj
+    if not buf.nbytes or not isinstance(exporter, np.ndarray):
         return None
     lease = LEASES.get(id(exporter)) or LEASES.get(id(exporter.base))
     view = lease.view() if lease is not None else None
     if lease is None or view is None or (view is not exporter and view is not exporter.base):
         return None
-    start = _address(placed[0][0]) - lease.address - placed[0][1]
-    if start < 0 or start + total > lease.size:
-        return None
-    if any(_address(buf) != lease.address + start + off for buf, off in placed[1:]):
-        return None
-    if not _store_exists(lease.store):
-        return None  # its publisher closed: nobody new can map it, so copy (module docstring)
-    return Span(lease, view, lease.offset + start)
+    start = _address(buf) - lease.address
+    if start < 0 or start + buf.nbytes > lease.size or not _store_exists(lease.store):
+        return None  # not inside it; or its publisher closed: nobody new can map it, so copy
+    return Part(lease, view, lease.offset + start)
 
 
-def lock(enc: Encoded) -> None:
-    """Make the arrays behind a forwarded message read-only in the forwarder (it now shares them)."""
-    for buf in enc.buffers:
-        if isinstance(buf.obj, np.ndarray):
+def locate(enc: Encoded) -> list[Part | None] | None:
+    """Per buffer of ``enc``, where it lies in a leased view (None: not in one, to be copied); None when no
+    buffer lies in one (the message is copied whole: the common case)."""
+    parts = [_part(buf) for buf in enc.buffers]
+    return parts if any(parts) else None
+
+
+def lock(enc: Encoded, parts: list[Part | None]) -> None:
+    """Make the arrays behind forwarded buffers read-only in the forwarder (it now shares them)."""
+    for buf, part in zip(enc.buffers, parts, strict=True):
+        if part is not None and isinstance(buf.obj, np.ndarray):
             buf.obj.flags.writeable = False
 
 

@@ -53,9 +53,9 @@ from numpy.typing import DTypeLike
 
 from reflow.errors import BackPressureError, ChannelClosed, TransportError
 from reflow.transport import wire
-from reflow.transport.forward import ForeignStores, leased_span, lock
+from reflow.transport.forward import ForeignStores, Part, locate, lock
 from reflow.transport.loan import LoanedArray, Loans, Shape
-from reflow.transport.serialize import Stats, decode, encode
+from reflow.transport.serialize import Encoded, Stats, decode, encode
 from reflow.transport.store import ObjectStore, StoreReader
 
 INLINE_BYTES = 64 * 1024
@@ -237,24 +237,8 @@ class Publisher:
         else:
             if self._departed:
                 self._settle_departed()
-            sizes = [b.nbytes for b in enc.buffers]
-            offs, total = wire.buffer_offsets(sizes)
-            span = leased_span(enc, offs, total) if sizes else None
-            if span is not None:  # a received message: forward it from where it lies, no copy
-                proxy = self.store.alloc(0, self._readers, self.timeout, keep=span.view)
-                lock(enc)
-                frame = wire.forward_frame(enc, proxy.id, span.lease.store, span.offset)
-                held = proxy.id
-                self.stats.forwarded += 1
-            else:
-                block = self.store.alloc(total, self._readers, self.timeout)
-                dst = self.store.view(block)
-                for off, buf, n in zip(offs, enc.buffers, sizes, strict=True):
-                    dst[off:off + n] = np.frombuffer(buf, np.uint8)
-                del dst
-                frame = wire.handle_frame(enc, block.id, block.offset)
-                held = block.id
-                self.stats.stored += 1
+            parts = locate(enc)
+            frame, held = self._store(enc) if parts is None else self._forward(enc, parts)
         for slot, conn in list(self._subs.items()):
             try:
                 try:
@@ -265,6 +249,38 @@ class Publisher:
                 if held is not None:
                     self.store.release(held, slot)  # it never got there
                 self._drop(slot)
+
+    def _store(self, enc: Encoded) -> tuple[bytes, int]:
+        """Copy the message into a block of the store: a handle frame, and the block's id."""
+        sizes = [b.nbytes for b in enc.buffers]
+        offs, total = wire.buffer_offsets(sizes)
+        block = self.store.alloc(total, self._readers, self.timeout)
+        dst = self.store.view(block)
+        for off, buf, n in zip(offs, enc.buffers, sizes, strict=True):
+            dst[off:off + n] = np.frombuffer(buf, np.uint8)
+        self.stats.stored += 1
+        return wire.handle_frame(enc, block.id, block.offset), block.id
+
+    def _forward(self, enc: Encoded, parts: list[Part | None]) -> tuple[bytes, int]:
+        """Send the buffers that lie in leased views from there, copy the others into a block of the store
+        (which keeps those views alive): a forward frame, and the block's id."""
+        mine = [i for i, part in enumerate(parts) if part is None]
+        offs, total = wire.buffer_offsets([enc.buffers[i].nbytes for i in mine])
+        views = list({id(p.view): p.view for p in parts if p is not None}.values())
+        block = self.store.alloc(total, self._readers, self.timeout, keep=views)
+        where = [(wire.OWN, 0)] * len(parts)
+        if mine:
+            dst = self.store.view(block)
+            for i, off in zip(mine, offs, strict=True):
+                dst[off:off + enc.buffers[i].nbytes] = np.frombuffer(enc.buffers[i], np.uint8)
+                where[i] = (wire.OWN, off)
+        stores: dict[str, int] = {}
+        for i, part in enumerate(parts):
+            if part is not None:
+                where[i] = (stores.setdefault(part.lease.store, len(stores)), part.offset)
+        lock(enc, parts)
+        self.stats.forwarded += 1
+        return wire.forward_frame(enc, block.id, block.offset, where, list(stores)), block.id
 
     def _send_when_room(self, slot: int, conn: socket.socket, frame: bytes) -> None:
         """The subscriber's queue is full: wait up to ``timeout`` for it to read (back-pressure)."""
@@ -374,9 +390,14 @@ class Subscriber:
         if not f.sizes:
             self._reader.release(f.block_id, self._welcome.slot)
             return decode(f.kind, f.header, [])
+        if f.where is not None and f.stores is not None:  # forwarded: each buffer where it lies
+            segments = [self._foreign.segment(name) for name in f.stores]
+            own = self._reader.segment
+            parts = [(own, f.offset + off, size) if index == wire.OWN else (segments[index], off, size)
+                     for (index, off), size in zip(f.where, f.sizes, strict=True)]
+            return decode(f.kind, f.header, self._reader.lease_parts(f.block_id, self._welcome.slot, parts))
         offs, total = wire.buffer_offsets(f.sizes)
-        segment = self._foreign.segment(f.store) if f.store else None
-        block = self._reader.lease(f.block_id, self._welcome.slot, f.offset, total, segment)
+        block = self._reader.lease(f.block_id, self._welcome.slot, f.offset, total)
         views = [block[off:off + size] for off, size in zip(offs, f.sizes, strict=True)]
         del block  # the views hold it: the block is released when the last of them goes
         return decode(f.kind, f.header, views)

@@ -19,10 +19,11 @@ object (the loaned array) and is not reclaimed while that object is alive, whate
 readers are set when it is sent (``share``). A held block is freed once the holder is gone and every reader
 released it.
 
-Forwarding (``forward.py``). A block id can also stand for a block of *another* process's store that this
-sender forwards: such a *proxy* has no bytes in the arena; it keeps the lease on the foreign block (a strong
-reference to the leased view) until every reader of the proxy released it, then drops it, which releases the
-foreign block in turn. Every lease a process holds is listed in ``LEASES`` so a sender can recognise one.
+Forwarding (``forward.py``). A message this sender forwards lies partly or wholly in *other* processes'
+stores. Its block keeps the leases on those (strong references to the leased views) until every reader
+released it, then drops them, which releases the foreign blocks in turn; a block whose message lies wholly
+elsewhere is a *proxy*, with no bytes in the arena. Every lease a process holds is listed in ``LEASES`` so a
+sender can recognise one.
 
 Allocation is first fit over a sorted free list with coalescing, done only by the owning sender, after
 reclaiming released blocks (so the same warm pages are reused). When no block fits, it waits for readers:
@@ -97,7 +98,7 @@ class ObjectStore:
         self._free: list[tuple[int, int]] = [(self.table_bytes, self.capacity)]  # sorted (offset, size)
         self._live: dict[int, Block] = {}
         self._holders: dict[int, weakref.ref[Any]] = {}  # block id -> the loaned object holding it
-        self._kept: dict[int, Any] = {}  # proxy block id -> the foreign leased view it keeps alive
+        self._kept: dict[int, Any] = {}  # block id -> the foreign leased views it keeps alive
         self._free_ids = list(range(max_blocks - 1, -1, -1))
 
     @property
@@ -137,9 +138,10 @@ class ObjectStore:
               keep: Any = None) -> Block:
         """A block of at least ``nbytes`` bytes held for ``readers``; waits up to ``timeout`` for space.
 
-        With ``keep`` (a leased view of a foreign store) the block is a proxy: no bytes, only a release row,
-        and ``keep`` is referenced until every reader released the proxy (module docstring)."""
-        size = 0 if keep is not None else _align(max(nbytes, 1))
+        With ``keep`` (the leased views of foreign stores a forwarded message also lies in) the block keeps
+        them referenced until every reader released it; with ``nbytes`` 0 too it is a proxy: no bytes, only
+        a release row (module docstring)."""
+        size = _align(nbytes) if keep is not None else _align(max(nbytes, 1))
         if size > self.capacity:
             raise MessageTooLarge(
                 f"{self.label}: a {nbytes}-byte message does not fit in its {self.capacity}-byte "
@@ -218,9 +220,9 @@ class ObjectStore:
     def _release_block(self, block: Block) -> None:
         del self._live[block.id]
         self._holders.pop(block.id, None)
+        self._kept.pop(block.id, None)  # foreign views go, and with them the leases they held
         self._free_ids.append(block.id)
         if block.size == 0:
-            self._kept.pop(block.id, None)  # the foreign view goes, and with it the lease it held
             return
         i = bisect.bisect(self._free, (block.offset, 0))
         self._free.insert(i, (block.offset, block.size))
@@ -252,36 +254,43 @@ class StoreReader:
     ``lease`` hands out one byte view covering a whole message; every array decoded from the message is a
     slice of it (numpy keeps it as their ``base``), so when the last of them is garbage collected the view
     dies and a weak-reference callback sets this reader's byte for the block. One weak reference per
-    message, however many arrays it holds."""
+    message, however many arrays it holds. A forwarded message may lie in several stores (``lease_parts``):
+    then each part has its own view, and the byte is set when the last of them goes."""
 
     def __init__(self, name: str, max_readers: int, max_blocks: int) -> None:
         self.segment = SharedSegment.attach(name)
         self.max_readers = max_readers
         self.flags: memoryview | None = self.segment.buf[:max_blocks * max_readers]
-        self._leases: dict[int, tuple[int, Lease]] = {}  # id(weak ref to a live view) -> id(view), lease
+        # id(weak ref to a live view) -> id(view), its lease, and the views of its message still alive
+        self._leases: dict[int, tuple[int, Lease, list[int]]] = {}
 
     def buffer(self, offset: int, size: int) -> np.ndarray[Any, Any]:
         return self.segment.ndarray((size,), np.uint8, offset)
 
-    def lease(self, block_id: int, reader: int, offset: int, size: int,
-              segment: SharedSegment | None = None) -> np.ndarray[Any, Any]:
-        """A view on a block that releases it for ``reader`` once it (and every view made from it) is gone.
+    def lease(self, block_id: int, reader: int, offset: int, size: int) -> np.ndarray[Any, Any]:
+        """A view on a block that releases it for ``reader`` once it (and every view made from it) is gone."""
+        return self.lease_parts(block_id, reader, [(self.segment, offset, size)])[0]
 
-        The view is on this reader's segment, or on ``segment`` for a block the sender forwards from a
-        third store (``block_id`` is then the sender's proxy)."""
-        seg = self.segment if segment is None else segment
-        view = seg.ndarray((size,), np.uint8, offset)
-        ref = weakref.ref(view, self._expired)
-        lease = Lease(ref, block_id * self.max_readers + reader, seg.name, offset, size,
-                      view.__array_interface__["data"][0])
-        self._leases[id(ref)] = (id(view), lease)
-        LEASES[id(view)] = lease
-        return view
+    def lease_parts(self, block_id: int, reader: int,
+                    parts: list[tuple[SharedSegment, int, int]]) -> list[np.ndarray[Any, Any]]:
+        """Views on ``(segment, offset, size)`` parts of one message (this reader's segment, or the stores
+        a forwarded message lies in); ``block_id`` is released for ``reader`` once all of them are gone."""
+        flag, alive = block_id * self.max_readers + reader, [len(parts)]
+        views = []
+        for seg, offset, size in parts:
+            view = seg.ndarray((size,), np.uint8, offset)
+            ref = weakref.ref(view, self._expired)
+            lease = Lease(ref, flag, seg.name, offset, size, view.__array_interface__["data"][0])
+            self._leases[id(ref)] = (id(view), lease, alive)
+            LEASES[id(view)] = lease
+            views.append(view)
+        return views
 
     def _expired(self, ref: weakref.ref[np.ndarray[Any, Any]]) -> None:
-        key, lease = self._leases.pop(id(ref))
+        key, lease, alive = self._leases.pop(id(ref))
         LEASES.pop(key, None)
-        if self.flags is not None:
+        alive[0] -= 1
+        if not alive[0] and self.flags is not None:
             self.flags[lease.flag] = 1
 
     def release(self, block_id: int, reader: int) -> None:

@@ -6,8 +6,9 @@ handshake per message and one ``send``/``recv`` pair moves one frame. Three fram
 * ``I`` inline: a small message (up to the sender's ``inline_bytes``) travels whole inside the frame.
 * ``H`` handle: a large message sits in the sender's object store; the frame carries only the block id, its
   offset and the buffer sizes (a few dozen bytes, whatever the payload size).
-* ``F`` forward: a large message that sits in a *third* process's store, which the sender forwards
-  (``forward``): like a handle, plus that store's name; the block id is the sender's proxy.
+* ``F`` forward: a large message some of whose buffers sit in *other* processes' stores, which the sender
+  forwards (``forward``): per buffer, the store it lies in (an index into the names the frame lists, or
+  ``OWN`` for the sender's block, which holds the others) and its offset there.
 * ``W`` welcome: the first frame a publisher sends a new subscriber: its store's name and geometry and the
   reader slot the subscriber owns in the release table.
 """
@@ -22,7 +23,9 @@ from reflow.transport.serialize import KINDS, Encoded, Kind
 
 _INLINE = struct.Struct("<cBII")  # tag, kind, header length, buffer count
 _HANDLE = struct.Struct("<cBIQII")  # tag, kind, block id, offset, header length, buffer count
-_FORWARD = struct.Struct("<cBIQIIH")  # tag, kind, proxy id, offset, header length, buffer count, name length
+_FORWARD = struct.Struct("<cBIQIIH")  # tag, kind, block id, its offset, header length, buffers, stores
+_NAME = struct.Struct("<H")
+OWN = 0xFFFF  # the store index of a forwarded buffer in the sender's own block
 _WELCOME = struct.Struct("<cIIIQ")  # tag, slot, max readers, max blocks, inline bytes (+ store name)
 ALIGN = 64
 
@@ -56,11 +59,21 @@ def handle_frame(enc: Encoded, block_id: int, offset: int) -> bytes:
     return b"".join([head, _sizes_struct(len(sizes)).pack(*sizes), enc.header])
 
 
-def forward_frame(enc: Encoded, proxy_id: int, store: str, offset: int) -> bytes:
+def forward_frame(enc: Encoded, block_id: int, offset: int, where: list[tuple[int, int]],
+                  stores: list[str]) -> bytes:
+    """``where[i]`` = (store index or OWN, offset) of buffer i: in ``stores[index]`` at that offset, or in
+    the sender's block at that offset from the block's start."""
     sizes = [b.nbytes for b in enc.buffers]
-    name = store.encode()
-    head = _FORWARD.pack(b"F", _KIND_CODE[enc.kind], proxy_id, offset, len(enc.header), len(sizes), len(name))
-    return b"".join([head, _sizes_struct(len(sizes)).pack(*sizes), name, enc.header])
+    n = len(sizes)
+    head = _FORWARD.pack(b"F", _KIND_CODE[enc.kind], block_id, offset, len(enc.header), n, len(stores))
+    names = [part for name in stores for part in (_NAME.pack(len(name.encode())), name.encode())]
+    return b"".join([head, _sizes_struct(n).pack(*sizes), _index_struct(n).pack(*(i for i, _ in where)),
+                     _sizes_struct(n).pack(*(o for _, o in where)), *names, enc.header])
+
+
+@functools.cache
+def _index_struct(n: int) -> struct.Struct:
+    return struct.Struct(f"<{n}H")
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,7 @@ _I, _H, _F = ord("I"), ord("H"), ord("F")
 @dataclass(slots=True)
 class Frame:
     """A parsed inline, handle or forward frame; for inline frames ``data_start`` is where the buffers begin;
-    ``store`` is the foreign store of a forward frame."""
+    a forward frame also says where each buffer lies (``where``, ``stores``: see ``forward_frame``)."""
 
     tag: bytes
     kind: Kind
@@ -96,7 +109,8 @@ class Frame:
     block_id: int = -1
     offset: int = 0
     data_start: int = 0
-    store: str = ""
+    where: list[tuple[int, int]] | None = None
+    stores: list[str] | None = None
 
 
 def parse(frame: memoryview) -> Frame:
@@ -114,11 +128,19 @@ def parse(frame: memoryview) -> Frame:
         pos += 8 * nbuf
         return Frame(b"H", KINDS[k], bytes(frame[pos:pos + hlen]), sizes, bid, off)
     if tag == _F:
-        _, k, bid, off, hlen, nbuf, nlen = _FORWARD.unpack_from(frame)
+        _, k, bid, off, hlen, nbuf, nstores = _FORWARD.unpack_from(frame)
         pos = _FORWARD.size
         sizes = list(_sizes_struct(nbuf).unpack_from(frame, pos))
         pos += 8 * nbuf
-        store = bytes(frame[pos:pos + nlen]).decode()
-        pos += nlen
-        return Frame(b"F", KINDS[k], bytes(frame[pos:pos + hlen]), sizes, bid, off, store=store)
+        index = _index_struct(nbuf).unpack_from(frame, pos)
+        pos += 2 * nbuf
+        where = list(zip(index, _sizes_struct(nbuf).unpack_from(frame, pos), strict=True))
+        pos += 8 * nbuf
+        stores = []
+        for _ in range(nstores):
+            (length,) = _NAME.unpack_from(frame, pos)
+            stores.append(bytes(frame[pos + 2:pos + 2 + length]).decode())
+            pos += 2 + length
+        return Frame(b"F", KINDS[k], bytes(frame[pos:pos + hlen]), sizes, bid, off, where=where,
+                     stores=stores)
     raise ValueError(f"unknown frame tag {bytes([tag])!r}")
