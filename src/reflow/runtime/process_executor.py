@@ -53,9 +53,12 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _portable(result: Result) -> Result:
-    """The result itself if it pickles; else the same result with its error replaced by a RuntimeError."""
+    """The result itself if it pickles; else the same result with its error replaced by a RuntimeError.
+
+    Array buffers are left out of the trial (taken out of band and dropped): pickling them in band would
+    copy every array the reaction wrote, a millisecond per megabyte, only to throw the copy away."""
     try:
-        pickle.dumps(result)
+        pickle.dumps(result, protocol=5, buffer_callback=lambda buf: False)
     except Exception:
         result.error = RuntimeError(f"reaction {result.name} raised an exception that cannot be sent between "
                                     f"processes:\n{result.error_text}")
