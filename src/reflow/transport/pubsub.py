@@ -390,14 +390,20 @@ class Subscriber:
         if not f.sizes:
             self._reader.release(f.block_id, self._welcome.slot)
             return decode(f.kind, f.header, [])
-        if f.where is not None and f.stores is not None:  # forwarded: each buffer where it lies
-            segments = [self._foreign.segment(name) for name in f.stores]
-            own = self._reader.segment
-            parts = [(own, f.offset + off, size) if index == wire.OWN else (segments[index], off, size)
-                     for (index, off), size in zip(f.where, f.sizes, strict=True)]
-            return decode(f.kind, f.header, self._reader.lease_parts(f.block_id, self._welcome.slot, parts))
         offs, total = wire.buffer_offsets(f.sizes)
-        block = self._reader.lease(f.block_id, self._welcome.slot, f.offset, total)
+        segment, start = self._reader.segment, f.offset
+        if f.where is not None and f.stores is not None:  # forwarded: each buffer where it lies
+            index, at = f.where[0]
+            if any(i != index or o != at + off for (i, o), off in zip(f.where, offs, strict=True)):
+                segments = [self._foreign.segment(name) for name in f.stores]
+                parts = [(segment, f.offset + o, size) if i == wire.OWN else (segments[i], o, size)
+                         for (i, o), size in zip(f.where, f.sizes, strict=True)]
+                views = self._reader.lease_parts(f.block_id, self._welcome.slot, parts)
+                return decode(f.kind, f.header, views)
+            # laid out as one block (an echo, a relay): one view, as for a handle
+            segment, start = ((segment, f.offset + at) if index == wire.OWN
+                              else (self._foreign.segment(f.stores[index]), at))
+        block = self._reader.lease(f.block_id, self._welcome.slot, start, total, segment)
         views = [block[off:off + size] for off, size in zip(offs, f.sizes, strict=True)]
         del block  # the views hold it: the block is released when the last of them goes
         return decode(f.kind, f.header, views)

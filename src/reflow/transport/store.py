@@ -267,9 +267,11 @@ class StoreReader:
     def buffer(self, offset: int, size: int) -> np.ndarray[Any, Any]:
         return self.segment.ndarray((size,), np.uint8, offset)
 
-    def lease(self, block_id: int, reader: int, offset: int, size: int) -> np.ndarray[Any, Any]:
-        """A view on a block that releases it for ``reader`` once it (and every view made from it) is gone."""
-        return self.lease_parts(block_id, reader, [(self.segment, offset, size)])[0]
+    def lease(self, block_id: int, reader: int, offset: int, size: int,
+              segment: SharedSegment | None = None) -> np.ndarray[Any, Any]:
+        """A view on a block that releases it for ``reader`` once it (and every view made from it) is gone;
+        on this reader's segment, or on ``segment``, where a forwarded message lies whole."""
+        return self.lease_parts(block_id, reader, [(segment or self.segment, offset, size)])[0]
 
     def lease_parts(self, block_id: int, reader: int,
                     parts: list[tuple[SharedSegment, int, int]]) -> list[np.ndarray[Any, Any]]:
