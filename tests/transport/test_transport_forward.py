@@ -1,4 +1,4 @@
-"""Forwarding: a received message published again goes out as a handle to the block it lies in, not a copy.
+"""Forwarding: received arrays published again go out as references to where they lie, not as copies.
 
 Behaviour only: what is forwarded and what is copied, that forwarded data stays intact while anyone holds it,
 and that every block comes back once everyone let go.
