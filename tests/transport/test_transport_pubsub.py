@@ -253,6 +253,21 @@ def test_arrays_received_before_close_stay_intact(no_leaks: None) -> None:
         assert pub.store.in_use() == 0 and pub._departed == {}
 
 
+def test_a_subscriber_dropped_without_close_releases_what_it_never_read(no_leaks: None) -> None:
+    topic = unique("dropped")
+    with Publisher(topic, store_bytes=2 << 20) as pub:
+        sub = Subscriber(topic)
+        sub.wait_connected()
+        pub.wait_for_subscribers(1)
+        pub.publish(np.zeros(1 << 20, np.uint8))  # queued, never read
+        del sub
+        gc.collect()
+        for _ in range(3):  # needs that block back: the store has room for two
+            pub.publish(np.zeros(1 << 20, np.uint8))
+        pub.store.reclaim()
+        assert pub.subscribers == 0 and pub.store.in_use() == 0 and pub._departed == {}
+
+
 def test_a_killed_subscriber_process_gives_its_blocks_back(no_leaks: None) -> None:
     topic, reply = unique("killed"), unique("killedreply")
     child = start(peers.holding_subscriber, topic, reply)

@@ -476,6 +476,12 @@ class Subscriber:
             self._reader.close()
         self._foreign.close()
 
+    def __del__(self) -> None:
+        # A subscriber dropped without close() must still release what it never read: its process lives
+        # on, so the publisher would keep those blocks for it.
+        with contextlib.suppress(Exception):
+            self.close()
+
     def _release_queued(self, sock: socket.socket) -> None:
         """Release the blocks of the frames still queued on ``sock`` (never read)."""
         while True:
