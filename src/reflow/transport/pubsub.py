@@ -8,8 +8,8 @@ publisher's object store and each subscriber gets a handle frame of a few dozen 
 more subscribers adds only small sends, never copies. The subscriber maps the store and returns numpy views
 on it (zero-copy); the block is released when the last view is garbage collected. A producer that can write
 its message in place saves the one copy too: ``pub.loan(shape, dtype)`` lends it a block of the store as an
-array, and publishing that array sends only the handle (``loan``). A received message published again is
-not copied either: it is *forwarded* as a handle to the block it already lies in (``forward``).
+array, and publishing that array sends only the handle (``loan``). Received arrays published again are not
+copied either: they are *forwarded* as references to the blocks they already lie in (``forward``).
 
 Waking a sleeping process costs more than the rest of a small message (on a VM, an inter-processor
 interrupt: ~20 us, against ~4 us for a round trip between two processes that stay awake), so ``recv`` spins
