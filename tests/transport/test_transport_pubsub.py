@@ -288,6 +288,34 @@ def test_a_killed_subscriber_process_gives_its_blocks_back(no_leaks: None) -> No
         child.join(20)
 
 
+def test_a_subscriber_without_a_free_slot_is_told_why(no_leaks: None) -> None:
+    topic = unique("full")
+    with Publisher(topic, max_subscribers=1) as pub, Subscriber(topic) as first:
+        first.wait_connected()
+        pub.wait_for_subscribers(1)
+        pub.publish(np.zeros(1 << 20, np.uint8))
+        kept = first.recv(timeout=5)
+        with Subscriber(topic) as second:
+            second.wait_connected()
+            assert pub.subscribers == 1  # looks for new subscribers now: ``second`` is refused
+            with pytest.raises(TransportError, match=r"all 1 subscriber slots are taken; .*max_subscribers"):
+                second.recv(timeout=5)
+        first.close()  # its slot stays taken while ``kept`` lives
+        pub.publish(2)  # the publisher finds it gone
+        with Subscriber(topic) as third:
+            third.wait_connected()
+            assert pub.subscribers == 0
+            with pytest.raises(TransportError, match="1 of them by closed subscribers whose received arrays"):
+                third.recv(timeout=5)
+        del kept
+        gc.collect()
+        with Subscriber(topic) as fourth:  # the slot is free again
+            fourth.wait_connected()
+            pub.wait_for_subscribers(1)
+            pub.publish(3)
+            assert fourth.recv(timeout=5) == 3
+
+
 def test_inline_limit_must_fit_one_socket_frame(no_leaks: None) -> None:
     with pytest.raises(ValueError, match="inline_bytes"):
         Publisher(unique("frame"), inline_bytes=1 << 20)

@@ -158,6 +158,14 @@ class Publisher:
             except (BlockingIOError, InterruptedError):
                 return
             if not self._free_slots:
+                held = len(self._departed)
+                with contextlib.suppress(OSError):
+                    conn.send(wire.refusal_frame(
+                        f"topic {self.topic!r}: all {self.store.max_readers} subscriber slots are taken"
+                        + (f", {held} of them by closed subscribers whose received arrays are still alive"
+                           if held else "")
+                        + "; close subscribers (and drop arrays received by closed ones), or create the "
+                        "publisher with a larger max_subscribers"))
                 conn.close()
                 continue
             slot = self._free_slots.pop()
@@ -353,7 +361,11 @@ class Subscriber:
         return s
 
     def _greet(self, frame: memoryview) -> None:
-        """Handle the publisher's welcome, always the first frame: map its store, size the receive buffer."""
+        """Handle the publisher's welcome, always the first frame: map its store, size the receive buffer
+        (or raise the publisher's refusal)."""
+        reason = wire.refusal(frame)
+        if reason is not None:
+            raise TransportError(reason)
         w = wire.parse_welcome(frame)
         self._welcome = w
         self._reader = StoreReader(w.store, w.max_readers, w.max_blocks)
@@ -493,6 +505,8 @@ class Subscriber:
                 return
             frame = memoryview(self._buf)[:n]
             if self._welcome is None:
+                if wire.refusal(frame) is not None:
+                    return
                 self._greet(frame)
                 continue
             f = wire.parse(frame)

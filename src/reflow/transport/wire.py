@@ -11,6 +11,7 @@ handshake per message and one ``send``/``recv`` pair moves one frame. Three fram
   ``OWN`` for the sender's block, which holds the others) and its offset there.
 * ``W`` welcome: the first frame a publisher sends a new subscriber: its store's name and geometry and the
   reader slot the subscriber owns in the release table.
+* ``R`` refusal: sent instead of a welcome when the publisher has no slot left; it says why, as text.
 """
 
 from __future__ import annotations
@@ -87,6 +88,15 @@ class Welcome:
 
 def welcome_frame(w: Welcome) -> bytes:
     return _WELCOME.pack(b"W", w.slot, w.max_readers, w.max_blocks, w.inline_bytes) + w.store.encode()
+
+
+def refusal_frame(reason: str) -> bytes:
+    return b"R" + reason.encode()
+
+
+def refusal(frame: bytes | memoryview) -> str | None:
+    """The reason of a refusal frame; None for any other frame."""
+    return bytes(frame[1:]).decode() if frame[0] == ord("R") else None
 
 
 def parse_welcome(frame: bytes | memoryview) -> Welcome:
