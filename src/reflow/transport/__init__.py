@@ -2,10 +2,11 @@
 
 from reflow.transport.channel import Channel
 from reflow.transport.loan import LoanedArray
-from reflow.transport.pubsub import Publisher, Subscriber, Subscription, publisher, subscribe
+from reflow.transport.pubsub import Publisher, publisher
 from reflow.transport.serialize import Encoded, Stats, decode, encode
 from reflow.transport.shm import SharedSegment, leaked_segments
 from reflow.transport.store import ObjectStore
+from reflow.transport.subscriber import Subscriber, Subscription, subscribe
 
 __all__ = [
     "Channel",

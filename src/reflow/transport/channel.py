@@ -4,7 +4,7 @@ A ``Channel`` named ``n`` has two sides, ``"a"`` and ``"b"``: side ``a`` publish
 to ``n/b``, side ``b`` the reverse, so both directions get the eager protocol of ``pubsub`` (inline small
 messages, store handles for large ones) and each side owns the store it sends from. Unlike a topic, a channel
 never drops a message: ``connect`` waits until both directions are connected before anything is sent.
-``spin`` is the receiving side's spin before sleeping (see ``pubsub``); other options go to the publisher.
+``spin`` is the receiving side's spin before sleeping (see ``subscriber``); other options go to the publisher.
 ``loan`` lends a block of this side's store to write the next message into (``reflow.transport.loan``).
 """
 
@@ -16,7 +16,8 @@ from typing import Any, Literal, overload
 from numpy.typing import DTypeLike
 
 from reflow.transport.loan import LoanedArray, Shape
-from reflow.transport.pubsub import SPIN, Publisher, Subscriber
+from reflow.transport.pubsub import SPIN, Publisher
+from reflow.transport.subscriber import Subscriber
 
 Side = Literal["a", "b"]
 

@@ -11,15 +11,7 @@ its message in place saves the one copy too: ``pub.loan(shape, dtype)`` lends it
 array, and publishing that array sends only the handle (``loan``). Received arrays published again are not
 copied either: they are *forwarded* as references to the blocks they already lie in (``forward``).
 
-Waking a sleeping process costs more than the rest of a small message (on a VM, an inter-processor
-interrupt: ~20 us, against ~4 us for a round trip between two processes that stay awake), so ``recv`` spins
-before it sleeps: it polls its socket, without blocking, for up to ``spin`` seconds (200 us by default), then
-sleeps in ``poll``. The spin is adaptive: it lasts twice the last wait, at least ``spin`` and at most
-``SPIN_STRETCH`` times that (so an answer that includes the peer's copy of a 1 MB message is still caught:
-a round trip drops from ~400 to ~280 us here), and a subscriber whose last wait ran past that longest spin
-sleeps straight away until a wait is short again. A slow or idle topic therefore costs no spinning, and
-``spin=0`` turns it off. Sockets are non-blocking, so neither side pays a ``poll`` syscall per
-message when data or buffer space is already there.
+The subscriber's side (``recv``, how it waits, what ``close`` releases) is in ``subscriber.py``.
 
 Back-pressure. Every subscriber socket has a bounded kernel queue, and the store is bounded: a subscriber that
 does not keep up first fills its queue, then holds store blocks; ``publish`` then waits, and after
@@ -37,13 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import select
 import socket
 import struct
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -51,12 +40,12 @@ from typing import Any, Literal, overload
 import numpy as np
 from numpy.typing import DTypeLike
 
-from reflow.errors import BackPressureError, ChannelClosed, TransportError
+from reflow.errors import BackPressureError, TransportError
 from reflow.transport import wire
-from reflow.transport.forward import ForeignStores, Part, locate, lock
+from reflow.transport.forward import Part, locate, lock
 from reflow.transport.loan import LoanedArray, Loans, Shape
-from reflow.transport.serialize import Encoded, Stats, decode, encode
-from reflow.transport.store import ObjectStore, StoreReader
+from reflow.transport.serialize import Encoded, Stats, encode
+from reflow.transport.store import ObjectStore
 
 INLINE_BYTES = 64 * 1024
 MAX_INLINE = 128 * 1024  # a SOCK_SEQPACKET frame must fit the socket's send buffer (~208 KiB by default)
@@ -324,255 +313,6 @@ class Publisher:
         self.close()
 
 
-class Subscriber:
-    """Receives the messages of ``topic``; ``recv`` returns values whose arrays view the publisher's store."""
-
-    def __init__(self, topic: str, bus: str = "default", *, spin: float = SPIN) -> None:
-        if spin < 0:
-            raise ValueError(f"topic {topic!r}: spin must be >= 0 seconds, got {spin}")
-        self.topic, self.bus, self.spin = topic, bus, spin
-        self._addr = address(topic, bus)
-        self._sock: socket.socket | None = None
-        self._poll = select.poll()
-        self._reader: StoreReader | None = None
-        self._foreign = ForeignStores(topic)  # stores that forwarded messages lie in
-        self._welcome: wire.Welcome | None = None
-        self._buf = bytearray(4096)
-        self._last_wait = 0.0  # seconds the last frame took to arrive once we waited for it
-        self._closed = False
-        self.received = 0
-        self.spun = 0  # frames caught while spinning, i.e. without sleeping
-
-    def _connect(self, deadline: float | None) -> socket.socket:
-        """Connect to the publisher, waiting for it to appear if it does not exist yet."""
-        while True:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                s.connect(self._addr)
-                break
-            except (ConnectionRefusedError, FileNotFoundError):
-                s.close()
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"topic {self.topic!r} on bus {self.bus!r} has no publisher yet") from None
-                time.sleep(0.002)
-        s.setblocking(False)
-        self._poll.register(s, select.POLLIN)
-        return s
-
-    def _greet(self, frame: memoryview) -> None:
-        """Handle the publisher's welcome, always the first frame: map its store, size the receive buffer
-        (or raise the publisher's refusal)."""
-        reason = wire.refusal(frame)
-        if reason is not None:
-            raise TransportError(reason)
-        w = wire.parse_welcome(frame)
-        self._welcome = w
-        self._reader = StoreReader(w.store, w.max_readers, w.max_blocks)
-        self._buf = bytearray(w.inline_bytes + 4096)
-
-    def wait_connected(self, timeout: float = 10.0) -> None:
-        """Connect now (a publisher only sends to subscribers connected at publish time; the connection is
-        queued in the kernel until the publisher next publishes or calls ``wait_for_subscribers``)."""
-        if self._sock is None:
-            self._sock = self._connect(time.monotonic() + timeout)
-
-    def recv(self, timeout: float | None = None) -> Any:
-        """The next message; ``timeout`` in seconds (``TimeoutError``), ``None`` to wait for ever."""
-        if self._closed:
-            raise TransportError(f"topic {self.topic!r}: recv after close")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if self._sock is None:
-            self._sock = self._connect(deadline)
-        mv = self._frame(self._sock, deadline, timeout)
-        if self._welcome is None:
-            self._greet(mv)
-            mv = self._frame(self._sock, deadline, timeout)
-        self.received += 1
-        f = wire.parse(mv)
-        if f.tag == b"I":
-            data = bytearray(mv[f.data_start:])
-            bufs: list[Any] = []
-            pos = 0
-            for size in f.sizes:
-                bufs.append(memoryview(data)[pos:pos + size])
-                pos += size
-            return decode(f.kind, f.header, bufs)
-        assert self._reader is not None and self._welcome is not None
-        if not f.sizes:
-            self._reader.release(f.block_id, self._welcome.slot)
-            return decode(f.kind, f.header, [])
-        offs, total = wire.buffer_offsets(f.sizes)
-        segment, start = self._reader.segment, f.offset
-        if f.where is not None and f.stores is not None:  # forwarded: each buffer where it lies
-            index, at = f.where[0]
-            if any(i != index or o != at + off for (i, o), off in zip(f.where, offs, strict=True)):
-                segments = [self._foreign.segment(name) for name in f.stores]
-                parts = [(segment, f.offset + o, size) if i == wire.OWN else (segments[i], o, size)
-                         for (i, o), size in zip(f.where, f.sizes, strict=True)]
-                views = self._reader.lease_parts(f.block_id, self._welcome.slot, parts)
-                return decode(f.kind, f.header, views)
-            # laid out as one block (an echo, a relay): one view, as for a handle
-            segment, start = ((segment, f.offset + at) if index == wire.OWN
-                              else (self._foreign.segment(f.stores[index]), at))
-        block = self._reader.lease(f.block_id, self._welcome.slot, start, total, segment)
-        views = [block[off:off + size] for off, size in zip(offs, f.sizes, strict=True)]
-        del block  # the views hold it: the block is released when the last of them goes
-        return decode(f.kind, f.header, views)
-
-    def _frame(self, sock: socket.socket, deadline: float | None, timeout: float | None) -> memoryview:
-        try:
-            try:
-                n = sock.recv_into(self._buf)
-            except BlockingIOError:
-                n = self._wait(sock, deadline, timeout)
-        except ConnectionResetError:
-            n = 0
-        if n == 0:
-            raise ChannelClosed(f"the publisher of topic {self.topic!r} closed or died")
-        return memoryview(self._buf)[:n]
-
-    def _wait(self, sock: socket.socket, deadline: float | None, timeout: float | None) -> int:
-        """Receive a frame that is not there yet: spin if the peer has been fast, else sleep in ``poll``."""
-        start = time.monotonic()
-        longest = self.spin * SPIN_STRETCH
-        if self.spin and self._last_wait <= longest:
-            # Spin for twice the last wait (a large message's answer includes the peer's copy of it): one
-            # sleep and wake-up costs tens of microseconds, more than spinning through a short wait.
-            spin = min(longest, max(self.spin, 2 * self._last_wait))
-            stop = start + spin if deadline is None else min(start + spin, deadline)
-            while True:
-                try:
-                    n = sock.recv_into(self._buf)
-                except BlockingIOError:
-                    if time.monotonic() < stop:
-                        os.sched_yield()  # a peer waiting for this CPU runs now, not after the spin
-                        continue
-                    break
-                self._last_wait = time.monotonic() - start
-                self.spun += 1
-                return n
-        while True:
-            ms = -1
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._last_wait = float("inf")
-                    raise TimeoutError(f"no message on topic {self.topic!r} within {timeout}s")
-                ms = max(1, round(left * 1000))
-            if not self._poll.poll(ms):
-                continue
-            try:
-                n = sock.recv_into(self._buf)
-            except BlockingIOError:
-                continue
-            self._last_wait = time.monotonic() - start
-            return n
-
-    def close(self) -> None:
-        """Disconnect; arrays already received stay valid, and unchanged, while referenced. Idempotent.
-
-        The publisher keeps their blocks until they are dropped (it sees that this process lives on). So
-        that it does not wait for messages this subscriber never read, those are released here: reading is
-        shut down first (the publisher's later sends then fail, and it releases them itself), then the
-        frames already queued are drained and released."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RD)
-                self._release_queued(self._sock)
-            self._sock.close()
-        if self._reader is not None:
-            self._reader.close()
-        self._foreign.close()
-
-    def __del__(self) -> None:
-        # A subscriber dropped without close() must still release what it never read: its process lives
-        # on, so the publisher would keep those blocks for it.
-        with contextlib.suppress(Exception):
-            self.close()
-
-    def _release_queued(self, sock: socket.socket) -> None:
-        """Release the blocks of the frames still queued on ``sock`` (never read)."""
-        while True:
-            try:
-                n = sock.recv_into(self._buf)
-            except (BlockingIOError, InterruptedError):
-                return
-            if n == 0:
-                return
-            frame = memoryview(self._buf)[:n]
-            if self._welcome is None:
-                if wire.refusal(frame) is not None:
-                    return
-                self._greet(frame)
-                continue
-            f = wire.parse(frame)
-            if f.tag != b"I" and self._reader is not None:
-                self._reader.release(f.block_id, self._welcome.slot)
-
-    def __enter__(self) -> Subscriber:
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-
-class Subscription:
-    """A subscriber whose messages go to ``callback`` on a background thread, in order, until ``close()``.
-
-    An exception in the callback stops the subscription; ``close()`` re-raises it so it is never lost.
-    """
-
-    def __init__(self, topic: str, callback: Callable[[Any], None], bus: str = "default", *,
-                 spin: float = SPIN) -> None:
-        self.subscriber = Subscriber(topic, bus, spin=spin)
-        self._callback = callback
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name=f"reflow-sub-{topic}", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                value = self.subscriber.recv(timeout=0.05)
-            except TimeoutError:
-                continue
-            except ChannelClosed:
-                return
-            try:
-                self._callback(value)
-            except BaseException as exc:
-                self.error = exc
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.subscriber.close()
-        if self.error is not None:
-            err, self.error = self.error, None
-            raise TransportError(f"the callback of topic {self.subscriber.topic!r} raised: {err!r}") from err
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        with contextlib.suppress(TransportError) if et is not None else contextlib.nullcontext():
-            self.close()
-
-
 def publisher(topic: str, bus: str = "default", **options: Any) -> Publisher:
     """The ROS-like entry point: a publisher on ``topic`` (options: see ``Publisher``)."""
     return Publisher(topic, bus, **options)
-
-
-def subscribe(topic: str, callback: Callable[[Any], None], bus: str = "default", *,
-              spin: float = SPIN) -> Subscription:
-    """The ROS-like entry point: call ``callback(value)`` for every message on ``topic``."""
-    return Subscription(topic, callback, bus, spin=spin)
