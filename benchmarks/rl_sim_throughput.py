@@ -9,8 +9,9 @@ Side by side, in one process run, the same envs, the same pre-drawn random actio
 * ``ray/slice``     Ray actors, one actor per slice of envs (as many actors as reflow has workers);
 * ``reflow wN``     ``reflow.rl.make_vec(..., num_workers=N)`` (N processes, the caller's included);
 * ``reflow async wN`` ``reflow.rl.make_async(..., num_workers=N)``: EnvPool's send / recv; every env makes
-                    the same number of steps on the same actions, but the caller takes whichever slice is
-                    ready (one slice per ``recv``) and sends its next actions, so no slice waits for another.
+                    the same number of steps on the same actions, but the caller takes whichever slices are
+                    ready (at least a quarter of the envs per ``recv``) and sends their next actions, so no
+                    slice waits for one that is not among them.
 
 Throughput is env steps per second over a fixed number of vector steps, the median over interleaved repeats
 (one run of every system per round). Ratios are against the plain loop and against the better Ray setting.
@@ -97,9 +98,13 @@ class AsyncBank:
     steps."""
 
     def __init__(self, env_id: str, n: int, workers: int) -> None:
-        self.env = make_async(env_id, n, num_workers=workers, seed=0)
+        # a quarter of the envs per recv (whole slices): with many small slices the caller's bookkeeping
+        # per recv would otherwise add up
+        self.env = make_async(env_id, n, num_workers=workers, seed=0, batch_size=max(1, n // 4))
         self.env.async_reset()
-        self.waiting = [self.env.recv()[4]["env_id"] for _ in self.env.slices]  # every slice, reset
+        self.waiting = []  # slices waiting for actions: every one, once reset
+        while sum(len(ids) for ids in self.waiting) < n:
+            self.waiting.append(self.env.recv()[4]["env_id"])
 
     def run(self, actions: np.ndarray[Any, Any]) -> None:
         env, steps = self.env, len(actions)
@@ -107,13 +112,14 @@ class AsyncBank:
         for ids in self.waiting:
             env.send(actions[0, ids], ids)
         self.waiting = []
-        while len(self.waiting) < len(env.slices):
-            ids = env.recv()[4]["env_id"]
+        while sum(len(ids) for ids in self.waiting) < env.num_envs:
+            ids = env.recv()[4]["env_id"]  # whole slices, each slice's envs at one step count
             made[ids] += 1
-            if made[ids[0]] < steps:
-                env.send(actions[made[ids], ids], ids)
-            else:
-                self.waiting.append(ids)
+            more = made[ids] < steps
+            if more.any():
+                env.send(actions[made[ids[more]], ids[more]], ids[more])
+            if not more.all():
+                self.waiting.append(ids[~more])
 
     def close(self) -> None:
         self.env.close()

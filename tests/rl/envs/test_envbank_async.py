@@ -67,6 +67,15 @@ def test_each_env_goes_where_the_lockstep_bank_takes_it(workers: int, batch: int
         np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
 
 
+def test_recv_returns_fewer_than_a_batch_only_when_nothing_else_steps(no_leaks: None) -> None:
+    with make_async("CartPole-v1", 6, num_workers=3, batch_size=4) as env:
+        env.async_reset()
+        first = env.recv()[4]["env_id"]  # two slices: 4 envs
+        rest = env.recv()[4]["env_id"]  # the third: only 2 envs, and the others wait for actions
+        assert len(first) == 4 and len(rest) == 2
+        assert sorted([*first, *rest]) == list(range(6))
+
+
 def test_recv_returns_whole_ready_slices_as_copies(no_leaks: None) -> None:
     with make_async("CartPole-v1", 9, num_workers=3, batch_size=4) as env:
         assert [(r.start, r.stop) for r in env.slices] == [(0, 3), (3, 6), (6, 9)]
@@ -96,7 +105,7 @@ def test_a_slow_slice_does_not_hold_the_others_back(no_leaks: None) -> None:
 
 def test_bad_sends_say_what_is_wrong(no_leaks: None) -> None:
     with make_async("CartPole-v1", 6, num_workers=3) as env:
-        with pytest.raises(EnvError, match="none is stepping"):
+        with pytest.raises(EnvError, match="no env is stepping or ready"):
             env.recv()
         env.async_reset()
         ids = env.recv()[4]["env_id"]

@@ -12,11 +12,12 @@ slices are done, so it never keeps a finished slice waiting for the next:
             obs, rewards, terminations, truncations, info = env.recv()
             env.send(policy(obs), info["env_id"])
 
-Rules (tested in ``tests/rl/test_rl_async_env.py``):
+Rules (tested in ``tests/rl/envs/test_envbank_async.py``):
 
 * ``recv`` returns whole slices (the envs one process steps; ``env.slices`` lists them), in the order they
   finished, as many as it takes to hold at least ``batch_size`` envs (default: one slice), waiting for them
-  if needed. First finished, first returned: no slice waits behind one that happens to be quicker.
+  if needed; fewer only when no other env is stepping (the others all wait for actions). First finished,
+  first returned: no slice waits behind one that happens to be quicker.
   Returned arrays are copies: they stay valid after ``send``. ``info["env_id"]`` says which envs they are.
 * ``send(actions, env_id)`` takes actions for envs exactly as some ``recv`` returned them (whole slices, in
   order, not yet sent); those slices start stepping at once. Anything else is an ``EnvError`` saying why.
@@ -83,9 +84,10 @@ class AsyncBankEnv(EpisodeLog):
         need = self.batch_size
         while sum(len(self.slices[s]) for s in self._ready) < need:
             if not self.bank.running:
-                have = sum(len(self.slices[s]) for s in self._ready)
-                raise EnvError(f"recv needs {need} envs but only {have} are ready and none is stepping; send "
-                               "the actions of the envs recv returned (or async_reset) first")
+                if self._ready:
+                    break  # fewer are left than a batch (the others wait for actions): take those
+                raise EnvError("recv: no env is stepping or ready; send the actions of the envs recv "
+                               "returned (or async_reset) first")
             self._ready += self.bank.finished(wait=True)
         taken: list[int] = []
         for s in self._ready:
