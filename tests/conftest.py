@@ -22,12 +22,6 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])
 
 
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process (not gone, not a zombie)."""
-    stat = _proc_stat(pid)
-    return stat is not None and stat[0] != "Z"
-
-
 def child_pids() -> set[int]:
     """Live (non-zombie) child processes of this process, read from /proc."""
     me = os.getpid()

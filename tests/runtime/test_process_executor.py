@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import process_alive
 from process_programs import Fan, ThreadProbe
 
 from reflow.errors import WorkerCrashed
@@ -21,6 +20,7 @@ from reflow.runtime import ThreadExecutor
 from reflow.runtime.placement import LOCAL, place
 from reflow.runtime.process_executor import ProcessExecutor
 from reflow.transport import leaked_segments
+from reflow.transport.shm import process_alive
 
 TAGS = 5
 

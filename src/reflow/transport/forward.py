@@ -40,7 +40,7 @@ import numpy as np
 
 from reflow.errors import TransportError
 from reflow.transport.serialize import Encoded
-from reflow.transport.shm import SharedSegment
+from reflow.transport.shm import SharedSegment, segment_path
 from reflow.transport.store import LEASES, Lease
 
 STORE_CHECK_S = 0.05  # how long a store seen in /dev/shm is taken to be still there (a stat costs ~10 us)
@@ -70,7 +70,7 @@ def _store_exists(name: str) -> bool:
     now = time.monotonic()
     if now - _seen.get(name, -STORE_CHECK_S) < STORE_CHECK_S:
         return True
-    if not os.path.exists(f"/dev/shm/{name.lstrip('/')}"):
+    if not os.path.exists(segment_path(name)):
         _seen.pop(name, None)
         return False
     if len(_seen) > 256:

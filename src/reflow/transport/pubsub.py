@@ -45,6 +45,7 @@ from reflow.transport import wire
 from reflow.transport.forward import Part, locate, lock
 from reflow.transport.loan import LoanedArray, Loans, Shape
 from reflow.transport.serialize import Encoded, Stats, encode
+from reflow.transport.shm import process_alive
 from reflow.transport.store import ObjectStore
 
 INLINE_BYTES = 64 * 1024
@@ -55,15 +56,6 @@ MAX_SUBSCRIBERS = 32
 ACCEPT_EVERY = 1e-3  # seconds between looks for new subscribers while publishing
 SPIN = 200e-6  # seconds a subscriber polls before it sleeps, while its peer answers within that...
 SPIN_STRETCH = 5  # ...or longer, up to this many times as long, for a peer that takes longer to answer
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` is running (not gone, not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def address(topic: str, bus: str = "default") -> str:
@@ -173,7 +165,7 @@ class Publisher:
         self._subs.pop(slot).close()
         self._readers = sorted(self._subs)
         pid = self._pids.pop(slot, None)
-        if pid is not None and _process_alive(pid):
+        if pid is not None and process_alive(pid):
             self._departed[slot] = pid
         else:
             self.store.drop_reader(slot)
@@ -183,7 +175,7 @@ class Publisher:
         """Free the slots of departed subscribers that released everything or whose process ended."""
         for slot, pid in list(self._departed.items()):
             if self.store.holds(slot):
-                if _process_alive(pid):
+                if process_alive(pid):
                     continue
                 self.store.drop_reader(slot)
             del self._departed[slot]

@@ -26,9 +26,15 @@ from typing import Any
 import numpy as np
 
 PREFIX = "reflow-"
+SHM_DIR = "/dev/shm"
 _counter = itertools.count()
 _owned: weakref.WeakValueDictionary[str, SharedSegment] = weakref.WeakValueDictionary()
 _lock = threading.Lock()
+
+
+def segment_path(name: str) -> str:
+    """Where segment ``name`` lives in the file system."""
+    return f"{SHM_DIR}/{name.lstrip('/')}"
 
 
 def _new_name() -> str:
@@ -39,7 +45,7 @@ class _Attached:
     """A read-write mapping of an existing segment, with the parts of SharedMemory that SharedSegment uses."""
 
     def __init__(self, name: str) -> None:
-        fd = os.open(f"/dev/shm/{name.lstrip('/')}", os.O_RDWR)
+        fd = os.open(segment_path(name), os.O_RDWR)
         try:
             self.size = os.fstat(fd).st_size
             self._mmap: mmap.mmap | None = mmap.mmap(fd, self.size)
@@ -142,18 +148,27 @@ def unlink_segments_of(pid: int) -> list[str]:
     names = leaked_segments(pid)
     for name in names:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"/dev/shm/{name}")
+            os.unlink(segment_path(name))
     return names
 
 
 def leaked_segments(pid: int | None = None) -> list[str]:
     """Names in /dev/shm created by reflow (by ``pid`` if given): what tests check is empty."""
     try:
-        names = os.listdir("/dev/shm")
+        names = os.listdir(SHM_DIR)
     except FileNotFoundError:
         return []
     prefix = PREFIX if pid is None else f"{PREFIX}{pid}-"
     return sorted(n for n in names if n.startswith(prefix))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (not gone, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
