@@ -33,6 +33,7 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -46,7 +47,7 @@ from reflow.transport.forward import Part, locate, lock
 from reflow.transport.loan import LoanedArray, Loans, Shape
 from reflow.transport.serialize import Encoded, Stats, encode
 from reflow.transport.shm import process_alive
-from reflow.transport.store import ObjectStore
+from reflow.transport.store import Block, ObjectStore
 
 INLINE_BYTES = 64 * 1024
 MAX_INLINE = 128 * 1024  # a SOCK_SEQPACKET frame must fit the socket's send buffer (~208 KiB by default)
@@ -241,12 +242,9 @@ class Publisher:
 
     def _store(self, enc: Encoded) -> tuple[bytes, int]:
         """Copy the message into a block of the store: a handle frame, and the block's id."""
-        sizes = [b.nbytes for b in enc.buffers]
-        offs, total = wire.buffer_offsets(sizes)
+        offs, total = wire.buffer_offsets([b.nbytes for b in enc.buffers])
         block = self.store.alloc(total, self._readers, self.timeout)
-        dst = self.store.view(block)
-        for off, buf, n in zip(offs, enc.buffers, sizes, strict=True):
-            dst[off:off + n] = np.frombuffer(buf, np.uint8)
+        self._copy_in(block, enc.buffers, offs)
         self.stats.stored += 1
         return wire.handle_frame(enc, block.id, block.offset), block.id
 
@@ -257,12 +255,10 @@ class Publisher:
         offs, total = wire.buffer_offsets([enc.buffers[i].nbytes for i in mine])
         views = list({id(p.view): p.view for p in parts if p is not None}.values())
         block = self.store.alloc(total, self._readers, self.timeout, keep=views)
+        self._copy_in(block, [enc.buffers[i] for i in mine], offs)
         where = [(wire.OWN, 0)] * len(parts)
-        if mine:
-            dst = self.store.view(block)
-            for i, off in zip(mine, offs, strict=True):
-                dst[off:off + enc.buffers[i].nbytes] = np.frombuffer(enc.buffers[i], np.uint8)
-                where[i] = (wire.OWN, off)
+        for i, off in zip(mine, offs, strict=True):
+            where[i] = (wire.OWN, off)
         stores: dict[str, int] = {}
         for i, part in enumerate(parts):
             if part is not None:
@@ -270,6 +266,13 @@ class Publisher:
         lock(enc, parts)
         self.stats.forwarded += 1
         return wire.forward_frame(enc, block.id, block.offset, where, list(stores)), block.id
+
+    def _copy_in(self, block: Block, buffers: Sequence[memoryview], offsets: list[int]) -> None:
+        """The one copy of a message: ``buffers`` into ``block`` at ``offsets``."""
+        if buffers:
+            dst = self.store.view(block)
+            for buf, off in zip(buffers, offsets, strict=True):
+                dst[off:off + buf.nbytes] = np.frombuffer(buf, np.uint8)
 
     def _send_when_room(self, slot: int, conn: socket.socket, frame: bytes) -> None:
         """The subscriber's queue is full: wait up to ``timeout`` for it to read (back-pressure)."""
