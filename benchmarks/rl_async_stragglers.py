@@ -30,6 +30,7 @@ from gymnasium import spaces
 from tqdm import tqdm
 
 from reflow.rl.envs import AsyncBankEnv, BankVectorEnv, EnvSpec
+from reflow.rl.envs.async_env import collect, step_each
 
 ENV_ID = "rl_async_stragglers:reflow-bench/Jitter-v0"  # module:id, so worker processes import this file
 STEPS = 60
@@ -66,16 +67,9 @@ def run_lockstep(env: Any, n: int) -> None:
 
 def run_async(env: AsyncBankEnv, n: int) -> None:
     """Every env makes STEPS steps; the caller serves whichever slice is back."""
-    made = np.zeros(n, np.int64)
     env.async_reset(seed=0)
-    idle = 0
-    while idle < len(env.slices):
-        ids = env.recv()[4]["env_id"]
-        if made[ids[0]] < STEPS:
-            made[ids] += 1
-            env.send(np.zeros(len(ids), np.int64), ids)
-        else:
-            idle += 1
+    collect(env)
+    step_each(env, np.zeros((STEPS, n), np.int64))
 
 
 def bench(n: int, workers: int, mean_s: float, repeats: int) -> dict[str, float]:

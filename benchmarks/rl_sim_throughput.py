@@ -38,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from reflow.rl import make_async, make_vec
+from reflow.rl.envs.async_env import collect, step_each
 
 STEPS = {"CartPole-v1": 400, "Hopper-v5": 100, "ALE/Pong-v5": 40}  # vector steps per timed run
 
@@ -102,24 +103,10 @@ class AsyncBank:
         # per recv would otherwise add up
         self.env = make_async(env_id, n, num_workers=workers, seed=0, batch_size=max(1, n // 4))
         self.env.async_reset()
-        self.waiting = []  # slices waiting for actions: every one, once reset
-        while sum(len(ids) for ids in self.waiting) < n:
-            self.waiting.append(self.env.recv()[4]["env_id"])
+        collect(self.env)  # the resets, outside the timed runs
 
     def run(self, actions: np.ndarray[Any, Any]) -> None:
-        env, steps = self.env, len(actions)
-        made = np.zeros(env.num_envs, np.int64)
-        for ids in self.waiting:
-            env.send(actions[0, ids], ids)
-        self.waiting = []
-        while sum(len(ids) for ids in self.waiting) < env.num_envs:
-            ids = env.recv()[4]["env_id"]  # whole slices, each slice's envs at one step count
-            made[ids] += 1
-            more = made[ids] < steps
-            if more.any():
-                env.send(actions[made[ids[more]], ids[more]], ids[more])
-            if not more.all():
-                self.waiting.append(ids[~more])
+        step_each(self.env, actions)
 
     def close(self) -> None:
         self.env.close()

@@ -31,6 +31,7 @@ Rules (tested in ``tests/rl/envs/test_envbank_async.py``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -155,6 +156,39 @@ class AsyncBankEnv(EpisodeLog):
         self.close()
 
 
+def collect(env: AsyncBankEnv) -> None:
+    """Receive until every env has come back (after ``async_reset``), dropping the results: then every env
+    waits for actions, as ``step_each`` wants them."""
+    back = 0
+    while back < env.num_envs:
+        back += len(env.recv()[4]["env_id"])
+
+
+def step_each(env: AsyncBankEnv, actions: np.ndarray[Any, Any], rewards: np.ndarray[Any, Any] | None = None,
+              progress: Callable[[int], object] | None = None) -> None:
+    """Step every env ``len(actions)`` times, env i's t-th action being ``actions[t, i]``, serving slices in
+    the order they come back. Every env must be waiting for actions (``collect``), and is again at the end.
+    Each step's reward goes to ``rewards[t, i]`` if given; ``progress(k)`` hears of every k results."""
+    steps, n = len(actions), env.num_envs
+    if not steps:
+        return
+    made = np.ones(n, np.int64)  # steps sent to each env
+    env.send(actions[0], np.arange(n))
+    done = 0
+    while done < n:
+        _, rew, _, _, info = env.recv()
+        ids = info["env_id"]
+        if rewards is not None:
+            rewards[made[ids] - 1, ids] = rew
+        if progress is not None:
+            progress(len(ids))
+        more = ids[made[ids] < steps]  # whole slices: a slice's envs are always at one step
+        if len(more):
+            env.send(actions[made[more], more], more)
+            made[more] += 1
+        done += len(ids) - len(more)
+
+
 def make_async(env_id: str, num_envs: int, num_workers: int = 1, seed: int = 0,
                batch_size: int | None = None, **env_kwargs: Any) -> AsyncBankEnv:
     """``num_envs`` copies of gymnasium env ``env_id`` stepped asynchronously by ``num_workers`` worker
@@ -166,4 +200,4 @@ def make_async(env_id: str, num_envs: int, num_workers: int = 1, seed: int = 0,
     return AsyncBankEnv(specs, num_workers=num_workers, seed=seed, batch_size=batch_size)
 
 
-__all__ = ["AsyncBankEnv", "make_async"]
+__all__ = ["AsyncBankEnv", "collect", "make_async", "step_each"]

@@ -83,30 +83,19 @@ def _run_async(args: argparse.Namespace) -> Run:
     from gymnasium.vector.utils import batch_space
     from tqdm import tqdm
 
-    from reflow.rl.envs.async_env import make_async
+    from reflow.rl.envs.async_env import collect, make_async, step_each
 
     with make_async(args.env_id, args.num_envs, num_workers=args.workers, seed=args.seed) as env:
         space = batch_space(env.single_action_space, args.num_envs)
         space.seed(args.seed)
         actions = np.stack([space.sample() for _ in range(args.steps)])  # step t of env i: actions[t, i]
-        made = np.zeros(args.num_envs, np.int64)
         rewards = np.zeros((args.steps, args.num_envs))
         env.async_reset()
-        idle = 0
+        collect(env)
         t0 = time.perf_counter()
         total = args.steps * args.num_envs
         with tqdm(total=total, desc=args.env_id, unit="env step", file=sys.stderr) as bar:
-            while idle < len(env.slices):
-                _, rew, _, _, info = env.recv()
-                ids = info["env_id"]
-                if made[ids[0]]:  # a step's result (the first one back is the reset's)
-                    rewards[made[ids] - 1, ids] = rew
-                    bar.update(len(ids))
-                if made[ids[0]] < args.steps:
-                    env.send(actions[made[ids], ids], ids)
-                    made[ids] += 1
-                else:
-                    idle += 1
+            step_each(env, actions, rewards, progress=bar.update)
         seconds = time.perf_counter() - t0
         checksum = 0.0
         for row in rewards:  # summed step by step, as the lock-step run sums them
