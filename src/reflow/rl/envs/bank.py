@@ -68,7 +68,6 @@ class EnvBank:
         if spin_s is None:
             spin_s = DEFAULT_SPIN_S if processes <= (os.cpu_count() or 1) else 0.0
         self.spin_s = spin_s
-        self.caller_steps = caller_steps
         self._first = 1 if caller_steps else 0  # the first slice a worker process steps
         self.bounds = slice_bounds(n, num_workers)
         self.workers: list[Worker] = []
@@ -85,7 +84,6 @@ class EnvBank:
         try:
             for i in range(self.bounds[1] if caller_steps else 1):  # without a slice here, one env to see
                 local_envs.append(make_env(self.specs[i], i))    # the spaces
-
             self.single_observation_space: spaces.Space[Any] = local_envs[0].observation_space
             self.single_action_space: spaces.Space[Any] = local_envs[0].action_space
             for i, env in enumerate(local_envs[1:], start=1):
