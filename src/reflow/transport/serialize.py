@@ -83,8 +83,9 @@ def _tensor_type() -> Any:
     return None if torch is None else torch.Tensor
 
 
-def _as_array(obj: Any, stats: Stats) -> tuple[np.ndarray[Any, Any], bool] | None:
-    """The numpy array to send raw, and whether it was a torch tensor; None if ``obj`` is not an array."""
+def _as_array(obj: Any) -> tuple[np.ndarray[Any, Any], bool, bool] | None:
+    """The numpy array to send raw, whether it was a torch tensor, and whether it had to be made contiguous
+    (a copy); None if ``obj`` is not an array."""
     is_torch = False
     tensor = _tensor_type()
     if tensor is not None and isinstance(obj, tensor):
@@ -99,9 +100,8 @@ def _as_array(obj: Any, stats: Stats) -> tuple[np.ndarray[Any, Any], bool] | Non
     if arr.dtype.hasobject:
         return None
     if not arr.flags.c_contiguous:
-        stats.copied_noncontiguous += 1
-        arr = np.ascontiguousarray(arr)
-    return arr, is_torch
+        return np.ascontiguousarray(arr), is_torch, True
+    return arr, is_torch, False
 
 
 def _header(key: object, layout: Callable[[], object]) -> bytes:
@@ -122,34 +122,42 @@ def _bytes_of(arr: np.ndarray[Any, Any]) -> memoryview:
         return arr.reshape(-1).view(np.uint8).data
 
 
-def _as_arrays(obj: Any, stats: Stats) -> list[tuple[str, np.ndarray[Any, Any], bool]] | None:
-    """The entries of a flat dict of arrays, or None if ``obj`` is anything else."""
+ArraysKey = tuple[tuple[str, np.dtype[Any], tuple[int, ...], bool], ...]  # name, dtype, shape, was a tensor
+
+
+def _as_arrays(obj: Any) -> tuple[ArraysKey, tuple[memoryview, ...], int] | None:
+    """For a flat dict of arrays: each entry's layout, its bytes, and how many entries had to be made
+    contiguous; None if ``obj`` is anything else."""
     if type(obj) is not dict or not 0 < len(obj) <= MAX_ARRAYS:
         return None
-    entries, mine = [], Stats()  # counted into ``stats`` only if the dict is sent this way
+    key, buffers, copies = [], [], 0
     for k, v in obj.items():
-        found = _as_array(v, mine) if type(k) is str else None
+        found = _as_array(v) if type(k) is str else None
         if found is None:
             return None
-        entries.append((k, *found))
-    stats.copied_noncontiguous += mine.copied_noncontiguous
-    return entries
+        arr, is_torch, copied = found
+        key.append((k, arr.dtype, arr.shape, is_torch))
+        buffers.append(_bytes_of(arr))
+        copies += copied
+    return tuple(key), tuple(buffers), copies
 
 
 def encode(obj: Any, stats: Stats | None = None) -> Encoded:
     """Encode ``obj`` with the cheapest correct encoding (see the module docstring)."""
     stats = stats if stats is not None else Stats()
-    found = _as_array(obj, stats)
-    entries = None if found is not None else _as_arrays(obj, stats)
+    found = _as_array(obj)
+    dict_found = None if found is not None else _as_arrays(obj)
     if found is not None:
-        arr, is_torch = found
+        arr, is_torch, copied = found
+        stats.copied_noncontiguous += copied
         header = _header((arr.dtype, arr.shape, is_torch),  # dtypes hash faster than their ``.str``
                          lambda: (arr.dtype.str, arr.shape, is_torch))
         enc = Encoded("raw", header, (_bytes_of(arr),) if arr.nbytes else ())
-    elif entries is not None:
-        header = _header(tuple((k, a.dtype, a.shape, t) for k, a, t in entries),
-                         lambda: tuple((k, a.dtype.str, a.shape, t) for k, a, t in entries))
-        enc = Encoded("arrays", header, tuple(_bytes_of(a) for _, a, _ in entries))
+    elif dict_found is not None:
+        key, views, copies = dict_found
+        stats.copied_noncontiguous += copies
+        header = _header(key, lambda: tuple((k, dtype.str, shape, t) for k, dtype, shape, t in key))
+        enc = Encoded("arrays", header, views)
     else:
         buffers: list[pickle.PickleBuffer] = []
 
