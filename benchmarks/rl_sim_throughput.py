@@ -12,6 +12,10 @@ Side by side, in one process run, the same envs, the same pre-drawn random actio
                     the same number of steps on the same actions, but the caller takes whichever slices are
                     ready (at least a quarter of the envs per ``recv``) and sends their next actions, so no
                     slice waits for one that is not among them.
+* ``ceiling wN``    not a vector env but the machine's bound for N processes: N processes each run the plain
+                    loop over their slice for the whole run, with no exchange between steps (one message to
+                    start, one to finish). No system that hands every step's results to one caller can beat
+                    it; ``reflow wN / ceiling wN`` is the share of the machine's parallel speed reflow keeps.
 
 Throughput is env steps per second over a fixed number of vector steps, the median over interleaved repeats
 (one run of every system per round). Ratios are against the plain loop and against the better Ray setting.
@@ -63,10 +67,10 @@ def draw_actions(env_id: str, n: int, steps: int) -> np.ndarray[Any, Any]:
 
 
 class Loop:
-    def __init__(self, env_id: str, n: int) -> None:
-        self.envs = [gym.make(env_id) for _ in range(n)]
+    def __init__(self, env_id: str, n: int, first_seed: int = 0) -> None:
+        self.envs = [make_env(env_id) for _ in range(n)]
         for i, e in enumerate(self.envs):
-            e.reset(seed=i)
+            e.reset(seed=first_seed + i)
 
     def run(self, actions: np.ndarray[Any, Any]) -> None:
         for row in actions:
@@ -78,6 +82,46 @@ class Loop:
     def close(self) -> None:
         for e in self.envs:
             e.close()
+
+
+def loop_process(conn: Any, env_id: str, lo: int, hi: int) -> None:
+    """A ``Ceiling`` process: the plain loop over envs lo..hi-1, one whole run per message."""
+    loop = Loop(env_id, hi - lo, first_seed=lo)
+    conn.send(True)
+    while (actions := conn.recv()) is not None:
+        loop.run(actions)
+        conn.send(True)
+    loop.close()
+
+
+class Ceiling:
+    """N processes, each stepping its slice in a plain loop with no exchange between steps."""
+
+    def __init__(self, env_id: str, n: int, workers: int) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.bounds = [n * w // workers for w in range(workers + 1)]
+        self.conns, self.procs = [], []
+        for lo, hi in zip(self.bounds[:-1], self.bounds[1:], strict=True):
+            mine, theirs = ctx.Pipe()
+            self.procs.append(ctx.Process(target=loop_process, args=(theirs, env_id, lo, hi), daemon=True))
+            self.procs[-1].start()
+            self.conns.append(mine)
+        for c in self.conns:
+            c.recv()  # every process has made and reset its envs
+
+    def run(self, actions: np.ndarray[Any, Any]) -> None:
+        for c, lo, hi in zip(self.conns, self.bounds[:-1], self.bounds[1:], strict=True):
+            c.send(actions[:, lo:hi])
+        for c in self.conns:
+            c.recv()
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.send(None)
+        for p in self.procs:
+            p.join(10)
 
 
 class Vector:
@@ -173,6 +217,9 @@ def systems(env_id: str, n: int, workers: list[int], use_ray: bool, ray_per_env:
     for w in workers:
         if w > 1:  # with one process there is nothing to run asynchronously
             out[f"reflow async w{w}"] = lambda w=w: AsyncBank(env_id, n, w)
+    for w in workers:
+        if w > 1:
+            out[f"ceiling w{w}"] = lambda w=w: Ceiling(env_id, n, w)
     if use_ray:
         if ray_per_env:
             out["ray/env"] = lambda: RayActors(actor_cls, env_id, n, 1)
@@ -220,7 +267,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
             ys = [r["steps_per_s"][name] for r in rows if name in r["steps_per_s"]]
             if xs:
                 ax.plot(xs, ys, marker="o", label=name, color=colors[name],
-                        linewidth=2.5 if name.startswith("reflow") else 1)
+                        linewidth=2.5 if name.startswith("reflow") else 1,
+                        linestyle="--" if name.startswith("ceiling") else "-")
         ax.set(title=env_id, xlabel="envs", ylabel="env steps / s", xscale="log", yscale="log")
         ax.set_xticks([r["num_envs"] for r in rows], [str(r["num_envs"]) for r in rows])
         ax.xaxis.set_minor_locator(NullLocator())  # log-scale minor labels would overprint the env counts
@@ -258,10 +306,15 @@ def main() -> None:
         rates = bench_config(env_id, n, args.repeats, args.workers, not args.no_ray, ray_per_env, actor_cls)
         best_reflow = max(v for k, v in rates.items() if k.startswith("reflow"))
         ray_rates = [v for k, v in rates.items() if k.startswith("ray")]
+        # per N: the better of reflow's two banks with N processes, as a share of N free-running processes
+        of_ceiling = {w: max(rates[f"reflow w{w}"], rates[f"reflow async w{w}"]) / rates[f"ceiling w{w}"]
+                      for w in args.workers if w > 1}
         results.append({"env": env_id, "num_envs": n, "steps_per_s": rates,
                         "reflow_vs_loop": best_reflow / rates["loop"],
-                        "reflow_vs_best_ray": best_reflow / max(ray_rates) if ray_rates else None})
-        tqdm.write(f"{env_id} {n}: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
+                        "reflow_vs_best_ray": best_reflow / max(ray_rates) if ray_rates else None,
+                        "reflow_of_ceiling": of_ceiling})
+        tqdm.write(f"{env_id} {n}: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
+                   + "; of ceiling: " + ", ".join(f"w{w} {v:.0%}" for w, v in of_ceiling.items()))
     names = list(results[0]["steps_per_s"])
     print(f"\n{'env':<13}{'n':>4} " + "".join(f"{k:>16}" for k in names) + f"{'vs loop':>9}{'vs ray':>9}")
     for r in results:

@@ -12,7 +12,9 @@ arrays only),
 ``multiprocessing.Queue``, ``multiprocessing.Pipe``, pyzmq over ``ipc://`` (multipart with pickle-5
 out-of-band buffers, zero-copy frames: zmq at its best), Ray (``ray.put`` + an actor method that returns the
 value), Cyclone DDS, Eclipse Zenoh and iceoryx2 (see ``transport_peers`` for how each is driven and why).
-Peers are interleaved in every repeat; the table reports medians.
+Peers are interleaved in every repeat; the table reports medians. The environment's ``GLIBC_TUNABLES`` is
+recorded with the results: ``glibc.cpu.x86_non_temporal_threshold=0x40000`` makes every peer's large copies
+bypass the cache (see ``transport_cold_cache.py`` for why that matters at 1 MB).
 
     flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/transport_latency.py [--quick] [--peers a,b,...]
         [--sizes 1MB,16MB,64MB] [--kinds array]
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -126,7 +129,8 @@ def main() -> None:
     report(rows, skipped)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.platform(), "cpus": tp.cpu_count(), "rows": rows,
+    out.write_text(json.dumps({"machine": platform.platform(), "cpus": tp.cpu_count(),
+                               "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "rows": rows,
                                "skipped": skipped}, indent=1))
     plot(rows, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
