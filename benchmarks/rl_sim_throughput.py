@@ -250,6 +250,7 @@ def bench_config(env_id: str, n: int, repeats: int, workers: list[int], use_ray:
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
+    """One panel per env: lines over the env counts, or, for a single count, a bar per system."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,10 +259,21 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
     env_ids = sorted({r["env"] for r in results}, key=list(STEPS).index)
     names = list(dict.fromkeys(name for r in results for name in r["steps_per_s"]))
-    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}  # same in every panel
-    fig, axes = plt.subplots(1, len(env_ids), figsize=(5 * len(env_ids), 4), squeeze=False)
+    colors = {name: plt.get_cmap("tab20")(i % 20) for i, name in enumerate(names)}  # same in every panel
+    fig, axes = plt.subplots(1, len(env_ids), figsize=(5.5 * len(env_ids), 4.5), squeeze=False)
     for ax, env_id in zip(axes[0], env_ids, strict=True):
         rows = [r for r in results if r["env"] == env_id]
+        if len(rows) == 1:  # one env count: bars, fastest on top
+            rates = sorted(rows[0]["steps_per_s"].items(), key=lambda kv: kv[1])
+            ax.barh([k for k, _ in rates], [v for _, v in rates], color=[colors[k] for k, _ in rates],
+                    edgecolor=["black" if k.startswith("reflow") else "none" for k, _ in rates])
+            for i, (_, v) in enumerate(rates):
+                ax.text(v, i, f" {v:,.0f}", va="center", fontsize=7)
+            ax.set(title=f"{env_id}, {rows[0]['num_envs']} envs", xlabel="env steps / s")
+            ax.margins(x=0.18)
+            ax.tick_params(axis="y", labelsize=8)
+            ax.grid(alpha=0.3, axis="x")
+            continue
         for name in names:
             xs = [r["num_envs"] for r in rows if name in r["steps_per_s"]]
             ys = [r["steps_per_s"][name] for r in rows if name in r["steps_per_s"]]
