@@ -21,6 +21,7 @@ import pytest
 from reflow.errors import EnvError, WorkerCrashed
 from reflow.rl import make_async, make_vec
 from reflow.rl.envs import AsyncBankEnv, EnvSpec
+from reflow.rl.envs.async_env import collect
 
 CRASH = "rl_faulty_envs:reflow-test/Crash-v0"
 N, STEPS = 8, 40
@@ -101,6 +102,20 @@ def test_a_slow_slice_does_not_hold_the_others_back(no_leaks: None) -> None:
             returns[int(ids[0]) // 2] += 1
             env.send(np.zeros(len(ids), np.int64), ids)
         assert returns[2] == 2 and min(returns[:2]) >= 5, returns  # the fast ones went on meanwhile
+
+
+def test_slices_that_do_not_follow_one_another_come_and_go_together(no_leaks: None) -> None:
+    # the middle slice is slow, so a batch of two slices is slices 0 and 2: rows 0, 1, 4, 5
+    specs = [EnvSpec(CRASH, {"delay": 1.0 if i in (2, 3) else 0.0}) for i in range(6)]
+    with AsyncBankEnv(specs, num_workers=3, batch_size=4) as env:
+        env.async_reset()
+        collect(env)  # the resets
+        env.send(np.zeros(6, np.int64), np.arange(6))
+        for t in (1.0, 2.0):  # two steps of the fast slices while the slow one sleeps through its first
+            obs, rew, _, _, info = env.recv()
+            assert sorted(info["env_id"].tolist()) == [0, 1, 4, 5]
+            assert (obs == t).all() and (rew == 1.0).all()  # each row is its own env's
+            env.send(np.zeros(4, np.int64), info["env_id"])
 
 
 def test_bad_sends_say_what_is_wrong(no_leaks: None) -> None:

@@ -60,7 +60,8 @@ class AsyncBankEnv(EpisodeLog):
             raise EnvError(f"batch_size must be between 1 and num_envs={self.num_envs}, got {batch_size}")
         self.single_observation_space = self.bank.single_observation_space
         self.single_action_space = self.bank.single_action_space
-        self._slice_of = np.repeat(np.arange(num_workers), [len(r) for r in self.slices])
+        self._slice_of = [s for s, r in enumerate(self.slices) for _ in r]  # env -> its slice
+        self._ids = [list(r) for r in self.slices]  # each slice's env ids, to check what send gets
         self._seed: int | None = seed
         self._ready: list[int] = []  # slices finished and not yet returned by recv, first finished first
         self._waiting: set[int] = set()  # slices returned by recv, waiting for their actions
@@ -90,23 +91,29 @@ class AsyncBankEnv(EpisodeLog):
                 raise EnvError("recv: no env is stepping or ready; send the actions of the envs recv "
                                "returned (or async_reset) first")
             self._ready += self.bank.finished(wait=True)
-        taken: list[int] = []
+        taken: list[int] = []  # the first finished, as many as make a batch
+        count = 0
         for s in self._ready:
-            if sum(len(self.slices[t]) for t in taken) >= need:
-                break
             taken.append(s)
-        self._ready = [s for s in self._ready if s not in taken]
+            count += len(self.slices[s])
+            if count >= need:
+                break
+        self._ready = self._ready[len(taken):]
         self._waiting.update(taken)
-        ids = np.concatenate([np.arange(self.slices[s].start, self.slices[s].stop) for s in taken])
+        rows = self._rows(taken)
+        ids = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+
+        def take(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            return array[rows].copy() if isinstance(rows, slice) else array[rows]  # a copy either way
+
         a = self.bank.arrays
-        obs = self.bank.obs_buffers[0][ids]  # fancy indexing: a copy
-        terms, truncs = a["terminated"][ids], a["truncated"][ids]
+        terms, truncs = take(a["terminated"]), take(a["truncated"])
         info: dict[str, Any] = {"env_id": ids}
         dones = terms | truncs
         if dones.any():
-            self._record(info, dones, a["episode_return"][ids], a["episode_length"][ids],
-                         a["episode_time"][ids])
-        return obs, a["rewards"][ids], terms, truncs, info
+            self._record(info, dones, take(a["episode_return"]), take(a["episode_length"]),
+                         take(a["episode_time"]))
+        return take(self.bank.obs_buffers[0]), take(a["rewards"]), terms, truncs, info
 
     def send(self, actions: Any, env_id: Any) -> None:
         """Start stepping the envs ``env_id`` (as a ``recv`` returned them) with ``actions``."""
@@ -115,7 +122,7 @@ class AsyncBankEnv(EpisodeLog):
         if len(actions) != len(ids):
             raise EnvError(f"send got {len(actions)} actions for {len(ids)} envs")
         slices = self._slices_of(ids)
-        self.bank.arrays["actions"][ids] = actions
+        self.bank.arrays["actions"][self._rows(slices)] = actions
         self._waiting.difference_update(slices)
         self._ready += self.bank.finished(wait=False)  # first finished, first returned
         self.bank.start(STEP, slices)
@@ -125,17 +132,26 @@ class AsyncBankEnv(EpisodeLog):
         self.send(actions, env_id)
         return self.recv()
 
+    def _rows(self, slices: list[int]) -> slice | np.ndarray[Any, Any]:
+        """The bank rows of ``slices`` in order: a slice when they follow one another (basic indexing is
+        cheaper), else the env ids."""
+        first, last = self.slices[slices[0]], self.slices[slices[-1]]
+        if slices[-1] - slices[0] == len(slices) - 1 and slices == sorted(slices):
+            return slice(first.start, last.stop)
+        return np.concatenate([np.arange(self.slices[s].start, self.slices[s].stop) for s in slices])
+
     def _slices_of(self, ids: np.ndarray[Any, Any]) -> list[int]:
         """The slices ``ids`` spells out, whole and in order, each waiting for actions; else EnvError."""
+        wanted = ids.tolist()  # plain ints: comparing lists is cheaper than numpy calls per slice
         slices, pos = [], 0
-        while pos < len(ids):
-            i = int(ids[pos])
+        while pos < len(wanted):
+            i = int(wanted[pos])
             if not 0 <= i < self.num_envs:
                 raise EnvError(f"send got env id {i}; this bank has envs 0..{self.num_envs - 1}")
-            s = int(self._slice_of[i])
+            s = self._slice_of[i]
             r = self.slices[s]
-            if not np.array_equal(ids[pos:pos + len(r)], np.arange(r.start, r.stop)):
-                raise EnvError(f"send got envs {ids[pos:pos + len(r)].tolist()} where slice {s} (envs "
+            if wanted[pos:pos + len(r)] != self._ids[s]:
+                raise EnvError(f"send got envs {wanted[pos:pos + len(r)]} where slice {s} (envs "
                                f"{r.start}..{r.stop - 1}) was expected whole: pass info['env_id'] as recv "
                                "returned it")
             if s not in self._waiting or s in slices:
