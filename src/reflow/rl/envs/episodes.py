@@ -38,7 +38,7 @@ class EpisodeLog:
         seconds = np.where(dones, seconds, 0.0)
         infos["episode"] = {"r": returns, "l": lengths, "t": seconds}
         infos["_episode"] = dones
-        idx = np.flatnonzero(dones)
+        idx = dones.nonzero()[0]  # flatnonzero would ravel first: dones is 1-D
         self.episode_count += len(idx)
         self.return_queue.extend(returns[idx].tolist())
         self.length_queue.extend(lengths[idx].tolist())
