@@ -114,7 +114,7 @@ def test_slices_that_do_not_follow_one_another_come_and_go_together(no_leaks: No
         for t in (1.0, 2.0):  # two steps of the fast slices while the slow one sleeps through its first
             obs, rew, _, _, info = env.recv()
             assert sorted(info["env_id"].tolist()) == [0, 1, 4, 5]
-            assert (obs == t).all() and (rew == 1.0).all()  # each row is its own env's
+            assert (obs == t).all() and (rew == 1.0).all()  # the fast envs, one step further each time
             env.send(np.zeros(4, np.int64), info["env_id"])
 
 
