@@ -204,7 +204,9 @@ def _arrays_layout(key: tuple[tuple[str, str, tuple[int, ...], bool], ...]) -> t
 
 
 def _view(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], is_torch: bool) -> Any:
-    arr = np.frombuffer(data, dtype=dtype).reshape(shape)
+    arr = np.frombuffer(data, dtype=dtype)
+    if arr.shape != shape:  # not 1-D (frombuffer's shape is the whole buffer's length)
+        arr = arr.reshape(shape)
     if is_torch:
         import torch
 

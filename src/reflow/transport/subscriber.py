@@ -105,11 +105,11 @@ class Subscriber:
         self.received += 1
         f = wire.parse(mv)
         if f.tag == b"I":
-            data = bytearray(mv[f.data_start:])
+            data = memoryview(bytearray(mv[f.data_start:]))
             bufs: list[Any] = []
             pos = 0
             for size in f.sizes:
-                bufs.append(memoryview(data)[pos:pos + size])
+                bufs.append(data[pos:pos + size])
                 pos += size
             return decode(f.kind, f.header, bufs)
         assert self._reader is not None and self._welcome is not None
