@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from reflow.rl import make_async, make_vec
 from reflow.rl.envs.async_env import collect, step_each
+from reflow.rl.envs.bank import slice_bounds
 
 STEPS = {"CartPole-v1": 400, "Hopper-v5": 100, "ALE/Pong-v5": 40}  # vector steps per timed run
 
@@ -101,7 +102,7 @@ class Ceiling:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        self.bounds = [n * w // workers for w in range(workers + 1)]
+        self.bounds = slice_bounds(n, workers)  # the same slices as reflow's bank
         self.conns, self.procs = [], []
         for lo, hi in zip(self.bounds[:-1], self.bounds[1:], strict=True):
             mine, theirs = ctx.Pipe()

@@ -90,14 +90,15 @@ def main() -> None:
                              "copy_then_work_us": both, "penalty_us": both - alone - w})
     a.close()
     b.close()
-    print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    print(f"GLIBC_TUNABLES={tunables!r}")
     print(f"{'copy':>7} {'then':<18}{'copy us':>9}{'work us':>9}{'both us':>9}{'penalty us':>12}")
     for r in rows:
         print(f"{r['copy_bytes'] >> 10:>5}KB {r['work']:<18}{r['copy_us']:>9.1f}{r['work_us']:>9.1f}"
               f"{r['copy_then_work_us']:>9.1f}{r['penalty_us']:>12.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
-                                    "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "runs": n,
+                                    "glibc_tunables": tunables, "runs": n,
                                     "rows": rows}, indent=1))
     print(f"wrote {args.out}")
 

@@ -135,9 +135,8 @@ class AsyncBankEnv(EpisodeLog):
     def _rows(self, slices: list[int]) -> slice | np.ndarray[Any, Any]:
         """The bank rows of ``slices`` in order: a slice when they follow one another (basic indexing is
         cheaper), else the env ids."""
-        first, last = self.slices[slices[0]], self.slices[slices[-1]]
-        if slices[-1] - slices[0] == len(slices) - 1 and slices == sorted(slices):
-            return slice(first.start, last.stop)
+        if slices == list(range(slices[0], slices[0] + len(slices))):
+            return slice(self.slices[slices[0]].start, self.slices[slices[-1]].stop)
         return np.concatenate([np.arange(self.slices[s].start, self.slices[s].stop) for s in slices])
 
     def _slices_of(self, ids: np.ndarray[Any, Any]) -> list[int]:
