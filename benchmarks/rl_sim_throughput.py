@@ -2,7 +2,9 @@
 
 Side by side, in one process run, the same envs, the same pre-drawn random actions, for 8..64 envs:
 
-* ``loop``          a plain Python loop over the envs in this process (reset on done);
+* ``loop``          a plain Python loop over the envs in this process (reset on done), handing each env its
+                    action as a numpy scalar: gymnasium checks those faster than Python ints (6-8% on
+                    CartPole), so this is the faster plain loop;
 * ``sync``          ``gymnasium.vector.SyncVectorEnv``;
 * ``async``         ``gymnasium.vector.AsyncVectorEnv`` (one process per env, shared memory);
 * ``ray/env``       Ray actors, one env per actor (``ray.get`` of one ``step.remote`` per env);
@@ -74,8 +76,8 @@ class Loop:
             e.reset(seed=first_seed + i)
 
     def run(self, actions: np.ndarray[Any, Any]) -> None:
-        for row in actions:
-            for env, a in zip(self.envs, row.tolist() if row.ndim == 1 else list(row), strict=True):
+        for row in actions:  # numpy scalars (or rows): gymnasium checks them faster than Python ints
+            for env, a in zip(self.envs, row, strict=True):
                 _, _, te, tr, _ = env.step(a)
                 if te or tr:
                     env.reset()
