@@ -107,9 +107,8 @@ class AsyncBankEnv(EpisodeLog):
             return array[rows].copy() if isinstance(rows, slice) else array[rows]  # a copy either way
 
         a = self.bank.arrays
-        terms, truncs = take(a["terminated"]), take(a["truncated"])
+        terms, truncs, dones = take(a["terminated"]), take(a["truncated"]), take(a["done"])
         info: dict[str, Any] = {"env_id": ids}
-        dones = terms | truncs
         if dones.any():
             self._record(info, dones, take(a["episode_return"]), take(a["episode_length"]),
                          take(a["episode_time"]))

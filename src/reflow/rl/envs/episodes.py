@@ -1,9 +1,10 @@
 """Episode statistics as gymnasium's ``RecordEpisodeStatistics`` reports them, for reflow's vector envs.
 
-The slices count each episode's return, length and wall time beside the env (``slice.py``); this turns the
-counts of the envs returned by a step into ``infos["episode"] = {"r", "l", "t"}`` (zero where the env did not
-finish) and ``infos["_episode"]`` (the mask of envs that finished), and keeps the last ``QUEUE_LEN``
-episodes in ``return_queue`` / ``length_queue`` / ``time_queue`` and their number in ``episode_count``.
+The slices count each episode's return, length and wall time beside the env (``slice.py``) and leave them
+in shared arrays, non-zero only on the step that ended the episode. This turns copies of those arrays into
+``infos["episode"] = {"r", "l", "t"}`` (zero where the env did not finish) and ``infos["_episode"]`` (the
+mask of envs that finished), and keeps the last ``QUEUE_LEN`` episodes in ``return_queue`` /
+``length_queue`` / ``time_queue`` and their number in ``episode_count``.
 """
 
 from __future__ import annotations
@@ -32,10 +33,8 @@ class EpisodeLog:
 
     def _record(self, infos: dict[str, Any], dones: np.ndarray[Any, Any], returns: np.ndarray[Any, Any],
                 lengths: np.ndarray[Any, Any], seconds: np.ndarray[Any, Any]) -> None:
-        """Add the episodes that ended (``dones``) to ``infos`` and the queues; the counts are per env."""
-        returns = np.where(dones, returns, 0.0)
-        lengths = np.where(dones, lengths, 0)
-        seconds = np.where(dones, seconds, 0.0)
+        """Add the episodes that ended (``dones``) to ``infos`` and the queues. The counts are per env and
+        already zero where the env did not finish (the slices keep them so); they become the caller's."""
         infos["episode"] = {"r": returns, "l": lengths, "t": seconds}
         infos["_episode"] = dones
         idx = dones.nonzero()[0]  # flatnonzero would ravel first: dones is 1-D

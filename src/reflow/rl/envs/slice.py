@@ -11,15 +11,21 @@ gymnasium's three modes:
 - SAME_STEP: an env that ends is reset at once; the last observation of the episode goes to ``final_obs``.
 - DISABLED: nothing is reset automatically; ``reset(options={"reset_mask": mask})`` resets some envs.
 
-Episode statistics are kept here too, in plain Python numbers beside each env, so that they cost the parent
-nothing per step: when an env's episode ends, its return, length and wall time (as gymnasium's
+Speed. A step is one tight loop that makes each env's *next call* (``env.step``, or under NEXT_STEP the reset
+that begins its next episode) and keeps the result tuple; everything else is done per slice with one numpy
+call per array. Per-env Python work beside the env's own step (index arithmetic, list appends, counters)
+costs about as much as a small env's step itself, so the loop does none of it.
+
+Episode statistics are kept here too, in arrays beside the envs, so that they cost the parent nothing per
+step: when an env's episode ends, its return, length and wall time (as gymnasium's
 ``RecordEpisodeStatistics`` counts them) go to ``episode_return`` / ``episode_length`` / ``episode_time``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, SupportsFloat
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -29,6 +35,7 @@ NEXT_STEP, SAME_STEP, DISABLED = 0, 1, 2
 LARGE_OBS_BYTES = 1024
 MODE_CODES = {AutoresetMode.NEXT_STEP: NEXT_STEP, AutoresetMode.SAME_STEP: SAME_STEP,
               AutoresetMode.DISABLED: DISABLED}
+StepResult = tuple[Any, Any, Any, Any, Any]  # obs, reward, terminated, truncated, info
 
 
 class SliceRunner:
@@ -42,75 +49,115 @@ class SliceRunner:
         self.mode = mode
         self.discrete = discrete
         self.failed_env = -1  # the bank index of the env whose call raised, for the error message
-        self.pending = [False] * len(envs)  # NEXT_STEP: ended last step, reset on this one
-        # Small observations are gathered in a list and stored with one numpy call; large ones (images) are
-        # stored one by one, which saves building a temporary batch (a second copy of every frame).
+        # What each env does on the next step: its own ``step``, or (NEXT_STEP, after its episode ended) a
+        # reset that reports itself as a step with reward 0; ``restarting`` lists the latter.
+        self.steps: list[Callable[[Any], StepResult]] = [env.step for env in envs]
+        self.calls = list(self.steps)
+        self.restarts = [self._restart(k) for k in range(len(envs))]
+        self.restarting: list[int] = []
+        # Large observations (images) are stored one by one as they come, while still in the cache (which
+        # also saves numpy a temporary batch, a second copy of every frame); small ones with one call.
         self.obs_one_by_one = arrays["obs"][0, 0].nbytes >= LARGE_OBS_BYTES
-        now = time.perf_counter()
-        self.returns = [0.0] * len(envs)  # of the running episodes
-        self.lengths = [0] * len(envs)
-        self.starts = [now] * len(envs)
+        self.returns = np.zeros(len(envs))  # of the running episodes
+        self.count = 0  # steps this slice made; an episode's length is the count less its ``began``
+        self.began = [0] * len(envs)
+        self.starts = [time.perf_counter()] * len(envs)
+        self.recorded: list[int] = []  # envs whose episode statistics the last step wrote
 
     def step(self) -> None:
-        # Results are collected in Python lists and written with one numpy call per array: a numpy scalar
-        # store per env and field costs more than CartPole's own step.
         a, lo, hi = self.a, self.lo, self.hi
-        actions: Any = a["actions"][lo:hi].tolist() if self.discrete else a["actions"][lo:hi].copy()
-        mode, pending = self.mode, self.pending
+        # Discrete actions go to the envs as numpy integers, as SyncVectorEnv hands them (gymnasium checks
+        # those faster than Python ints); others as rows of a copy, which the parent may overwrite later.
+        actions: Any = a["actions"][lo:hi] if self.discrete else a["actions"][lo:hi].copy()
         out = self._obs_target()
-        one_by_one = self.obs_one_by_one
-        obs: list[Any] = []
-        rews: list[SupportsFloat] = []
-        terms: list[bool] = []
-        truncs: list[bool] = []
-        r: SupportsFloat
-        returns, lengths = self.returns, self.lengths
-        for k, env in enumerate(self.envs):
-            self.failed_env = lo + k
-            if pending[k]:
-                o, _ = env.reset()
-                r, te, tr = 0.0, False, False
-                pending[k] = False
-                self._begin_episode(k)
+        results: list[StepResult] = []
+        append = results.append
+        try:
+            if self.obs_one_by_one:
+                for k, (call, action) in enumerate(zip(self.calls, actions, strict=True), start=lo):
+                    o, r, te, tr, _ = call(action)
+                    out[k] = o  # while the frame is in the cache; then it can go
+                    append((None, r, te, tr, None))
             else:
-                o, r, te, tr, _ = env.step(actions[k])
-                returns[k] += float(r)
-                lengths[k] += 1
-                if te or tr:
-                    self._episode_ended(k)
-                    if mode == SAME_STEP:
-                        a["final_obs"][lo + k] = o
-                        o, _ = env.reset()
-                        self._begin_episode(k)
-                    elif mode == NEXT_STEP:
-                        pending[k] = True
-            if one_by_one:
-                out[lo + k] = o
-            else:
-                obs.append(o)
-            rews.append(r)
-            terms.append(te)
-            truncs.append(tr)
-        self.failed_env = -1
-        if not one_by_one:
+                for call, action in zip(self.calls, actions, strict=True):
+                    append(call(action))
+        except Exception:
+            self.failed_env = lo + len(results)
+            raise
+        obs, rews, terms, truncs, _ = zip(*results, strict=True)
+        if not self.obs_one_by_one:
             out[lo:hi] = obs
-        a["rewards"][lo:hi] = rews
-        a["terminated"][lo:hi] = terms
-        a["truncated"][lo:hi] = truncs
+        rewards, terminated, truncated = a["rewards"][lo:hi], a["terminated"][lo:hi], a["truncated"][lo:hi]
+        rewards[:] = rews
+        terminated[:] = terms
+        truncated[:] = truncs
+        done = np.logical_or(terminated, truncated, out=a["done"][lo:hi])
+        self.returns += rewards
+        self.count += 1
+        if self.restarting:
+            restarting, self.restarting = self.restarting, []
+            for k in restarting:
+                self.calls[k] = self.steps[k]
+            self._begun(restarting)
+        if self.recorded:
+            self._clear_recorded()
+        if True in terms or True in truncs:
+            self._episodes_ended(done.nonzero()[0].tolist(), out)
+
+    def _restart(self, k: int) -> Callable[[Any], StepResult]:
+        """Env k's next call under NEXT_STEP: a reset, reported as a step with reward 0 and no flags."""
+        reset = self.envs[k].reset
+
+        def restart(_action: Any) -> StepResult:
+            o, info = reset()
+            return o, 0.0, False, False, info
+
+        return restart
+
+    def _episodes_ended(self, ended: list[int], out: np.ndarray[Any, Any]) -> None:
+        """Record the episodes of envs ``ended`` (slice indices) and auto-reset them as the mode says
+        (SAME_STEP: at once, moving the episode's last observation from ``out`` to ``final_obs``)."""
+        a, lo = self.a, self.lo
+        ret, length, secs = a["episode_return"], a["episode_length"], a["episode_time"]
+        now = time.perf_counter()
+        for k in ended:  # a few envs: scalar stores cost less than numpy's fancy indexing
+            ret[lo + k] = self.returns[k]
+            length[lo + k] = self.count - self.began[k]
+            secs[lo + k] = round(now - self.starts[k], 6)
+        self.recorded = ended
+        if self.mode == NEXT_STEP:
+            for k in ended:
+                self.calls[k] = self.restarts[k]
+            self.restarting = ended
+        elif self.mode == SAME_STEP:
+            for k in ended:
+                self.failed_env = lo + k
+                a["final_obs"][lo + k] = out[lo + k]
+                out[lo + k], _ = self.envs[k].reset()
+            self.failed_env = -1
+            self._begun(ended)
 
     def _obs_target(self) -> np.ndarray[Any, Any]:
         """The batch buffer the parent named for this command's observations."""
         out: np.ndarray[Any, Any] = self.a["obs"][int(self.a["obs_buffer"][0])]
         return out
 
-    def _begin_episode(self, k: int) -> None:
-        self.returns[k], self.lengths[k], self.starts[k] = 0.0, 0, time.perf_counter()
+    def _begun(self, envs: list[int]) -> None:
+        """Envs ``envs`` (slice indices) have just been reset: their episodes start now."""
+        now = time.perf_counter()
+        for k in envs:
+            self.returns[k] = 0.0
+            self.began[k] = self.count
+            self.starts[k] = now
 
-    def _episode_ended(self, k: int) -> None:
-        i = self.lo + k
-        self.a["episode_return"][i] = self.returns[k]
-        self.a["episode_length"][i] = self.lengths[k]
-        self.a["episode_time"][i] = round(time.perf_counter() - self.starts[k], 6)
+    def _clear_recorded(self) -> None:
+        """Zero the episode statistics the last step wrote: they are non-zero only on the step that ended
+        the episode, so a reader takes them as they are (``EpisodeLog``)."""
+        a, lo = self.a, self.lo
+        ret, length, secs = a["episode_return"], a["episode_length"], a["episode_time"]
+        for k in self.recorded:
+            ret[lo + k] = length[lo + k] = secs[lo + k] = 0
+        self.recorded = []
 
     def reset(self, options: dict[str, Any] | None) -> None:
         a, lo = self.a, self.lo
@@ -124,10 +171,12 @@ class SliceRunner:
             self.failed_env = i
             seed = int(a["seeds"][i]) if a["seeded"][i] else None
             out[i], _ = env.reset(seed=seed, options=rest)
-            a["rewards"][i] = 0.0
-            a["terminated"][i] = a["truncated"][i] = False
-            self.pending[k] = False
-            self._begin_episode(k)
+            a["rewards"][i] = a["episode_return"][i] = a["episode_time"][i] = 0.0
+            a["terminated"][i] = a["truncated"][i] = a["done"][i] = False
+            a["episode_length"][i] = 0
+            self.calls[k] = self.steps[k]
+            self._begun([k])
+        self.restarting = [k for k in self.restarting if self.calls[k] is not self.steps[k]]
         self.failed_env = -1
 
     def close(self) -> None:

@@ -135,6 +135,7 @@ def bank_layout(num_envs: int, num_workers: int, obs: tuple[tuple[int, ...], np.
         "rewards": ((n,), np.dtype(np.float64)),
         "terminated": ((n,), np.dtype(np.bool_)),
         "truncated": ((n,), np.dtype(np.bool_)),
+        "done": ((n,), np.dtype(np.bool_)),  # terminated or truncated, so the parent need not compute it
         "episode_return": ((n,), np.dtype(np.float64)),
         "episode_length": ((n,), np.dtype(np.int64)),
         "episode_time": ((n,), np.dtype(np.float64)),

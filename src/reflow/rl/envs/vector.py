@@ -51,6 +51,7 @@ class BankVectorEnv(EpisodeLog, VectorEnv[Any, Any, Any]):
         self.copy = copy
         # References a batch buffer has when nobody but the bank holds it (measured, not assumed).
         self._unheld_refs = sys.getrefcount(self.bank.obs_buffers[0])
+        self._none_done = bytes(self.num_envs)  # the bank's ``done`` flags when no episode ended
         self.autoreset_mode = mode
         self.metadata = {"autoreset_mode": mode}
         self.render_mode = None
@@ -105,9 +106,10 @@ class BankVectorEnv(EpisodeLog, VectorEnv[Any, Any, Any]):
         terms = a["terminated"].copy()
         truncs = a["truncated"].copy()
         infos: dict[str, Any] = {}
-        dones = terms | truncs
-        if dones.any():
-            self._record(infos, dones, a["episode_return"], a["episode_length"], a["episode_time"])
+        if a["done"].tobytes() != self._none_done:  # cheaper than any() on a fresh ``terms | truncs``
+            dones = a["done"].copy()
+            self._record(infos, dones, a["episode_return"].copy(), a["episode_length"].copy(),
+                         a["episode_time"].copy())
             if self.autoreset_mode == AutoresetMode.SAME_STEP:
                 final = np.full(self.num_envs, None, dtype=object)
                 for i in np.flatnonzero(dones):
