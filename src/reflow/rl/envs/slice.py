@@ -63,12 +63,18 @@ class SliceRunner:
         self.began = [0] * len(envs)
         self.starts = [time.perf_counter()] * len(envs)
         self.recorded: list[int] = []  # envs whose episode statistics the last step wrote
+        # This slice's part of each per-step array, viewed once (a view per array and step adds up).
+        lo, hi = self.lo, self.hi
+        self.actions, self.rewards = arrays["actions"][lo:hi], arrays["rewards"][lo:hi]
+        self.terminated, self.truncated = arrays["terminated"][lo:hi], arrays["truncated"][lo:hi]
+        self.done = arrays["done"][lo:hi]
+        self.obs_buffers, self.obs_buffer = list(arrays["obs"]), arrays["obs_buffer"]
 
     def step(self) -> None:
-        a, lo, hi = self.a, self.lo, self.hi
+        lo, hi = self.lo, self.hi
         # Discrete actions go to the envs as numpy integers, as SyncVectorEnv hands them (gymnasium checks
         # those faster than Python ints); others as rows of a copy, which the parent may overwrite later.
-        actions: Any = a["actions"][lo:hi] if self.discrete else a["actions"][lo:hi].copy()
+        actions: Any = self.actions if self.discrete else self.actions.copy()
         out = self._obs_target()
         results: list[StepResult] = []
         append = results.append
@@ -87,12 +93,11 @@ class SliceRunner:
         obs, rews, terms, truncs, _ = zip(*results, strict=True)
         if not self.obs_one_by_one:
             out[lo:hi] = obs
-        rewards, terminated, truncated = a["rewards"][lo:hi], a["terminated"][lo:hi], a["truncated"][lo:hi]
-        rewards[:] = rews
-        terminated[:] = terms
-        truncated[:] = truncs
-        done = np.logical_or(terminated, truncated, out=a["done"][lo:hi])
-        self.returns += rewards
+        self.rewards[:] = rews
+        self.terminated[:] = terms
+        self.truncated[:] = truncs
+        done = np.logical_or(self.terminated, self.truncated, out=self.done)
+        self.returns += self.rewards
         self.count += 1
         if self.restarting:
             restarting, self.restarting = self.restarting, []
@@ -139,7 +144,7 @@ class SliceRunner:
 
     def _obs_target(self) -> np.ndarray[Any, Any]:
         """The batch buffer the parent named for this command's observations."""
-        out: np.ndarray[Any, Any] = self.a["obs"][int(self.a["obs_buffer"][0])]
+        out: np.ndarray[Any, Any] = self.obs_buffers[self.obs_buffer[0]]
         return out
 
     def _begun(self, envs: list[int]) -> None:
