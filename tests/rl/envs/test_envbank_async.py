@@ -27,33 +27,51 @@ CRASH = "rl_faulty_envs:reflow-test/Crash-v0"
 N, STEPS = 8, 40
 
 
-def lockstep(actions: np.ndarray[Any, Any], seed: int) -> dict[str, np.ndarray[Any, Any]]:
-    """Per env and step: obs, reward, termination, truncation of a lock-step run (the first obs: reset)."""
+def episodes(info: dict[str, Any], ids: Any) -> list[tuple[int, float, int]]:
+    """(env, return, length) of the episodes a step's ``info`` reports; checks the counts of the other
+    envs are zero."""
+    if "episode" not in info:
+        return []
+    mask, ep = info["_episode"], info["episode"]
+    assert not ep["r"][~mask].any() and not ep["l"][~mask].any() and not ep["t"][~mask].any()
+    return [(int(i), float(r), int(n)) for i, r, n in zip(np.asarray(ids)[mask], ep["r"][mask], ep["l"][mask],
+                                                          strict=True)]
+
+
+def lockstep(actions: np.ndarray[Any, Any], seed: int) -> dict[str, Any]:
+    """Per env and step: obs, reward, termination, truncation of a lock-step run (the first obs: reset);
+    and the episodes that ended, sorted."""
     with make_vec("CartPole-v1", N, num_workers=2, seed=seed) as env:
         obs, _ = env.reset()
         out: dict[str, list[Any]] = {"obs": [obs], "rew": [np.zeros(N)], "term": [np.zeros(N, bool)],
                                      "trunc": [np.zeros(N, bool)]}
+        ended = []
         for row in actions:
-            obs, rew, term, trunc, _ = env.step(row)
+            obs, rew, term, trunc, info = env.step(row)
             for k, v in zip(out, (obs, rew, term, trunc), strict=True):
                 out[k].append(v)
-        return {k: np.stack(v, axis=1) for k, v in out.items()}  # (env, step, ...)
+            ended += episodes(info, np.arange(N))
+        stacked = {k: np.stack(v, axis=1) for k, v in out.items()}  # (env, step, ...)
+        return {**stacked, "episodes": sorted(ended)}
 
 
-def asynchronous(env: AsyncBankEnv, actions: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+def asynchronous(env: AsyncBankEnv, actions: np.ndarray[Any, Any]) -> dict[str, Any]:
     """The same, stepping ``env`` with send / recv until every env made ``len(actions)`` steps."""
     env.async_reset()
     seen: dict[str, list[list[Any]]] = {k: [[] for _ in range(N)] for k in ("obs", "rew", "term", "trunc")}
     steps = len(actions)
+    ended = []
     while min(len(s) for s in seen["obs"]) <= steps:
         obs, rew, term, trunc, info = env.recv()
         ids = info["env_id"]
+        made = [len(seen["obs"][i]) for i in ids]  # steps each env had made before these results
         for j, i in enumerate(ids):
             for k, v in zip(seen, (obs, rew, term, trunc), strict=True):
                 seen[k][i].append(v[j])
-        made = [len(seen["obs"][i]) - 1 for i in ids]  # steps each env has made so far
+        step_of = dict(zip(ids.tolist(), made, strict=True))  # these results end step ``made`` of each env
+        ended += [e for e in episodes(info, ids) if step_of[e[0]] <= steps]
         env.send([actions[min(t, steps - 1), i] for t, i in zip(made, ids, strict=True)], ids)
-    return {k: np.array([s[:steps + 1] for s in v]) for k, v in seen.items()}
+    return {**{k: np.array([s[:steps + 1] for s in v]) for k, v in seen.items()}, "episodes": sorted(ended)}
 
 
 @pytest.mark.parametrize(("workers", "batch"), [(1, None), (3, None), (4, 4), (4, 6)])
@@ -64,6 +82,7 @@ def test_each_env_goes_where_the_lockstep_bank_takes_it(workers: int, batch: int
     with make_async("CartPole-v1", N, num_workers=workers, seed=5, batch_size=batch) as env:
         got = asynchronous(env, actions)
         assert env.episode_count > 0  # CartPole's random episodes end within 40 steps
+    assert got.pop("episodes") == expected.pop("episodes")  # the same episodes, returns and lengths
     for k in expected:
         np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
 

@@ -163,3 +163,34 @@ def test_gymnasium_vector_wrappers_run_on_it_unchanged(no_leaks: None) -> None:
             actions = np.array([t % 2, 1, 0, (t // 3) % 2])
             for a, b in zip(ours.step(actions)[:4], ref.step(actions)[:4], strict=True):
                 np.testing.assert_array_equal(a, b, err_msg=f"step {t}")
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_bank_episode_arrays_hold_counts_only_on_the_step_that_ends_the_episode(
+        mode: AutoresetMode, no_leaks: None) -> None:
+    """The slices leave episode counts in shared arrays, zero except where an episode just ended (readers
+    take them as they are), and a ``done`` flag per env; the oracle counts steps and rewards by hand."""
+    n = 5
+    with make_vec("CartPole-v1", n, num_workers=2, autoreset_mode=mode) as env:
+        a = env.bank.arrays
+        env.reset(seed=3)
+        returns, lengths = np.zeros(n), np.zeros(n, np.int64)
+        restarting = np.zeros(n, bool)  # NEXT_STEP: this step resets the env instead of stepping it
+        ended_total = 0
+        for t in range(120):
+            _, rew, term, trunc, infos = env.step(np.arange(n) % 2 ^ (t % 3 == 0))
+            done = term | trunc
+            np.testing.assert_array_equal(a["done"], done, err_msg=f"step {t}")
+            returns = np.where(restarting, 0.0, returns + rew)
+            lengths = np.where(restarting, 0, lengths + 1)
+            where = f"step {t}"
+            np.testing.assert_array_equal(a["episode_return"], np.where(done, returns, 0.0), err_msg=where)
+            np.testing.assert_array_equal(a["episode_length"], np.where(done, lengths, 0), err_msg=where)
+            assert ((a["episode_time"] > 0) == done).all(), f"step {t}"
+            assert ("episode" in infos) == done.any()
+            ended_total += int(done.sum())
+            if mode == AutoresetMode.NEXT_STEP:
+                restarting = done
+            else:
+                returns, lengths = np.where(done, 0.0, returns), np.where(done, 0, lengths)
+        assert ended_total >= 10 and env.episode_count == ended_total
