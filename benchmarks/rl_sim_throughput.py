@@ -321,15 +321,15 @@ def main() -> None:
         rates = bench_config(env_id, n, args.repeats, args.workers, not args.no_ray, ray_per_env, actor_cls)
         best_reflow = max(v for k, v in rates.items() if k.startswith("reflow"))
         ray_rates = [v for k, v in rates.items() if k.startswith("ray")]
-        # per N: the better of reflow's two banks with N processes, as a share of N free-running processes
-        of_ceiling = {w: max(rates[f"reflow w{w}"], rates[f"reflow async w{w}"]) / rates[f"ceiling w{w}"]
-                      for w in args.workers if w > 1}
+        # per N: each of reflow's two banks with N processes, as a share of N free-running processes
+        of_ceiling = {f"{kind}w{w}": rates[f"reflow {kind}w{w}"] / rates[f"ceiling w{w}"]
+                      for w in args.workers if w > 1 for kind in ("", "async ")}
         results.append({"env": env_id, "num_envs": n, "steps_per_s": rates,
                         "reflow_vs_loop": best_reflow / rates["loop"],
                         "reflow_vs_best_ray": best_reflow / max(ray_rates) if ray_rates else None,
                         "reflow_of_ceiling": of_ceiling})
         tqdm.write(f"{env_id} {n}: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
-                   + "; of ceiling: " + ", ".join(f"w{w} {v:.0%}" for w, v in of_ceiling.items()))
+                   + "; of ceiling: " + ", ".join(f"{k} {v:.0%}" for k, v in of_ceiling.items()))
     names = list(results[0]["steps_per_s"])
     print(f"\n{'env':<13}{'n':>4} " + "".join(f"{k:>16}" for k in names) + f"{'vs loop':>9}{'vs ray':>9}")
     for r in results:
