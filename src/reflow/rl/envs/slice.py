@@ -16,9 +16,10 @@ that begins its next episode) and keeps the result tuple; everything else is don
 call per array. Per-env Python work beside the env's own step (index arithmetic, list appends, counters)
 costs about as much as a small env's step itself, so the loop does none of it.
 
-Episode statistics are kept here too, in arrays beside the envs, so that they cost the parent nothing per
-step: when an env's episode ends, its return, length and wall time (as gymnasium's
-``RecordEpisodeStatistics`` counts them) go to ``episode_return`` / ``episode_length`` / ``episode_time``.
+Episode statistics are kept here too, beside the envs, so that they cost the parent nothing per step: when
+an env's episode ends, its return, length and wall time (as gymnasium's ``RecordEpisodeStatistics`` counts
+them) go to ``episode_return`` / ``episode_length`` / ``episode_time``, where they stay for that step only
+(the next step zeroes them), so a reader copies the arrays as they are. ``done`` is terminated or truncated.
 """
 
 from __future__ import annotations
