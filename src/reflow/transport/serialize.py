@@ -132,13 +132,18 @@ def _as_arrays(obj: Any) -> tuple[ArraysKey, tuple[memoryview, ...], int] | None
         return None
     key, buffers, copies = [], [], 0
     for k, v in obj.items():
-        found = _as_array(v) if type(k) is str else None
-        if found is None:
+        if type(k) is not str:
             return None
-        arr, is_torch, copied = found
+        if type(v) is np.ndarray and v.flags.c_contiguous and not v.dtype.hasobject:  # the usual entry
+            arr, is_torch = v, False
+        else:
+            found = _as_array(v)
+            if found is None:
+                return None
+            arr, is_torch, copied = found
+            copies += copied
         key.append((k, arr.dtype, arr.shape, is_torch))
         buffers.append(_bytes_of(arr))
-        copies += copied
     return tuple(key), tuple(buffers), copies
 
 
@@ -204,7 +209,9 @@ def _arrays_layout(key: tuple[tuple[str, str, tuple[int, ...], bool], ...]) -> t
 
 
 def _view(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], is_torch: bool) -> Any:
-    arr = np.frombuffer(data, dtype=dtype)
+    # a buffer from the store is already a byte array (a slice of the leased block): viewing it as ``dtype``
+    # costs half of wrapping it anew
+    arr = data.view(dtype) if type(data) is np.ndarray else np.frombuffer(data, dtype=dtype)
     if arr.shape != shape:  # not 1-D (frombuffer's shape is the whole buffer's length)
         arr = arr.reshape(shape)
     if is_torch:
