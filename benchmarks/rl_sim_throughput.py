@@ -13,7 +13,9 @@ Side by side, in one process run, the same envs, the same pre-drawn random actio
 * ``reflow async wN`` ``reflow.rl.make_async(..., num_workers=N)``: EnvPool's send / recv; every env makes
                     the same number of steps on the same actions, but the caller takes whichever slices are
                     ready (at least a quarter of the envs per ``recv``) and sends their next actions, so no
-                    slice waits for one that is not among them.
+                    slice waits for one that is not among them. ``reflow async wN xK`` (``--slices-per-worker
+                    K``): the same with K slices per worker process, so a worker steps one of its slices
+                    while the caller turns another around.
 * ``ceiling wN``    not a vector env but the machine's bound for N processes: N processes each run the plain
                     loop over their slice for the whole run, with no exchange between steps (one message to
                     start, one to finish). No system that hands every step's results to one caller can beat
@@ -33,6 +35,7 @@ import argparse
 import functools
 import json
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -145,10 +148,11 @@ class AsyncBank:
     is ``actions[t, i]``) whenever its slice comes back; a run ends when every env made ``len(actions)``
     steps."""
 
-    def __init__(self, env_id: str, n: int, workers: int) -> None:
+    def __init__(self, env_id: str, n: int, workers: int, per_worker: int = 1) -> None:
         # a quarter of the envs per recv (whole slices): with many small slices the caller's bookkeeping
         # per recv would otherwise add up
-        self.env = make_async(env_id, n, num_workers=workers, seed=0, batch_size=max(1, n // 4))
+        self.env = make_async(env_id, n, num_workers=workers, seed=0, batch_size=max(1, n // 4),
+                              slices_per_worker=per_worker)
         self.env.async_reset()
         collect(self.env)  # the resets, outside the timed runs
 
@@ -208,7 +212,7 @@ class RayActors:
 
 
 def systems(env_id: str, n: int, workers: list[int], use_ray: bool, ray_per_env: bool,
-            actor_cls: Any) -> dict[str, Callable[[], Any]]:
+            actor_cls: Any, per_worker: list[int]) -> dict[str, Callable[[], Any]]:
     maker = functools.partial(make_env, env_id)
     out: dict[str, Callable[[], Any]] = {
         "loop": lambda: Loop(env_id, n),
@@ -218,8 +222,10 @@ def systems(env_id: str, n: int, workers: list[int], use_ray: bool, ray_per_env:
     for w in workers:
         out[f"reflow w{w}"] = lambda w=w: Vector(make_vec(env_id, n, num_workers=w))
     for w in workers:
-        if w > 1:  # with one process there is nothing to run asynchronously
-            out[f"reflow async w{w}"] = lambda w=w: AsyncBank(env_id, n, w)
+        for k in per_worker:
+            if w > 1 and w * k <= n:  # with one process there is nothing to run asynchronously
+                name = f"reflow async w{w}" + (f" x{k}" if k > 1 else "")
+                out[name] = lambda w=w, k=k: AsyncBank(env_id, n, w, k)
     for w in workers:
         if w > 1:
             out[f"ceiling w{w}"] = lambda w=w: Ceiling(env_id, n, w)
@@ -232,12 +238,12 @@ def systems(env_id: str, n: int, workers: list[int], use_ray: bool, ray_per_env:
 
 
 def bench_config(env_id: str, n: int, repeats: int, workers: list[int], use_ray: bool, ray_per_env: bool,
-                 actor_cls: Any) -> dict[str, float]:
+                 actor_cls: Any, per_worker: list[int]) -> dict[str, float]:
     steps = STEPS[env_id]
     actions = draw_actions(env_id, n, steps)
     made: dict[str, Any] = {}
     try:
-        for name, make in systems(env_id, n, workers, use_ray, ray_per_env, actor_cls).items():
+        for name, make in systems(env_id, n, workers, use_ray, ray_per_env, actor_cls, per_worker).items():
             made[name] = make()
             made[name].run(actions[:3])  # warm up
         times: dict[str, list[float]] = {name: [] for name in made}
@@ -302,6 +308,8 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="*", type=int, default=[8, 16, 32, 64])
     parser.add_argument("--workers", nargs="*", type=int, default=[1, 2])
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray systems")
+    parser.add_argument("--slices-per-worker", nargs="*", type=int, default=[1],
+                        help="slices per worker process for the async bank (default 1; e.g. 1 2)")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args()
     if args.quick:
@@ -318,12 +326,14 @@ def main() -> None:
     results = []
     for env_id, n in tqdm(configs, desc="configs"):
         ray_per_env = not args.quick or n <= 8
-        rates = bench_config(env_id, n, args.repeats, args.workers, not args.no_ray, ray_per_env, actor_cls)
+        rates = bench_config(env_id, n, args.repeats, args.workers, not args.no_ray, ray_per_env, actor_cls,
+                             args.slices_per_worker)
         best_reflow = max(v for k, v in rates.items() if k.startswith("reflow"))
         ray_rates = [v for k, v in rates.items() if k.startswith("ray")]
         # per N: each of reflow's two banks with N processes, as a share of N free-running processes
-        of_ceiling = {f"{kind}w{w}": rates[f"reflow {kind}w{w}"] / rates[f"ceiling w{w}"]
-                      for w in args.workers if w > 1 for kind in ("", "async ")}
+        of_ceiling = {name.removeprefix("reflow "): rate / rates[f"ceiling w{m[1]}"]
+                      for name, rate in rates.items()
+                      if (m := re.match(r"reflow (?:async )?w(\d+)", name)) and f"ceiling w{m[1]}" in rates}
         results.append({"env": env_id, "num_envs": n, "steps_per_s": rates,
                         "reflow_vs_loop": best_reflow / rates["loop"],
                         "reflow_vs_best_ray": best_reflow / max(ray_rates) if ray_rates else None,

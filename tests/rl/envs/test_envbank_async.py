@@ -22,6 +22,8 @@ from reflow.errors import EnvError, WorkerCrashed
 from reflow.rl import make_async, make_vec
 from reflow.rl.envs import AsyncBankEnv, EnvSpec
 from reflow.rl.envs.async_env import collect
+from reflow.rl.envs.bank import EnvBank
+from reflow.rl.envs.worker import RESET, STEP
 
 CRASH = "rl_faulty_envs:reflow-test/Crash-v0"
 N, STEPS = 8, 40
@@ -74,12 +76,15 @@ def asynchronous(env: AsyncBankEnv, actions: np.ndarray[Any, Any]) -> dict[str, 
     return {**{k: np.array([s[:steps + 1] for s in v]) for k, v in seen.items()}, "episodes": sorted(ended)}
 
 
-@pytest.mark.parametrize(("workers", "batch"), [(1, None), (3, None), (4, 4), (4, 6)])
-def test_each_env_goes_where_the_lockstep_bank_takes_it(workers: int, batch: int | None,
+@pytest.mark.parametrize(("workers", "batch", "per_worker"),
+                         [(1, None, 1), (3, None, 1), (4, 4, 1), (4, 6, 1), (1, None, 3), (2, 3, 2)])
+def test_each_env_goes_where_the_lockstep_bank_takes_it(workers: int, batch: int | None, per_worker: int,
                                                         no_leaks: None) -> None:
     actions = np.random.default_rng(1).integers(0, 2, (STEPS, N))
     expected = lockstep(actions, seed=5)
-    with make_async("CartPole-v1", N, num_workers=workers, seed=5, batch_size=batch) as env:
+    with make_async("CartPole-v1", N, num_workers=workers, seed=5, batch_size=batch,
+                    slices_per_worker=per_worker) as env:
+        assert len(env.slices) == workers * per_worker
         got = asynchronous(env, actions)
         assert env.episode_count > 0  # CartPole's random episodes end within 40 steps
     assert got.pop("episodes") == expected.pop("episodes")  # the same episodes, returns and lengths
@@ -171,6 +176,38 @@ def test_async_reset_waits_for_stepping_slices_and_starts_over(no_leaks: None) -
         assert not rew.any() and not term.any() and not trunc.any()
 
 
+def test_a_worker_steps_each_of_its_slices_on_its_own_command(no_leaks: None) -> None:
+    """With two slices per worker, a worker steps exactly the slices it was sent, one command each."""
+    with EnvBank([EnvSpec("CartPole-v1", {})] * 8, num_workers=2, caller_steps=False,
+                 slices_per_worker=2) as bank:
+        assert bank.bounds == [0, 2, 4, 6, 8]
+        assert [w.slices for w in bank.workers] == [[0, 1], [2, 3]]
+        bank.start(RESET, range(4))
+        done: list[int] = []
+        while bank.running:
+            done += bank.finished()
+        assert sorted(done) == [0, 1, 2, 3]
+        before = bank.obs_buffers[0].copy()
+        bank.arrays["actions"][:] = 1
+        bank.start(STEP, [1])  # the second slice of worker 0 only
+        assert bank.finished() == [1] and not bank.running
+        after = bank.obs_buffers[0]
+        assert (after[2:4] != before[2:4]).all(axis=1).all()  # envs 2 and 3 moved
+        np.testing.assert_array_equal(after[[0, 1, 4, 5, 6, 7]], before[[0, 1, 4, 5, 6, 7]])
+        bank.start(STEP, [0, 3])  # one slice of each worker
+        done = []
+        while bank.running:
+            done += bank.finished()
+        assert sorted(done) == [0, 3]
+
+
+def test_slices_per_worker_needs_a_caller_that_steps_nothing_and_enough_envs() -> None:
+    with pytest.raises(EnvError, match="slices_per_worker must be 1, or more when the caller steps no slice"):
+        EnvBank([EnvSpec("CartPole-v1", {})] * 4, num_workers=2, slices_per_worker=2)
+    with pytest.raises(EnvError, match=r"2 workers x 3 slices each need at least 6 envs, got 4"):
+        make_async("CartPole-v1", 4, num_workers=2, slices_per_worker=3)
+
+
 def test_env_errors_and_killed_workers_surface_at_recv(no_leaks: None) -> None:
     specs = [EnvSpec(CRASH, {"crash_step": 2 if i == 3 else -1}) for i in range(4)]
     with AsyncBankEnv(specs, num_workers=2, batch_size=4) as env:
@@ -189,6 +226,14 @@ def test_env_errors_and_killed_workers_surface_at_recv(no_leaks: None) -> None:
         victim.join(5.0)
         env.send(np.zeros(4, np.int64), ids)
         with pytest.raises(WorkerCrashed, match=r"worker 0 \(envs 0\.\.1 of 'CartPole-v1'\) died"):
+            env.recv()
+    specs = [EnvSpec(CRASH, {"crash_step": 2 if i == 6 else -1}) for i in range(8)]
+    with AsyncBankEnv(specs, num_workers=2, slices_per_worker=2, batch_size=8) as env:  # env 6: slice 3
+        env.async_reset()
+        for _ in range(2):
+            ids = env.recv()[4]["env_id"]
+            env.send(np.zeros(8, np.int64), ids)
+        with pytest.raises(EnvError, match=r"env 6\b.*stepped by worker 1\) raised .*boom at step 2"):
             env.recv()
 
 

@@ -41,3 +41,7 @@ def test_envs_command_async_gives_each_env_the_same_steps(capsys: pytest.Capture
     assert checksum(asynchronous) == checksum(lockstep)
     episodes = re.compile(r"episodes: (\d+)")
     assert episodes.findall(asynchronous) == episodes.findall(lockstep)
+    assert main([*args, "-w", "2", "--async", "--slices-per-worker", "3"]) == 0
+    sliced = capsys.readouterr().out
+    assert checksum(sliced) == checksum(lockstep)
+    assert episodes.findall(sliced) == episodes.findall(lockstep)

@@ -14,10 +14,10 @@ slices are done, so it never keeps a finished slice waiting for the next:
 
 Rules (tested in ``tests/rl/envs/test_envbank_async.py``):
 
-* ``recv`` returns whole slices (the envs one process steps; ``env.slices`` lists them), in the order they
-  finished, as many as it takes to hold at least ``batch_size`` envs (default: one slice), waiting for them
-  if needed; fewer only when no other env is stepping (the others all wait for actions). First finished,
-  first returned: no slice waits behind one that happens to be quicker.
+* ``recv`` returns whole slices (the envs a process steps together; ``env.slices`` lists them), in the
+  order they finished, as many as it takes to hold at least ``batch_size`` envs (default: one slice),
+  waiting for them if needed; fewer only when no other env is stepping (the others all wait for actions).
+  First finished, first returned: no slice waits behind one that happens to be quicker.
   Returned arrays are copies: they stay valid after ``send``. ``info["env_id"]`` says which envs they are.
 * ``send(actions, env_id)`` takes actions for envs exactly as some ``recv`` returned them (whole slices, in
   order, not yet sent); those slices start stepping at once. Anything else is an ``EnvError`` saying why.
@@ -26,7 +26,14 @@ Rules (tested in ``tests/rl/envs/test_envbank_async.py``):
   ``return_queue`` family, as for ``make_vec``.
 * Determinism: *which* envs come back together depends on timing, but each env's own trajectory does not.
   Env i is seeded with ``seed + i`` and steps on the actions sent for it, so the same actions per env give the
-  same observations, rewards and flags per env for any ``num_workers`` and ``batch_size`` (as ``make_vec``).
+  same observations, rewards and flags per env for any ``num_workers``, ``slices_per_worker`` and
+  ``batch_size`` (as ``make_vec``).
+
+With ``slices_per_worker=k`` each worker process steps k slices, one at a time, in the order their actions
+arrive: while the caller takes one slice's results and computes its actions, the worker steps another, so it
+does not sit idle through the caller's turnaround. That pays when the caller's work per slice is a good part
+of a slice's stepping time (cheap envs such as CartPole) and there is a core per worker and one for the
+caller; each extra slice adds its own fixed cost per step.
 """
 
 from __future__ import annotations
@@ -48,11 +55,12 @@ class AsyncBankEnv(EpisodeLog):
     """Envs stepped asynchronously, a slice per process; build it with :func:`make_async`."""
 
     def __init__(self, specs: list[EnvSpec], num_workers: int = 1, seed: int = 0,
-                 batch_size: int | None = None) -> None:
-        self.bank = EnvBank(specs, num_workers=num_workers, seed=seed, caller_steps=False)
+                 batch_size: int | None = None, slices_per_worker: int = 1) -> None:
+        self.bank = EnvBank(specs, num_workers=num_workers, seed=seed, caller_steps=False,
+                            slices_per_worker=slices_per_worker)
         self.num_envs = self.bank.num_envs
         bounds = self.bank.bounds
-        self.slices = [range(bounds[s], bounds[s + 1]) for s in range(num_workers)]
+        self.slices = [range(bounds[s], bounds[s + 1]) for s in range(self.bank.num_slices)]
         smallest = min(len(r) for r in self.slices)
         self.batch_size = smallest if batch_size is None else batch_size
         if not 1 <= self.batch_size <= self.num_envs:
@@ -204,14 +212,15 @@ def step_each(env: AsyncBankEnv, actions: np.ndarray[Any, Any], rewards: np.ndar
 
 
 def make_async(env_id: str, num_envs: int, num_workers: int = 1, seed: int = 0,
-               batch_size: int | None = None, **env_kwargs: Any) -> AsyncBankEnv:
+               batch_size: int | None = None, slices_per_worker: int = 1, **env_kwargs: Any) -> AsyncBankEnv:
     """``num_envs`` copies of gymnasium env ``env_id`` stepped asynchronously by ``num_workers`` worker
-    processes (the caller steps none; see the module docstring); other keyword arguments go to
-    ``gymnasium.make``."""
+    processes, each stepping ``slices_per_worker`` slices (the caller steps none; see the module
+    docstring); other keyword arguments go to ``gymnasium.make``."""
     if num_envs < 1:
         raise EnvError(f"make_async({env_id!r}) needs num_envs >= 1, got {num_envs}")
     specs = [EnvSpec(env_id, dict(env_kwargs)) for _ in range(num_envs)]
-    return AsyncBankEnv(specs, num_workers=num_workers, seed=seed, batch_size=batch_size)
+    return AsyncBankEnv(specs, num_workers=num_workers, seed=seed, batch_size=batch_size,
+                        slices_per_worker=slices_per_worker)
 
 
 __all__ = ["AsyncBankEnv", "collect", "make_async", "step_each"]

@@ -8,7 +8,9 @@ always seeded with ``seed + i`` and is stepped by exactly one process, so result
 ``num_workers``.
 
 Slices can also run independently (``start`` a command on some slices, collect whichever ``finished``), for
-an EnvPool-style asynchronous env (``async_env.py``): no slice then waits for the slowest one.
+an EnvPool-style asynchronous env (``async_env.py``): no slice then waits for the slowest one. A bank whose
+caller steps nothing can also give each worker process several slices (``slices_per_worker``): a worker then
+steps one while the caller hands out the results of another, instead of waiting for its next actions.
 
 Observations have ``OBS_BUFFERS`` batch buffers (``obs_buffers``); each step or reset names the one to fill.
 A caller can then hand a filled batch out without copying it and fill another one next, as long as the
@@ -54,13 +56,21 @@ class EnvBank:
     is False: then ``num_workers`` worker processes step every slice); see the module doc."""
 
     def __init__(self, specs: Sequence[EnvSpec], num_workers: int = 1, seed: int | None = 0,
-                 autoreset_mode: int = 0, spin_s: float | None = None, caller_steps: bool = True) -> None:
+                 autoreset_mode: int = 0, spin_s: float | None = None, caller_steps: bool = True,
+                 slices_per_worker: int = 1) -> None:
         self.specs = list(specs)
         n = len(self.specs)
         if n < 1:
             raise EnvError("an env bank needs at least one env")
         if not 1 <= num_workers <= n:
             raise EnvError(f"num_workers must be between 1 and num_envs={n}, got {num_workers}")
+        if slices_per_worker < 1 or (caller_steps and slices_per_worker != 1):
+            raise EnvError("slices_per_worker must be 1, or more when the caller steps no slice; got "
+                           f"{slices_per_worker}")
+        self.num_slices = num_workers * slices_per_worker
+        if self.num_slices > n:
+            raise EnvError(f"{num_workers} workers x {slices_per_worker} slices each need at least "
+                           f"{self.num_slices} envs, got {n}")
         for env_id in sorted({s.env_id for s in self.specs}):
             check_env_id(env_id)
         self.num_envs, self.num_workers, self.seed = n, num_workers, seed
@@ -69,8 +79,9 @@ class EnvBank:
             spin_s = DEFAULT_SPIN_S if processes <= (os.cpu_count() or 1) else 0.0
         self.spin_s = spin_s
         self._first = 1 if caller_steps else 0  # the first slice a worker process steps
-        self.bounds = slice_bounds(n, num_workers)
+        self.bounds = slice_bounds(n, self.num_slices)
         self.workers: list[Worker] = []
+        self._owner: dict[int, Worker] = {}  # slice -> the worker process stepping it
         self._segment: SharedSegment | None = None
         self._local: SliceRunner | None = None
         self.arrays: dict[str, np.ndarray[Any, Any]] = {}
@@ -91,17 +102,20 @@ class EnvBank:
             obs = array_shape(self.single_observation_space, "observation", self.specs[0].env_id)
             act = array_shape(self.single_action_space, "action", self.specs[0].env_id)
             self.discrete = isinstance(self.single_action_space, spaces.Discrete)
-            layout = bank_layout(n, num_workers, obs, act, OBS_BUFFERS)
+            layout = bank_layout(n, self.num_slices, obs, act, OBS_BUFFERS)
             self._segment = SharedSegment.create(layout.size)
             self.arrays = layout.views(self._segment.buf)
             self.obs_buffers = layout.split(self._segment.buf, "obs")
             if caller_steps:
                 self._local = SliceRunner(local_envs, 0, self.arrays, autoreset_mode, self.discrete)
                 local_envs = []
+            k = slices_per_worker
             for w in range(self._first, num_workers):
-                lo, hi = self.bounds[w], self.bounds[w + 1]
-                worker = Worker(w, lo, hi, self.specs[lo].env_id, self.arrays, spin_s, self._ready)
+                slices = list(range(w * k, (w + 1) * k))
+                env_id = self.specs[self.bounds[slices[0]]].env_id
+                worker = Worker(w, slices, self.bounds, env_id, self.arrays, spin_s, self._ready)
                 self.workers.append(worker)
+                self._owner.update(dict.fromkeys(slices, worker))
                 worker.start(self._segment.name, layout, self.specs, autoreset_mode, self.discrete,
                              self.spaces)
             for worker in self.workers:
@@ -126,7 +140,7 @@ class EnvBank:
 
     def _worker(self, s: int) -> Worker:
         """The worker process stepping slice ``s``."""
-        return self.workers[s - self._first]
+        return self._owner[s]
 
     def _run(self, cmd: int, payload: Any = None) -> None:
         """One lock-step command over all slices; any failure closes the bank and raises."""
@@ -167,7 +181,7 @@ class EnvBank:
             self.arrays["obs_buffer"][0] = self.last_buffer = 0
             for s in slices:
                 if s >= self._first:
-                    self._worker(s).send(cmd | ASYNC, payload)
+                    self._worker(s).send(cmd | ASYNC, payload, s)
                     self._running.add(s)
             if self._local is not None and 0 in slices:
                 self._run_local(self._local, cmd, payload)
@@ -195,7 +209,7 @@ class EnvBank:
             self._local_done = False
             done: list[int] = []
             while True:
-                new = [s for s in sorted(self._running) if self._worker(s).poll_done()]
+                new = [s for s in sorted(self._running) if self._worker(s).poll_done(s)]
                 self._running.difference_update(new)
                 done += new
                 self._ready_debt += len(new)
@@ -259,6 +273,7 @@ class EnvBank:
             except Exception as e:
                 errors.append(e)
         self.workers = []
+        self._owner = {}
         if self._local is not None:
             local, self._local = self._local, None
             try:

@@ -21,7 +21,8 @@ def register(subparsers: Any) -> None:
         "statistics. Results are identical for any --workers.",
         epilog="examples:\n  reflow envs CartPole-v1 --num-envs 64 --workers 2\n"
         "  reflow envs ALE/Pong-v5 --num-envs 8 --workers 2 --steps 200\n"
-        "  reflow envs ALE/Pong-v5 --num-envs 64 --workers 16 --async   # EnvPool-style send/recv",
+        "  reflow envs ALE/Pong-v5 --num-envs 64 --workers 16 --async   # EnvPool-style send/recv\n"
+        "  reflow envs Hopper-v5 -n 64 -w 16 --async --slices-per-worker 2",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("env_id", help="gymnasium env id, e.g. CartPole-v1, Hopper-v5, ALE/Pong-v5")
     p.add_argument("--num-envs", "-n", type=int, default=8, help="number of envs (default 8)")
@@ -32,6 +33,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--async", dest="asynchronous", action="store_true",
                    help="step with make_async: --workers worker processes, each slice stepped as soon as "
                    "its actions are there (each env gets the same actions, so the checksum is the same)")
+    p.add_argument("--slices-per-worker", type=int, default=1,
+                   help="with --async: slices each worker steps in turn, so it steps one while the caller "
+                   "turns another around (default 1; 2 pays for heavy envs)")
     p.set_defaults(func=_envs_cmd)
 
 
@@ -85,7 +89,8 @@ def _run_async(args: argparse.Namespace) -> Run:
 
     from reflow.rl.envs.async_env import collect, make_async, step_each
 
-    with make_async(args.env_id, args.num_envs, num_workers=args.workers, seed=args.seed) as env:
+    with make_async(args.env_id, args.num_envs, num_workers=args.workers, seed=args.seed,
+                    slices_per_worker=args.slices_per_worker) as env:
         space = batch_space(env.single_action_space, args.num_envs)
         space.seed(args.seed)
         actions = np.stack([space.sample() for _ in range(args.steps)])  # step t of env i: actions[t, i]

@@ -121,9 +121,9 @@ class Layout:
                 for k in range(slot.shape[0])]
 
 
-def bank_layout(num_envs: int, num_workers: int, obs: tuple[tuple[int, ...], np.dtype[Any]],
+def bank_layout(num_envs: int, num_slices: int, obs: tuple[tuple[int, ...], np.dtype[Any]],
                 act: tuple[tuple[int, ...], np.dtype[Any]], obs_buffers: int) -> Layout:
-    """The arrays every bank shares: per env data, plus one command and status word per worker.
+    """The arrays every bank shares: per env data, plus one command and status word per slice.
 
     Observations have ``obs_buffers`` whole batches; ``obs_buffer`` says which one the next command fills."""
     n = num_envs
@@ -142,6 +142,6 @@ def bank_layout(num_envs: int, num_workers: int, obs: tuple[tuple[int, ...], np.
         "reset_mask": ((n,), np.dtype(np.bool_)),
         "seeds": ((n,), np.dtype(np.int64)),
         "seeded": ((n,), np.dtype(np.bool_)),
-        "command": ((num_workers,), np.dtype(np.int64)),
-        "status": ((num_workers,), np.dtype(np.int64)),
+        "command": ((num_slices,), np.dtype(np.int64)),
+        "status": ((num_slices,), np.dtype(np.int64)),
     })

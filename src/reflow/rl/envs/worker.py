@@ -54,30 +54,36 @@ def spin_acquire(sem: Semaphore, spin_s: float) -> bool:
     return False
 
 
-def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[EnvSpec], lo: int, w: int,
-                mode: int, discrete: bool, ref_spaces: tuple[spaces.Space[Any], spaces.Space[Any]],
-                cmd_sem: Semaphore, done_sem: Semaphore, ready_sem: Semaphore, spin_s: float) -> None:
-    """Body of worker ``w``: build envs ``lo..lo+len(specs)-1`` and serve commands until CLOSE."""
+def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[EnvSpec], w: int,
+                slices: list[tuple[int, int, int]], mode: int, discrete: bool,
+                ref_spaces: tuple[spaces.Space[Any], spaces.Space[Any]], cmd_sem: Semaphore,
+                done_sems: list[Semaphore], ready_sem: Semaphore, spin_s: float) -> None:
+    """Body of worker ``w``: build the envs of its ``slices`` (index, lo, hi; contiguous, ``specs`` in order)
+    and serve commands until CLOSE. Each post of ``cmd_sem`` is one command, for the first of its slices
+    whose command word is set."""
     seg = SharedSegment.attach(seg_name)
     # Spawned children share the parent's resource tracker, and ``attach`` just unregistered the segment
     # there; register it again so the owner's unlink does not make the tracker report a missing name.
     resource_tracker.register(f"/{seg_name}", "shared_memory")
     arrays = layout.views(seg.buf)
-    runner: SliceRunner | None = None
+    command, status = arrays["command"], arrays["status"]
+    runners: list[SliceRunner] = []
     parent = os.getppid()
+    first = slices[0][1]
+    envs: list[Any] = []
     try:
-        envs = []
         for k, spec in enumerate(specs):
-            env = make_env(spec, lo + k)
+            env = make_env(spec, first + k)
             envs.append(env)
-            check_same_spaces(env, lo + k, spec.env_id, ref_spaces)
-        runner = SliceRunner(envs, lo, arrays, mode, discrete)
+            check_same_spaces(env, first + k, spec.env_id, ref_spaces)
+        runners = [SliceRunner(envs[lo - first:hi - first], lo, arrays, mode, discrete)
+                   for _, lo, hi in slices]
         conn.send(("ready", None))
     except Exception as e:
         conn.send(("error", f"{type(e).__name__}: {e}"))
         for env in envs:
             env.close()
-        del arrays
+        del arrays, command, status
         seg.close()
         return
     try:
@@ -86,38 +92,48 @@ def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[Env
                 while not cmd_sem.acquire(timeout=POLL_S):
                     if os.getppid() != parent:
                         return
-            flagged = int(arrays["command"][w])
+            found = next(((k, s) for k, (s, _, _) in enumerate(slices) if command[s]), None)
+            if found is None:
+                continue  # no command set (cannot happen: the parent sets one before each post)
+            k, s = found
+            flagged = int(command[s])
+            command[s] = 0
             cmd = flagged & ~ASYNC
             if cmd == CLOSE:
                 return
             try:
                 if cmd == STEP:
-                    runner.step()
+                    runners[k].step()
                 else:
-                    runner.reset(conn.recv())
+                    runners[k].reset(conn.recv())
             except Exception as e:
-                arrays["status"][w] = 1
-                conn.send(("error", (runner.failed_env, f"{type(e).__name__}: {e}", traceback.format_exc())))
-            done_sem.release()
+                status[s] = 1
+                error = f"{type(e).__name__}: {e}"
+                conn.send(("error", (runners[k].failed_env, error, traceback.format_exc())))
+            done_sems[k].release()
             if flagged & ASYNC:
                 ready_sem.release()
     finally:
-        runner.close()
-        del arrays
+        for env in envs:
+            env.close()
+        del arrays, command, status
         seg.close()
 
 
 class Worker:
-    """The parent's handle on one worker process stepping envs ``lo..hi-1``."""
+    """The parent's handle on one worker process stepping ``slices`` (contiguous slice indices of ``bounds``):
+    envs ``lo..hi-1``."""
 
-    def __init__(self, w: int, lo: int, hi: int, env_id: str, arrays: dict[str, Any], spin_s: float,
-                 ready_sem: Semaphore) -> None:
-        self.w, self.lo, self.hi, self.env_id = w, lo, hi, env_id
+    def __init__(self, w: int, slices: list[int], bounds: list[int], env_id: str, arrays: dict[str, Any],
+                 spin_s: float, ready_sem: Semaphore) -> None:
+        self.w, self.slices, self.env_id = w, slices, env_id
+        self.lo, self.hi = bounds[slices[0]], bounds[slices[-1] + 1]
+        self._bounds = [(s, bounds[s], bounds[s + 1]) for s in slices]
         self.arrays = arrays
         self.spin_s = spin_s
         ctx = mp.get_context("spawn")
         self.cmd_sem = ctx.Semaphore(0)
-        self.done_sem = ctx.Semaphore(0)
+        self.done_sems = {s: ctx.Semaphore(0) for s in slices}  # one per slice: its commands end there
         self.ready_sem = ready_sem
         self.conn, self._child_conn = ctx.Pipe()
         self._ctx = ctx
@@ -130,8 +146,9 @@ class Worker:
               ref_spaces: tuple[spaces.Space[Any], spaces.Space[Any]]) -> None:
         self.proc = self._ctx.Process(
             target=worker_main, name=f"reflow-envbank-{self.w}", daemon=True,
-            args=(self._child_conn, seg_name, layout, specs[self.lo:self.hi], self.lo, self.w, mode, discrete,
-                  ref_spaces, self.cmd_sem, self.done_sem, self.ready_sem, self.spin_s))
+            args=(self._child_conn, seg_name, layout, specs[self.lo:self.hi], self.w, self._bounds, mode,
+                  discrete, ref_spaces, self.cmd_sem, [self.done_sems[s] for s in self.slices],
+                  self.ready_sem, self.spin_s))
         self.proc.start()
         self._child_conn.close()
 
@@ -161,31 +178,36 @@ class Worker:
         if kind != "ready":
             raise EnvError(f"{self.describe()} could not start: {text}")
 
-    def send(self, cmd: int, payload: Any = None) -> None:
-        self.arrays["command"][self.w] = cmd
+    def send(self, cmd: int, payload: Any = None, s: int | None = None) -> None:
+        """Start ``cmd`` on slice ``s`` (default: the worker's first)."""
+        s = self.slices[0] if s is None else s
+        self.arrays["command"][s] = cmd
         if cmd & ~ASYNC == RESET:
             self.conn.send(payload)
         self.cmd_sem.release()
 
     def wait_done(self) -> None:
-        if not spin_acquire(self.done_sem, self.spin_s):
-            while not self.done_sem.acquire(timeout=POLL_S):
+        """Wait for the command on the worker's (only) slice: lock-step banks give a worker one slice."""
+        s = self.slices[0]
+        done = self.done_sems[s]
+        if not spin_acquire(done, self.spin_s):
+            while not done.acquire(timeout=POLL_S):
                 self.check_alive()
-        self._raise_if_failed()
+        self._raise_if_failed(s)
 
-    def poll_done(self) -> bool:
-        """Whether the last command finished (taking the notice if so); raises as ``wait_done`` does."""
-        if not self.done_sem.acquire(False):
+    def poll_done(self, s: int) -> bool:
+        """Whether slice ``s``'s last command finished (taking the notice if so); raises as ``wait_done``."""
+        if not self.done_sems[s].acquire(False):
             return False
-        self._raise_if_failed()
+        self._raise_if_failed(s)
         return True
 
     def check_alive(self) -> None:
         if self.proc is None or not self.proc.is_alive():
             raise self._crashed()
 
-    def _raise_if_failed(self) -> None:
-        if self.arrays["status"][self.w]:
+    def _raise_if_failed(self, s: int) -> None:
+        if self.arrays["status"][s]:
             _, (env, error, trace) = self._recv(5.0)
             raise EnvError(f"env {env} ({self.env_id!r}, stepped by worker {self.w}) raised {error}\n"
                            f"worker traceback:\n{trace}")
