@@ -2,16 +2,18 @@
 
 Policy. A step must cost the parent almost nothing beyond the envs' own work, so a worker is woken by a POSIX
 semaphore (a futex underneath: posting to a running worker is one atomic add, no system call) and answers on
-another; all data stays in the shared segment. Both sides first spin briefly on the semaphore, since the next
+another, one per slice it steps; all data stays in the shared segment. A worker may step several slices (an
+asynchronous bank's ``slices_per_worker``): each post is one command, found in the command word of the
+first of its slices that has one. Both sides first spin briefly on the semaphore, since the next
 command usually arrives within microseconds, and only then block (spinning is switched off when there are more
 processes than cores). Rare messages (reset options, errors, the startup handshake) are pickled over a pipe.
 A command flagged ``ASYNC`` also posts the bank's shared ``ready`` semaphore when done, so that a parent
 waiting for whichever slice finishes first can sleep on one semaphore instead of polling every worker's.
 
-Failure. A worker that raises reports the env index and traceback over the pipe and marks its status word; the
-parent turns that into an EnvError. A worker that dies is noticed by the parent within one blocking timeout
-and becomes WorkerCrashed naming the worker and its env slice. A worker whose parent dies notices the same way
-and exits, so no process is left behind. Workers start with ``spawn`` (never fork: torch and threads).
+Failure. A worker that raises reports the env index and traceback over the pipe and marks the slice's status
+word; the parent turns that into an EnvError. A worker that dies is noticed by the parent within one blocking
+timeout and becomes WorkerCrashed naming the worker and its envs. A worker whose parent dies notices the same
+way and exits, so no process is left behind. Workers start with ``spawn`` (never fork: torch and threads).
 """
 
 from __future__ import annotations
