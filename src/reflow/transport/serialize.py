@@ -86,6 +86,8 @@ def _tensor_type() -> Any:
 def _as_array(obj: Any) -> tuple[np.ndarray[Any, Any], bool, bool] | None:
     """The numpy array to send raw, whether it was a torch tensor, and whether it had to be made contiguous
     (a copy); None if ``obj`` is not an array."""
+    if type(obj) is np.ndarray and obj.flags.c_contiguous and not obj.dtype.hasobject:  # the usual case
+        return obj, False, False
     is_torch = False
     tensor = _tensor_type()
     if tensor is not None and isinstance(obj, tensor):
@@ -134,14 +136,11 @@ def _as_arrays(obj: Any) -> tuple[ArraysKey, tuple[memoryview, ...], int] | None
     for k, v in obj.items():
         if type(k) is not str:
             return None
-        if type(v) is np.ndarray and v.flags.c_contiguous and not v.dtype.hasobject:  # the usual entry
-            arr, is_torch = v, False
-        else:
-            found = _as_array(v)
-            if found is None:
-                return None
-            arr, is_torch, copied = found
-            copies += copied
+        found = _as_array(v)
+        if found is None:
+            return None
+        arr, is_torch, copied = found
+        copies += copied
         key.append((k, arr.dtype, arr.shape, is_torch))
         buffers.append(_bytes_of(arr))
     return tuple(key), tuple(buffers), copies
