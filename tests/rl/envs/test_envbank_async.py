@@ -208,15 +208,20 @@ def test_slices_per_worker_needs_a_caller_that_steps_nothing_and_enough_envs() -
         make_async("CartPole-v1", 4, num_workers=2, slices_per_worker=3)
 
 
+def raises_at_the_third_recv(env: AsyncBankEnv, match: str) -> None:
+    """Step every env twice (a recv of all of them, a send), then the env that raises surfaces at recv."""
+    env.async_reset()
+    for _ in range(2):
+        ids = env.recv()[4]["env_id"]
+        env.send(np.zeros(env.num_envs, np.int64), ids)
+    with pytest.raises(EnvError, match=match):
+        env.recv()
+
+
 def test_env_errors_and_killed_workers_surface_at_recv(no_leaks: None) -> None:
     specs = [EnvSpec(CRASH, {"crash_step": 2 if i == 3 else -1}) for i in range(4)]
     with AsyncBankEnv(specs, num_workers=2, batch_size=4) as env:
-        env.async_reset()
-        for _ in range(2):
-            ids = env.recv()[4]["env_id"]
-            env.send(np.zeros(4, np.int64), ids)
-        with pytest.raises(EnvError, match=r"env 3\b.*boom at step 2"):
-            env.recv()
+        raises_at_the_third_recv(env, r"env 3\b.*boom at step 2")
     with make_async("CartPole-v1", 4, num_workers=2, batch_size=4) as env:
         env.async_reset()
         ids = env.recv()[4]["env_id"]
@@ -229,12 +234,7 @@ def test_env_errors_and_killed_workers_surface_at_recv(no_leaks: None) -> None:
             env.recv()
     specs = [EnvSpec(CRASH, {"crash_step": 2 if i == 6 else -1}) for i in range(8)]
     with AsyncBankEnv(specs, num_workers=2, slices_per_worker=2, batch_size=8) as env:  # env 6: slice 3
-        env.async_reset()
-        for _ in range(2):
-            ids = env.recv()[4]["env_id"]
-            env.send(np.zeros(8, np.int64), ids)
-        with pytest.raises(EnvError, match=r"env 6\b.*stepped by worker 1\) raised .*boom at step 2"):
-            env.recv()
+        raises_at_the_third_recv(env, r"env 6\b.*stepped by worker 1\) raised .*boom at step 2")
 
 
 def test_the_guide_example_runs_and_prints_what_the_guide_says(no_leaks: None) -> None:
