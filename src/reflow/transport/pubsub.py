@@ -218,7 +218,7 @@ class Publisher:
         if loan is not None and loan.block is not None and enc.kind == "raw" \
                 and enc.nbytes > self.inline_bytes:
             self.store.share(loan.block, self._readers)  # the message is already in the store: no copy
-            frame = wire.handle_frame(enc, loan.block.id, loan.block.offset)
+            frame = wire.handle_frame(wire.plan(enc), loan.block.id, loan.block.offset)
             held = loan.block.id
             self.stats.loaned += 1
         elif enc.nbytes <= self.inline_bytes:
@@ -242,11 +242,11 @@ class Publisher:
 
     def _store(self, enc: Encoded) -> tuple[bytes, int]:
         """Copy the message into a block of the store: a handle frame, and the block's id."""
-        offs, total = wire.buffer_offsets([b.nbytes for b in enc.buffers])
-        block = self.store.alloc(total, self._readers, self.timeout)
-        self._copy_in(block, enc.buffers, offs)
+        plan = wire.plan(enc)
+        block = self.store.alloc(plan.total, self._readers, self.timeout)
+        self._copy_in(block, enc.buffers, plan.offsets)
         self.stats.stored += 1
-        return wire.handle_frame(enc, block.id, block.offset), block.id
+        return wire.handle_frame(plan, block.id, block.offset), block.id
 
     def _forward(self, enc: Encoded, parts: list[Part | None]) -> tuple[bytes, int]:
         """Send the buffers that lie in leased views from there, copy the others into a block of the store
@@ -267,7 +267,7 @@ class Publisher:
         self.stats.forwarded += 1
         return wire.forward_frame(enc, block.id, block.offset, where, list(stores)), block.id
 
-    def _copy_in(self, block: Block, buffers: Sequence[memoryview], offsets: list[int]) -> None:
+    def _copy_in(self, block: Block, buffers: Sequence[memoryview], offsets: Sequence[int]) -> None:
         """The one copy of a message: ``buffers`` into ``block`` at ``offsets``."""
         if buffers:
             dst = self.store.view(block)

@@ -213,11 +213,7 @@ def _view(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], is_torch: boo
     arr = data.view(dtype) if type(data) is np.ndarray else np.frombuffer(data, dtype=dtype)
     if arr.shape != shape:  # not 1-D (frombuffer's shape is the whole buffer's length)
         arr = arr.reshape(shape)
-    if is_torch:
-        import torch
-
-        return torch.from_numpy(arr)
-    return arr
+    return _tensor(arr, is_torch)
 
 
 def decode(kind: Kind, header: bytes, buffers: list[Any]) -> Any:
@@ -230,3 +226,30 @@ def decode(kind: Kind, header: bytes, buffers: list[Any]) -> Any:
     if kind == "oob":
         return pickle.loads(header, buffers=buffers)
     return pickle.loads(header)
+
+
+def viewer(kind: Kind, header: bytes, offsets: tuple[int, ...]) -> Callable[[np.ndarray[Any, Any]], Any]:
+    """For ``raw`` and ``arrays``: a function that rebuilds the value as views on the bytes its buffers lie
+    in (a uint8 array, buffer i at ``offsets[i]``), making one array per entry. Built once per layout by a
+    receiver, so a message costs one array per buffer and no header parsing."""
+    if kind == "raw":
+        dtype, shape, is_torch = _layout(header, _raw_layout)
+        (off,) = offsets
+        return lambda block: _tensor(np.ndarray(shape, dtype, block, off), is_torch)
+    if kind != "arrays":
+        raise ValueError(f"no viewer for {kind!r} messages (only raw and arrays)")
+    entries = tuple((name, dtype, shape, off) for (name, (dtype, shape, _)), off
+                    in zip(_layout(header, _arrays_layout), offsets, strict=True))
+    torch = {name for name, (_, _, is_torch) in _layout(header, _arrays_layout) if is_torch}
+    if torch:
+        return lambda block: {name: _tensor(np.ndarray(shape, dtype, block, off), name in torch)
+                              for name, dtype, shape, off in entries}
+    return lambda block: {name: np.ndarray(shape, dtype, block, off) for name, dtype, shape, off in entries}
+
+
+def _tensor(arr: np.ndarray[Any, Any], is_torch: bool) -> Any:
+    if is_torch:
+        import torch
+
+        return torch.from_numpy(arr)
+    return arr

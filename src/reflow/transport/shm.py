@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import itertools
 import mmap
 import os
@@ -91,6 +92,12 @@ class SharedSegment:
         buf = self._shm.buf
         assert buf is not None
         return buf
+
+    @functools.cached_property
+    def address(self) -> int:
+        """Where the mapping starts in this process's memory (an array at ``offset`` starts at this plus
+        ``offset``)."""
+        return int(np.frombuffer(self.buf, np.uint8, 1).__array_interface__["data"][0])
 
     def ndarray(self, shape: tuple[int, ...], dtype: Any, offset: int = 0) -> np.ndarray[Any, Any]:
         """A numpy view on the segment (no copy); it may outlive ``close()`` (see there)."""

@@ -271,7 +271,11 @@ class StoreReader:
               segment: SharedSegment | None = None) -> np.ndarray[Any, Any]:
         """A view on a block that releases it for ``reader`` once it (and every view made from it) is gone;
         on this reader's segment, or on ``segment``, where a forwarded message lies whole."""
-        return self.lease_parts(block_id, reader, [(segment or self.segment, offset, size)])[0]
+        seg = segment or self.segment
+        view = seg.ndarray((size,), np.uint8, offset)
+        self._hold(view, Lease(weakref.ref(view, self._expired), block_id * self.max_readers + reader,
+                               seg.name, offset, size, seg.address + offset), [1])
+        return view
 
     def lease_parts(self, block_id: int, reader: int,
                     parts: list[tuple[SharedSegment, int, int]]) -> list[np.ndarray[Any, Any]]:
@@ -281,12 +285,14 @@ class StoreReader:
         views = []
         for seg, offset, size in parts:
             view = seg.ndarray((size,), np.uint8, offset)
-            ref = weakref.ref(view, self._expired)
-            lease = Lease(ref, flag, seg.name, offset, size, view.__array_interface__["data"][0])
-            self._leases[id(ref)] = (id(view), lease, alive)
-            LEASES[id(view)] = lease
+            self._hold(view, Lease(weakref.ref(view, self._expired), flag, seg.name, offset, size,
+                                   seg.address + offset), alive)
             views.append(view)
         return views
+
+    def _hold(self, view: np.ndarray[Any, Any], lease: Lease, alive: list[int]) -> None:
+        self._leases[id(lease.view)] = (id(view), lease, alive)
+        LEASES[id(view)] = lease
 
     def _expired(self, ref: weakref.ref[np.ndarray[Any, Any]]) -> None:
         key, lease, alive = self._leases.pop(id(ref))

@@ -104,35 +104,37 @@ class Subscriber:
             mv = self._frame(self._sock, deadline, timeout)
         self.received += 1
         f = wire.parse(mv)
-        if f.tag == b"I":
+        plan = f.plan
+        if f.tag == wire.TAG_INLINE:
             data = memoryview(bytearray(mv[f.data_start:]))
             bufs: list[Any] = []
             pos = 0
-            for size in f.sizes:
+            for size in plan.sizes:
                 bufs.append(data[pos:pos + size])
                 pos += size
-            return decode(f.kind, f.header, bufs)
+            return decode(plan.kind, plan.header, bufs)
         assert self._reader is not None and self._welcome is not None
-        if not f.sizes:
+        if not plan.sizes:
             self._reader.release(f.block_id, self._welcome.slot)
-            return decode(f.kind, f.header, [])
-        offs, total = wire.buffer_offsets(f.sizes)
+            return decode(plan.kind, plan.header, [])
         segment, start = self._reader.segment, f.offset
         if f.where is not None and f.stores is not None:  # forwarded: each buffer where it lies
             index, at = f.where[0]
-            if any(i != index or o != at + off for (i, o), off in zip(f.where, offs, strict=True)):
+            if any(i != index or o != at + off for (i, o), off in zip(f.where, plan.offsets, strict=True)):
                 segments = [self._foreign.segment(name) for name in f.stores]
                 parts = [(segment, f.offset + o, size) if i == wire.OWN else (segments[i], o, size)
-                         for (i, o), size in zip(f.where, f.sizes, strict=True)]
+                         for (i, o), size in zip(f.where, plan.sizes, strict=True)]
                 views = self._reader.lease_parts(f.block_id, self._welcome.slot, parts)
-                return decode(f.kind, f.header, views)
+                return decode(plan.kind, plan.header, views)
             # laid out as one block (an echo, a relay): one view, as for a handle
             segment, start = ((segment, f.offset + at) if index == wire.OWN
                               else (self._foreign.segment(f.stores[index]), at))
-        block = self._reader.lease(f.block_id, self._welcome.slot, start, total, segment)
-        views = [block[off:off + size] for off, size in zip(offs, f.sizes, strict=True)]
+        block = self._reader.lease(f.block_id, self._welcome.slot, start, plan.total, segment)
+        if plan.build is not None:  # arrays: views made straight from the block
+            return plan.build(block)
+        views = [block[off:off + size] for off, size in zip(plan.offsets, plan.sizes, strict=True)]
         del block  # the views hold it: the block is released when the last of them goes
-        return decode(f.kind, f.header, views)
+        return decode(plan.kind, plan.header, views)
 
     def _frame(self, sock: socket.socket, deadline: float | None, timeout: float | None) -> memoryview:
         try:
@@ -224,7 +226,7 @@ class Subscriber:
                 self._greet(frame)
                 continue
             f = wire.parse(frame)
-            if f.tag != b"I" and self._reader is not None:
+            if f.tag != wire.TAG_INLINE and self._reader is not None:
                 self._reader.release(f.block_id, self._welcome.slot)
 
     def __enter__(self) -> Subscriber:

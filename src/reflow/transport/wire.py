@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from reflow.transport.serialize import KINDS, Encoded, Kind
+import numpy as np
+
+from reflow.transport.serialize import KINDS, Encoded, Kind, viewer
 
 _INLINE = struct.Struct("<cBII")  # tag, kind, header length, buffer count
 _HANDLE = struct.Struct("<cBIQII")  # tag, kind, block id, offset, header length, buffer count
@@ -48,16 +52,52 @@ def _sizes_struct(n: int) -> struct.Struct:
     return struct.Struct(f"<{n}Q")
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a message lies in a block and on the wire: its buffers' sizes and offsets in the block, the
+    block's size, and the end every frame of it shares (the packed sizes, then the header)."""
+
+    kind: Kind
+    header: bytes
+    sizes: tuple[int, ...]
+    offsets: tuple[int, ...]
+    total: int
+    tail: bytes
+    build: Callable[[np.ndarray[Any, Any]], Any] | None = None  # receivers: the message from its block
+
+
+_CACHED = frozenset({"raw", "arrays"})  # kinds whose header fixes the buffer sizes: planned once per layout
+_plans: dict[bytes, Plan] = {}  # header -> plan, for the sender
+PLAN_CACHE = 256  # layouts remembered (emptied when full)
+
+
+def plan(enc: Encoded) -> Plan:
+    """The plan of ``enc``; worked out once per layout for arrays and dicts of arrays, whose header fixes
+    every size (a stream of them repeats a few layouts), per message for pickles."""
+    cached = enc.kind in _CACHED
+    if cached:
+        found = _plans.get(enc.header)
+        if found is not None:
+            return found
+    sizes = tuple(b.nbytes for b in enc.buffers)
+    offs, total = buffer_offsets(list(sizes))
+    made = Plan(enc.kind, enc.header, sizes, tuple(offs), total,
+                _sizes_struct(len(sizes)).pack(*sizes) + enc.header)
+    if cached:
+        if len(_plans) >= PLAN_CACHE:
+            _plans.clear()
+        _plans[enc.header] = made
+    return made
+
+
 def inline_frame(enc: Encoded) -> bytes:
-    sizes = [b.nbytes for b in enc.buffers]
-    head = _INLINE.pack(b"I", _KIND_CODE[enc.kind], len(enc.header), len(sizes))
-    return b"".join([head, _sizes_struct(len(sizes)).pack(*sizes), enc.header, *enc.buffers])
+    p = plan(enc)
+    head = _INLINE.pack(b"I", _KIND_CODE[enc.kind], len(enc.header), len(p.sizes))
+    return b"".join([head, p.tail, *enc.buffers])
 
 
-def handle_frame(enc: Encoded, block_id: int, offset: int) -> bytes:
-    sizes = [b.nbytes for b in enc.buffers]
-    head = _HANDLE.pack(b"H", _KIND_CODE[enc.kind], block_id, offset, len(enc.header), len(sizes))
-    return b"".join([head, _sizes_struct(len(sizes)).pack(*sizes), enc.header])
+def handle_frame(p: Plan, block_id: int, offset: int) -> bytes:
+    return _HANDLE.pack(b"H", _KIND_CODE[p.kind], block_id, offset, len(p.header), len(p.sizes)) + p.tail
 
 
 def forward_frame(enc: Encoded, block_id: int, offset: int, where: list[tuple[int, int]],
@@ -104,18 +144,17 @@ def parse_welcome(frame: bytes | memoryview) -> Welcome:
     return Welcome(slot, mr, mb, inline, bytes(frame[_WELCOME.size:]).decode())
 
 
-_I, _H, _F = ord("I"), ord("H"), ord("F")
+TAG_INLINE, TAG_HANDLE, TAG_FORWARD = ord("I"), ord("H"), ord("F")  # frame tags as read from a buffer
 
 
 @dataclass(slots=True)
 class Frame:
-    """A parsed inline, handle or forward frame; for inline frames ``data_start`` is where the buffers begin;
-    a forward frame also says where each buffer lies (``where``, ``stores``: see ``forward_frame``)."""
+    """A parsed inline, handle or forward frame: its message's ``plan``; for inline frames ``data_start`` is
+    where the buffers begin; a forward frame also says where each buffer lies (``where``, ``stores``: see
+    ``forward_frame``)."""
 
-    tag: bytes
-    kind: Kind
-    header: bytes
-    sizes: list[int]
+    tag: int
+    plan: Plan
     block_id: int = -1
     offset: int = 0
     data_start: int = 0
@@ -123,24 +162,44 @@ class Frame:
     stores: list[str] | None = None
 
 
+_received: dict[bytes, Plan] = {}  # a frame's tail (sizes, then header) -> its plan, for receivers
+
+
+def received_plan(code: int, nbuf: int, tail: bytes) -> Plan:
+    """The plan that a frame's ``tail`` (the packed sizes, then the header) describes; parsed once per
+    layout for the kinds whose header fixes the sizes, with the function that rebuilds such a message
+    from the block it lies in (``serialize.viewer``)."""
+    kind = KINDS[code]
+    found = _received.get(tail)
+    if found is not None and found.kind == kind:
+        return found
+    sizes = _sizes_struct(nbuf).unpack_from(tail)
+    offs, total = buffer_offsets(list(sizes))
+    header = tail[8 * nbuf:]
+    cached = kind in _CACHED
+    made = Plan(kind, header, sizes, tuple(offs), total, tail,
+                viewer(kind, header, tuple(offs)) if cached and sizes else None)
+    if cached:
+        if len(_received) >= PLAN_CACHE:
+            _received.clear()
+        _received[tail] = made
+    return made
+
+
 def parse(frame: memoryview) -> Frame:
     tag = frame[0]
-    if tag == _I:
-        _, k, hlen, nbuf = _INLINE.unpack_from(frame)
-        pos = _INLINE.size
-        sizes = list(_sizes_struct(nbuf).unpack_from(frame, pos))
-        pos += 8 * nbuf
-        return Frame(b"I", KINDS[k], bytes(frame[pos:pos + hlen]), sizes, data_start=pos + hlen)
-    if tag == _H:
+    if tag == TAG_HANDLE:
         _, k, bid, off, hlen, nbuf = _HANDLE.unpack_from(frame)
-        pos = _HANDLE.size
-        sizes = list(_sizes_struct(nbuf).unpack_from(frame, pos))
-        pos += 8 * nbuf
-        return Frame(b"H", KINDS[k], bytes(frame[pos:pos + hlen]), sizes, bid, off)
-    if tag == _F:
+        return Frame(tag, received_plan(k, nbuf, bytes(frame[_HANDLE.size:_HANDLE.size + 8 * nbuf + hlen])),
+                     bid, off)
+    if tag == TAG_INLINE:
+        _, k, hlen, nbuf = _INLINE.unpack_from(frame)
+        end = _INLINE.size + 8 * nbuf + hlen
+        return Frame(tag, received_plan(k, nbuf, bytes(frame[_INLINE.size:end])), data_start=end)
+    if tag == TAG_FORWARD:
         _, k, bid, off, hlen, nbuf, nstores = _FORWARD.unpack_from(frame)
         pos = _FORWARD.size
-        sizes = list(_sizes_struct(nbuf).unpack_from(frame, pos))
+        sizes = bytes(frame[pos:pos + 8 * nbuf])
         pos += 8 * nbuf
         index = _index_struct(nbuf).unpack_from(frame, pos)
         pos += 2 * nbuf
@@ -151,6 +210,6 @@ def parse(frame: memoryview) -> Frame:
             (length,) = _NAME.unpack_from(frame, pos)
             stores.append(bytes(frame[pos + 2:pos + 2 + length]).decode())
             pos += 2 + length
-        return Frame(b"F", KINDS[k], bytes(frame[pos:pos + hlen]), sizes, bid, off, where=where,
-                     stores=stores)
+        return Frame(tag, received_plan(k, nbuf, sizes + bytes(frame[pos:pos + hlen])), bid, off,
+                     where=where, stores=stores)
     raise ValueError(f"unknown frame tag {bytes([tag])!r}")
