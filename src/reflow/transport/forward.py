@@ -33,8 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -47,8 +46,7 @@ STORE_CHECK_S = 0.05  # how long a store seen in /dev/shm is taken to be still t
 _seen: dict[str, float] = {}  # store name -> when it was last seen in /dev/shm
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
+class Part(NamedTuple):
     """A buffer of a message found in a leased view: the lease, the view (to keep alive) and where the
     buffer starts in the lease's segment."""
 
@@ -82,11 +80,16 @@ def _store_exists(name: str) -> bool:
 def _part(buf: memoryview) -> Part | None:
     """Where ``buf`` lies in a leased view, if it does (and its store can still be mapped)."""
     exporter = buf.obj
-    if not buf.nbytes or not isinstance(exporter, np.ndarray):
+    if not isinstance(exporter, np.ndarray) or not buf.nbytes:
         return None
-    lease = LEASES.get(id(exporter)) or LEASES.get(id(exporter.base))
-    view = lease.view() if lease is not None else None
-    if lease is None or view is None or (view is not exporter and view is not exporter.base):
+    base = exporter.base  # a received array's base is the view its message was leased as
+    lease = LEASES.get(id(base)) if base is not None else None
+    if lease is None:
+        lease = LEASES.get(id(exporter))  # or it is that view
+        if lease is None:
+            return None
+    view = lease.view()
+    if view is None or (view is not base and view is not exporter):
         return None
     start = _address(buf) - lease.address
     if start < 0 or start + buf.nbytes > lease.size or not _store_exists(lease.store):
@@ -97,6 +100,8 @@ def _part(buf: memoryview) -> Part | None:
 def locate(enc: Encoded) -> list[Part | None] | None:
     """Per buffer of ``enc``, where it lies in a leased view (None: not in one, to be copied); None when no
     buffer lies in one (the message is copied whole: the common case)."""
+    if not LEASES:  # this process holds no received message: nothing to forward
+        return None
     parts = [_part(buf) for buf in enc.buffers]
     return parts if any(parts) else None
 
@@ -104,8 +109,8 @@ def locate(enc: Encoded) -> list[Part | None] | None:
 def lock(enc: Encoded, parts: list[Part | None]) -> None:
     """Make the arrays behind forwarded buffers read-only in the forwarder (it now shares them)."""
     for buf, part in zip(enc.buffers, parts, strict=True):
-        if part is not None and isinstance(buf.obj, np.ndarray):
-            buf.obj.flags.writeable = False
+        if part is not None:
+            buf.obj.flags.writeable = False  # type: ignore[union-attr]  # an ndarray (see ``_part``)
 
 
 class ForeignStores:

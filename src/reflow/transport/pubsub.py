@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, overload
 
-import numpy as np
 from numpy.typing import DTypeLike
 
 from reflow.errors import BackPressureError, TransportError
@@ -111,7 +110,7 @@ class Publisher:
         self._subs: dict[int, socket.socket] = {}  # slot -> connection (non-blocking)
         self._pids: dict[int, int] = {}  # slot -> the subscriber's process id (from the socket)
         self._departed: dict[int, int] = {}  # slot -> pid: gone, but may still read blocks it received
-        self._readers: list[int] = []  # sorted slots, the readers of every new store block
+        self._readers: tuple[int, ...] = ()  # sorted slots, the readers of every new store block
         self._free_slots = list(range(max_subscribers - 1, -1, -1))
         self._next_accept = 0.0
         self._closed = False
@@ -158,13 +157,13 @@ class Publisher:
             conn.send(wire.welcome_frame(wire.Welcome(slot, self.store.max_readers, self.store.max_blocks,
                                                       self.inline_bytes, self.store.name)))
             self._subs[slot] = conn
-            self._readers = sorted(self._subs)
+            self._readers = tuple(sorted(self._subs))
 
     def _drop(self, slot: int) -> None:
         """A subscriber went away. If its process lives on, it may still read arrays it received: its
         blocks stay held (and its slot unused) until it releases them or its process ends."""
         self._subs.pop(slot).close()
-        self._readers = sorted(self._subs)
+        self._readers = tuple(sorted(self._subs))
         pid = self._pids.pop(slot, None)
         if pid is not None and process_alive(pid):
             self._departed[slot] = pid
@@ -214,21 +213,22 @@ class Publisher:
         if not self._subs:
             self.stats.dropped_no_subscribers += 1
             return
+        plan = wire.plan(enc)
         held: int | None = None  # the block the frame hands out, which each subscriber must release
         if loan is not None and loan.block is not None and enc.kind == "raw" \
-                and enc.nbytes > self.inline_bytes:
+                and plan.nbytes > self.inline_bytes:
             self.store.share(loan.block, self._readers)  # the message is already in the store: no copy
-            frame = wire.handle_frame(wire.plan(enc), loan.block.id, loan.block.offset)
+            frame = wire.handle_frame(plan, loan.block.id, loan.block.offset)
             held = loan.block.id
             self.stats.loaned += 1
-        elif enc.nbytes <= self.inline_bytes:
-            frame = wire.inline_frame(enc)
+        elif plan.nbytes <= self.inline_bytes:
+            frame = wire.inline_frame(plan, enc.buffers)
             self.stats.inline += 1
         else:
             if self._departed:
                 self._settle_departed()
             parts = locate(enc)
-            frame, held = self._store(enc) if parts is None else self._forward(enc, parts)
+            frame, held = self._store(enc, plan) if parts is None else self._forward(enc, plan, parts)
         for slot, conn in list(self._subs.items()):
             try:
                 try:
@@ -240,19 +240,18 @@ class Publisher:
                     self.store.release(held, slot)  # it never got there
                 self._drop(slot)
 
-    def _store(self, enc: Encoded) -> tuple[bytes, int]:
+    def _store(self, enc: Encoded, plan: wire.Plan) -> tuple[bytes, int]:
         """Copy the message into a block of the store: a handle frame, and the block's id."""
-        plan = wire.plan(enc)
         block = self.store.alloc(plan.total, self._readers, self.timeout)
         self._copy_in(block, enc.buffers, plan.offsets)
         self.stats.stored += 1
         return wire.handle_frame(plan, block.id, block.offset), block.id
 
-    def _forward(self, enc: Encoded, parts: list[Part | None]) -> tuple[bytes, int]:
+    def _forward(self, enc: Encoded, plan: wire.Plan, parts: list[Part | None]) -> tuple[bytes, int]:
         """Send the buffers that lie in leased views from there, copy the others into a block of the store
         (which keeps those views alive): a forward frame, and the block's id."""
         mine = [i for i, part in enumerate(parts) if part is None]
-        offs, total = wire.buffer_offsets([enc.buffers[i].nbytes for i in mine])
+        offs, total = wire.buffer_offsets([plan.sizes[i] for i in mine])
         views = list({id(p.view): p.view for p in parts if p is not None}.values())
         block = self.store.alloc(total, self._readers, self.timeout, keep=views)
         self._copy_in(block, [enc.buffers[i] for i in mine], offs)
@@ -265,14 +264,15 @@ class Publisher:
                 where[i] = (stores.setdefault(part.lease.store, len(stores)), part.offset)
         lock(enc, parts)
         self.stats.forwarded += 1
-        return wire.forward_frame(enc, block.id, block.offset, where, list(stores)), block.id
+        return wire.forward_frame(plan, block.id, block.offset, where, list(stores)), block.id
 
     def _copy_in(self, block: Block, buffers: Sequence[memoryview], offsets: Sequence[int]) -> None:
-        """The one copy of a message: ``buffers`` into ``block`` at ``offsets``."""
-        if buffers:
-            dst = self.store.view(block)
-            for buf, off in zip(buffers, offsets, strict=True):
-                dst[off:off + buf.nbytes] = np.frombuffer(buf, np.uint8)
+        """The one copy of a message: ``buffers`` into ``block`` at ``offsets`` (a memoryview slice
+        assignment is one memcpy, with no array made for it)."""
+        dst = self.store.segment.buf
+        for buf, off in zip(buffers, offsets, strict=True):
+            start = block.offset + off
+            dst[start:start + buf.nbytes] = buf
 
     def _send_when_room(self, slot: int, conn: socket.socket, frame: bytes) -> None:
         """The subscriber's queue is full: wait up to ``timeout`` for it to read (back-pressure)."""

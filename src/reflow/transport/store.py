@@ -37,9 +37,10 @@ from __future__ import annotations
 import bisect
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -53,8 +54,7 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-@dataclass(frozen=True)
-class Block:
+class Block(NamedTuple):
     """A block of the arena: ``id`` is its row in the release table; ``offset`` is from the segment start."""
 
     id: int
@@ -115,12 +115,27 @@ class ObjectStore:
 
     def reclaim(self) -> int:
         """Free every block all of whose readers released it; returns how many were freed."""
+        return len(self._done_blocks(-1)[0])
+
+    def _done_blocks(self, reuse_size: int) -> tuple[list[Block], Block | None]:
+        """Free every block all of whose readers released it (and whose holder is gone), except one of
+        exactly ``reuse_size`` bytes, which is returned to be handed out again as it is: a stream of
+        messages of one layout then takes the same block every time, without touching the free list.
+        Returns the blocks freed and the one kept."""
         r, table, all_done, holders = self.max_readers, self._table, self._done, self._holders
-        done = [b for b in self._live.values() if table[b.id * r:(b.id + 1) * r].tobytes() == all_done
+        done = [b for b in self._live.values() if table[b.id * r:(b.id + 1) * r] == all_done
                 and ((h := holders.get(b.id)) is None or h() is None)]
+        kept = None
         for b in done:
-            self._release_block(b)
-        return len(done)
+            if kept is None and b.size == reuse_size:
+                kept = b
+                holders.pop(b.id, None)
+                self._kept.pop(b.id, None)  # the foreign views its last message kept go now
+            else:
+                self._release_block(b)
+        if kept is not None:
+            done.remove(kept)
+        return done, kept
 
     def drop_reader(self, reader: int) -> None:
         """Forget a reader that went away: its pending releases are done on its behalf."""
@@ -134,7 +149,7 @@ class ObjectStore:
         """Whether ``reader`` still holds some block (has a release pending)."""
         return 0 in self._table[reader::self.max_readers]
 
-    def alloc(self, nbytes: int, readers: list[int], timeout: float = 10.0, waiting_on: str = "",
+    def alloc(self, nbytes: int, readers: Sequence[int], timeout: float = 10.0, waiting_on: str = "",
               keep: Any = None) -> Block:
         """A block of at least ``nbytes`` bytes held for ``readers``; waits up to ``timeout`` for space.
 
@@ -149,10 +164,10 @@ class ObjectStore:
             )
         deadline: float | None = None
         pause = 20e-6
-        # Reclaim first: reusing the lowest free offsets keeps the arena's pages warm (a fresh page costs a
-        # fault and a zeroing, which at 1 MB is more than the copy itself).
-        self.reclaim()
-        while True:
+        # Reclaim first: reusing a block just released, or else the lowest free offsets, keeps the arena's
+        # pages warm (a fresh page costs a fault and a zeroing, which at 1 MB is more than the copy itself).
+        block = self._done_blocks(size)[1] if self._live else None
+        while block is None:
             block = self._try_alloc(size)
             if block is not None:
                 break
@@ -181,14 +196,14 @@ class ObjectStore:
         of its readers."""
         self._holders[block.id] = holder
 
-    def share(self, block: Block, readers: list[int]) -> None:
+    def share(self, block: Block, readers: Sequence[int]) -> None:
         """Hand an allocated (loaned) block to ``readers``: each must release it before it is freed."""
         r = self.max_readers
         self._table[block.id * r:(block.id + 1) * r] = self._row(readers)
 
-    def _row(self, readers: list[int]) -> bytes:
+    def _row(self, readers: Sequence[int]) -> bytes:
         """The release row of a block held by ``readers`` (cached: the set of readers rarely changes)."""
-        key = tuple(readers)
+        key = readers if type(readers) is tuple else tuple(readers)
         row = self._rows.get(key)
         if row is None:
             if len(self._rows) > 64:

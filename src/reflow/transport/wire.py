@@ -63,6 +63,7 @@ class Plan:
     offsets: tuple[int, ...]
     total: int
     tail: bytes
+    nbytes: int  # header and buffers: the message's size, which decides inline or store
     build: Callable[[np.ndarray[Any, Any]], Any] | None = None  # receivers: the message from its block
 
 
@@ -82,7 +83,7 @@ def plan(enc: Encoded) -> Plan:
     sizes = tuple(b.nbytes for b in enc.buffers)
     offs, total = buffer_offsets(list(sizes))
     made = Plan(enc.kind, enc.header, sizes, tuple(offs), total,
-                _sizes_struct(len(sizes)).pack(*sizes) + enc.header)
+                _sizes_struct(len(sizes)).pack(*sizes) + enc.header, len(enc.header) + sum(sizes))
     if cached:
         if len(_plans) >= PLAN_CACHE:
             _plans.clear()
@@ -90,26 +91,24 @@ def plan(enc: Encoded) -> Plan:
     return made
 
 
-def inline_frame(enc: Encoded) -> bytes:
-    p = plan(enc)
-    head = _INLINE.pack(b"I", _KIND_CODE[enc.kind], len(enc.header), len(p.sizes))
-    return b"".join([head, p.tail, *enc.buffers])
+def inline_frame(p: Plan, buffers: tuple[memoryview, ...]) -> bytes:
+    head = _INLINE.pack(b"I", _KIND_CODE[p.kind], len(p.header), len(p.sizes))
+    return b"".join([head, p.tail, *buffers])
 
 
 def handle_frame(p: Plan, block_id: int, offset: int) -> bytes:
     return _HANDLE.pack(b"H", _KIND_CODE[p.kind], block_id, offset, len(p.header), len(p.sizes)) + p.tail
 
 
-def forward_frame(enc: Encoded, block_id: int, offset: int, where: list[tuple[int, int]],
+def forward_frame(p: Plan, block_id: int, offset: int, where: list[tuple[int, int]],
                   stores: list[str]) -> bytes:
     """``where[i]`` = (store index or OWN, offset) of buffer i: in ``stores[index]`` at that offset, or in
     the sender's block at that offset from the block's start."""
-    sizes = [b.nbytes for b in enc.buffers]
-    n = len(sizes)
-    head = _FORWARD.pack(b"F", _KIND_CODE[enc.kind], block_id, offset, len(enc.header), n, len(stores))
+    n = len(p.sizes)
+    head = _FORWARD.pack(b"F", _KIND_CODE[p.kind], block_id, offset, len(p.header), n, len(stores))
     names = [part for name in stores for part in (_NAME.pack(len(name.encode())), name.encode())]
-    return b"".join([head, _sizes_struct(n).pack(*sizes), _index_struct(n).pack(*(i for i, _ in where)),
-                     _sizes_struct(n).pack(*(o for _, o in where)), *names, enc.header])
+    return b"".join([head, p.tail[:8 * n], _index_struct(n).pack(*[i for i, _ in where]),
+                     _sizes_struct(n).pack(*[o for _, o in where]), *names, p.header])
 
 
 @functools.cache
@@ -177,7 +176,7 @@ def received_plan(code: int, nbuf: int, tail: bytes) -> Plan:
     offs, total = buffer_offsets(list(sizes))
     header = tail[8 * nbuf:]
     cached = kind in _CACHED
-    made = Plan(kind, header, sizes, tuple(offs), total, tail,
+    made = Plan(kind, header, sizes, tuple(offs), total, tail, len(header) + sum(sizes),
                 viewer(kind, header, tuple(offs)) if cached and sizes else None)
     if cached:
         if len(_received) >= PLAN_CACHE:
