@@ -109,8 +109,8 @@ def locate(enc: Encoded) -> list[Part | None] | None:
 def lock(enc: Encoded, parts: list[Part | None]) -> None:
     """Make the arrays behind forwarded buffers read-only in the forwarder (it now shares them)."""
     for buf, part in zip(enc.buffers, parts, strict=True):
-        if part is not None:
-            buf.obj.flags.writeable = False  # type: ignore[union-attr]  # an ndarray (see ``_part``)
+        if part is not None and isinstance(buf.obj, np.ndarray):  # it is (``_part`` checked)
+            buf.obj.flags.writeable = False
 
 
 class ForeignStores:
