@@ -101,6 +101,22 @@ def test_slices_dicts_and_structures_are_forwarded(relay: Relay) -> None:
     assert in_use(mid_out, src) == [0, 0]
 
 
+def test_a_forwarded_array_and_its_slices_are_forwarded_again(relay: Relay) -> None:
+    src, mid_in, mid_out, sink = relay
+    x = np.arange(MB // 8, dtype=np.int64)
+    src.publish(x)
+    got = mid_in.recv(timeout=5)
+    mid_out.publish(got[50_000:])  # found through a writable buffer...
+    mid_out.publish(got)
+    mid_out.publish(got[1000:])  # ...and, read-only since it was forwarded, through numpy
+    assert np.array_equal(sink.recv(timeout=5), x[50_000:])
+    assert np.array_equal(sink.recv(timeout=5), x)
+    assert np.array_equal(sink.recv(timeout=5), x[1000:])
+    assert mid_out.stats.forwarded == 3 and mid_out.stats.stored == 0
+    del got
+    assert in_use(mid_out, src) == [0, 0]
+
+
 def test_what_does_not_lie_in_a_received_block_is_copied(relay: Relay) -> None:
     src, mid_in, mid_out, sink = relay
     x = np.arange(MB // 8, dtype=np.int64)

@@ -31,6 +31,7 @@ Rules (tested in ``tests/transport/test_transport_forward.py``):
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import time
 from typing import Any, NamedTuple
@@ -56,8 +57,10 @@ class Part(NamedTuple):
 
 
 def _address(buf: memoryview) -> int:
-    """Where ``buf`` starts: its exporter's data pointer when it covers the whole exporter (as every buffer
-    ``encode`` makes does; a dict lookup cheaper than wrapping it in a new array)."""
+    """Where ``buf`` starts in memory. For a writable buffer (a received array not yet forwarded) ctypes
+    reads it in a tenth of the time numpy's ``__array_interface__`` takes, which builds a dict."""
+    if not buf.readonly:
+        return ctypes.addressof(ctypes.c_char.from_buffer(buf))
     exporter = buf.obj
     if isinstance(exporter, np.ndarray) and exporter.nbytes == buf.nbytes:
         return int(exporter.__array_interface__["data"][0])
@@ -77,33 +80,33 @@ def _store_exists(name: str) -> bool:
     return True
 
 
-def _part(buf: memoryview) -> Part | None:
-    """Where ``buf`` lies in a leased view, if it does (and its store can still be mapped)."""
-    exporter = buf.obj
-    if not isinstance(exporter, np.ndarray) or not buf.nbytes:
-        return None
-    base = exporter.base  # a received array's base is the view its message was leased as
-    lease = LEASES.get(id(base)) if base is not None else None
-    if lease is None:
-        lease = LEASES.get(id(exporter))  # or it is that view
-        if lease is None:
-            return None
-    view = lease.view()
-    if view is None or (view is not base and view is not exporter):
-        return None
-    start = _address(buf) - lease.address
-    if start < 0 or start + buf.nbytes > lease.size or not _store_exists(lease.store):
-        return None  # not inside it; or its publisher closed: nobody new can map it, so copy
-    return Part(lease, view, lease.offset + start)
-
-
 def locate(enc: Encoded) -> list[Part | None] | None:
     """Per buffer of ``enc``, where it lies in a leased view (None: not in one, to be copied); None when no
     buffer lies in one (the message is copied whole: the common case)."""
     if not LEASES:  # this process holds no received message: nothing to forward
         return None
-    parts = [_part(buf) for buf in enc.buffers]
-    return parts if any(parts) else None
+    parts: list[Part | None] = []
+    found = False
+    seen: Lease | None = None  # the lease of the buffer before: a message's buffers share one
+    for buf in enc.buffers:
+        exporter = buf.obj
+        part = None
+        if isinstance(exporter, np.ndarray) and buf.nbytes:
+            base = exporter.base  # a received array's base is the view its message was leased as
+            lease = LEASES.get(id(base)) if base is not None else None
+            if lease is None:
+                lease = LEASES.get(id(exporter))  # or it is that view
+            view = lease.view() if lease is not None else None
+            if lease is not None and view is not None and (view is base or view is exporter):
+                start = _address(buf) - lease.address
+                # inside the view, and its store can still be mapped (if its publisher closed, nobody new
+                # can map it, so copy)
+                if start >= 0 and start + buf.nbytes <= lease.size \
+                        and (lease is seen or _store_exists(lease.store)):
+                    part = Part(lease, view, lease.offset + start)
+                    found, seen = True, lease
+        parts.append(part)
+    return parts if found else None
 
 
 def lock(enc: Encoded, parts: list[Part | None]) -> None:

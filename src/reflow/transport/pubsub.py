@@ -250,18 +250,22 @@ class Publisher:
     def _forward(self, enc: Encoded, plan: wire.Plan, parts: list[Part | None]) -> tuple[bytes, int]:
         """Send the buffers that lie in leased views from there, copy the others into a block of the store
         (which keeps those views alive): a forward frame, and the block's id."""
-        mine = [i for i, part in enumerate(parts) if part is None]
-        offs, total = wire.buffer_offsets([plan.sizes[i] for i in mine])
-        views = list({id(p.view): p.view for p in parts if p is not None}.values())
-        block = self.store.alloc(total, self._readers, self.timeout, keep=views)
-        self._copy_in(block, [enc.buffers[i] for i in mine], offs)
-        where = [(wire.OWN, 0)] * len(parts)
-        for i, off in zip(mine, offs, strict=True):
-            where[i] = (wire.OWN, off)
+        where: list[tuple[int, int]] = []  # per buffer: (store index or OWN, offset there)
         stores: dict[str, int] = {}
+        views: dict[int, Any] = {}  # the leased views to keep alive, once each
+        mine: list[int] = []  # the buffers to copy
+        pos = 0
         for i, part in enumerate(parts):
-            if part is not None:
-                where[i] = (stores.setdefault(part.lease.store, len(stores)), part.offset)
+            if part is None:
+                mine.append(i)
+                where.append((wire.OWN, pos))
+                pos += (plan.sizes[i] + wire.ALIGN - 1) // wire.ALIGN * wire.ALIGN
+            else:
+                where.append((stores.setdefault(part.lease.store, len(stores)), part.offset))
+                views[id(part.view)] = part.view
+        block = self.store.alloc(pos, self._readers, self.timeout, keep=list(views.values()))
+        if mine:
+            self._copy_in(block, [enc.buffers[i] for i in mine], [where[i][1] for i in mine])
         lock(enc, parts)
         self.stats.forwarded += 1
         return wire.forward_frame(plan, block.id, block.offset, where, list(stores)), block.id

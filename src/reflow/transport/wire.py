@@ -106,9 +106,15 @@ def forward_frame(p: Plan, block_id: int, offset: int, where: list[tuple[int, in
     the sender's block at that offset from the block's start."""
     n = len(p.sizes)
     head = _FORWARD.pack(b"F", _KIND_CODE[p.kind], block_id, offset, len(p.header), n, len(stores))
-    names = [part for name in stores for part in (_NAME.pack(len(name.encode())), name.encode())]
     return b"".join([head, p.tail[:8 * n], _index_struct(n).pack(*[i for i, _ in where]),
-                     _sizes_struct(n).pack(*[o for _, o in where]), *names, p.header])
+                     _sizes_struct(n).pack(*[o for _, o in where]), *map(_name, stores), p.header])
+
+
+@functools.lru_cache(maxsize=256)
+def _name(store: str) -> bytes:
+    """A store's name as a forward frame carries it: length, then UTF-8 bytes."""
+    raw = store.encode()
+    return _NAME.pack(len(raw)) + raw
 
 
 @functools.cache
