@@ -157,6 +157,24 @@ def test_pieces_of_several_messages_and_new_arrays_travel_together(relay: Relay)
     assert in_use(mid_out, src) == [0, 0]
 
 
+def test_a_suffix_that_ends_where_the_store_ends_is_forwarded(no_leaks: None) -> None:
+    # The source's store holds exactly one message, so the suffix ends at the very end of its segment; a
+    # reader must map just the suffix's bytes, not round its end up to the next 64-byte boundary.
+    first, second = unique("fw-end-in"), unique("fw-end-out")
+    with Publisher(first, store_bytes=MB) as src, Subscriber(first) as mid_in, \
+            Publisher(second, store_bytes=MB) as mid_out, Subscriber(second) as sink:
+        for sub, pub in ((mid_in, src), (sink, mid_out)):
+            sub.wait_connected()
+            pub.wait_for_subscribers(1)
+        x = np.arange(MB, dtype=np.uint8)
+        src.publish(x)
+        got = mid_in.recv(timeout=5)
+        mid_out.publish(got[1000:])  # 1 MB - 1000 bytes: not a multiple of 64
+        assert np.array_equal(sink.recv(timeout=5), x[1000:])
+        assert mid_out.stats.forwarded == 1 and mid_out.stats.stored == 0
+        del got
+
+
 def test_a_message_whose_publisher_closed_is_copied_when_relayed(relay: Relay) -> None:
     src, mid_in, mid_out, sink = relay
     src.publish(np.full(MB, 3, np.uint8))

@@ -250,6 +250,15 @@ class Publisher:
     def _forward(self, enc: Encoded, plan: wire.Plan, parts: list[Part | None]) -> tuple[bytes, int]:
         """Send the buffers that lie in leased views from there, copy the others into a block of the store
         (which keeps those views alive): a forward frame, and the block's id."""
+        first = parts[0]
+        if first is not None and all(part is not None and part.view is first.view
+                                     and part.offset - first.offset == off
+                                     for part, off in zip(parts, plan.offsets, strict=True)):
+            # forwarded whole, laid out as received (an echo, a relay): name where it lies, copy nothing
+            block = self.store.alloc(0, self._readers, self.timeout, keep=[first.view])
+            lock(enc, parts)
+            self.stats.forwarded += 1
+            return wire.elsewhere_frame(plan, block.id, first.lease.store, first.offset), block.id
         where: list[tuple[int, int]] = []  # per buffer: (store index or OWN, offset there)
         stores: dict[str, int] = {}
         views: dict[int, Any] = {}  # the leased views to keep alive, once each

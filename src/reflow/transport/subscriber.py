@@ -117,19 +117,16 @@ class Subscriber:
         if not plan.sizes:
             self._reader.release(f.block_id, self._welcome.slot)
             return decode(plan.kind, plan.header, [])
-        segment, start = self._reader.segment, f.offset
-        if f.where is not None and f.stores is not None:  # forwarded: each buffer where it lies
-            index, at = f.where[0]
-            if any(i != index or o != at + off for (i, o), off in zip(f.where, plan.offsets, strict=True)):
+        segment = self._reader.segment
+        if f.stores is not None:
+            if f.where is not None:  # forwarded in parts: each buffer where it lies
                 segments = [self._foreign.segment(name) for name in f.stores]
                 parts = [(segment, f.offset + o, size) if i == wire.OWN else (segments[i], o, size)
                          for (i, o), size in zip(f.where, plan.sizes, strict=True)]
                 views = self._reader.lease_parts(f.block_id, self._welcome.slot, parts)
                 return decode(plan.kind, plan.header, views)
-            # laid out as one block (an echo, a relay): one view, as for a handle
-            segment, start = ((segment, f.offset + at) if index == wire.OWN
-                              else (self._foreign.segment(f.stores[index]), at))
-        block = self._reader.lease(f.block_id, self._welcome.slot, start, plan.total, segment)
+            segment = self._foreign.segment(f.stores[0])  # forwarded whole: it lies elsewhere
+        block = self._reader.lease(f.block_id, self._welcome.slot, f.offset, plan.span, segment)
         if plan.build is not None:  # arrays: views made straight from the block
             return plan.build(block)
         views = [block[off:off + size] for off, size in zip(plan.offsets, plan.sizes, strict=True)]

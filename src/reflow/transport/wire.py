@@ -6,6 +6,9 @@ handshake per message and one ``send``/``recv`` pair moves one frame. Three fram
 * ``I`` inline: a small message (up to the sender's ``inline_bytes``) travels whole inside the frame.
 * ``H`` handle: a large message sits in the sender's object store; the frame carries only the block id, its
   offset and the buffer sizes (a few dozen bytes, whatever the payload size).
+* ``E`` elsewhere: a large message that the sender forwards whole (``forward``): it lies in *another*
+  process's store, named in the frame, laid out as in a handle frame from the offset given; the block id is
+  the sender's proxy block, which keeps it there until every reader released it.
 * ``F`` forward: a large message some of whose buffers sit in *other* processes' stores, which the sender
   forwards (``forward``): per buffer, the store it lies in (an index into the names the frame lists, or
   ``OWN`` for the sender's block, which holds the others) and its offset there.
@@ -29,6 +32,8 @@ from reflow.transport.serialize import KINDS, Encoded, Kind, viewer
 _INLINE = struct.Struct("<cBII")  # tag, kind, header length, buffer count
 _HANDLE = struct.Struct("<cBIQII")  # tag, kind, block id, offset, header length, buffer count
 _FORWARD = struct.Struct("<cBIQIIH")  # tag, kind, block id, its offset, header length, buffers, stores
+_ELSEWHERE = struct.Struct("<cBIQIIH")  # tag, kind, block id, offset in the store, header length, buffers,
+# length of the store's name
 _NAME = struct.Struct("<H")
 OWN = 0xFFFF  # the store index of a forwarded buffer in the sender's own block
 _WELCOME = struct.Struct("<cIIIQ")  # tag, slot, max readers, max blocks, inline bytes (+ store name)
@@ -61,10 +66,19 @@ class Plan:
     header: bytes
     sizes: tuple[int, ...]
     offsets: tuple[int, ...]
-    total: int
+    total: int  # the block: every buffer, each padded to 64 bytes
+    span: int  # from the first buffer's start to the last one's end (what a reader maps)
     tail: bytes
     nbytes: int  # header and buffers: the message's size, which decides inline or store
     build: Callable[[np.ndarray[Any, Any]], Any] | None = None  # receivers: the message from its block
+
+    @classmethod
+    def of(cls, kind: Kind, header: bytes, sizes: tuple[int, ...], tail: bytes, viewed: bool = False) -> Plan:
+        """The plan of a message of ``sizes``; ``viewed``: with ``build`` (receivers of arrays)."""
+        offs, total = buffer_offsets(list(sizes))
+        span = offs[-1] + sizes[-1] if sizes else 0
+        return cls(kind, header, sizes, tuple(offs), total, span, tail, len(header) + sum(sizes),
+                   viewer(kind, header, tuple(offs)) if viewed and sizes else None)
 
 
 _CACHED = frozenset({"raw", "arrays"})  # kinds whose header fixes the buffer sizes: planned once per layout
@@ -81,9 +95,7 @@ def plan(enc: Encoded) -> Plan:
         if found is not None:
             return found
     sizes = tuple(b.nbytes for b in enc.buffers)
-    offs, total = buffer_offsets(list(sizes))
-    made = Plan(enc.kind, enc.header, sizes, tuple(offs), total,
-                _sizes_struct(len(sizes)).pack(*sizes) + enc.header, len(enc.header) + sum(sizes))
+    made = Plan.of(enc.kind, enc.header, sizes, _sizes_struct(len(sizes)).pack(*sizes) + enc.header)
     if cached:
         if len(_plans) >= PLAN_CACHE:
             _plans.clear()
@@ -115,6 +127,18 @@ def _name(store: str) -> bytes:
     """A store's name as a forward frame carries it: length, then UTF-8 bytes."""
     raw = store.encode()
     return _NAME.pack(len(raw)) + raw
+
+
+def elsewhere_frame(p: Plan, block_id: int, store: str, offset: int) -> bytes:
+    """A message forwarded whole: it lies in ``store`` from ``offset`` on, laid out as ``p`` says."""
+    name = _name(store)
+    return _ELSEWHERE.pack(b"E", _KIND_CODE[p.kind], block_id, offset, len(p.header), len(p.sizes),
+                           len(name) - _NAME.size) + name[_NAME.size:] + p.tail
+
+
+@functools.lru_cache(maxsize=256)
+def _decoded(raw: bytes) -> str:
+    return raw.decode()
 
 
 @functools.cache
@@ -149,13 +173,14 @@ def parse_welcome(frame: bytes | memoryview) -> Welcome:
     return Welcome(slot, mr, mb, inline, bytes(frame[_WELCOME.size:]).decode())
 
 
-TAG_INLINE, TAG_HANDLE, TAG_FORWARD = ord("I"), ord("H"), ord("F")  # frame tags as read from a buffer
+TAG_INLINE, TAG_HANDLE, TAG_ELSEWHERE, TAG_FORWARD = ord("I"), ord("H"), ord("E"), ord("F")  # as read
 
 
 @dataclass(slots=True)
 class Frame:
-    """A parsed inline, handle or forward frame: its message's ``plan``; for inline frames ``data_start`` is
-    where the buffers begin; a forward frame also says where each buffer lies (``where``, ``stores``: see
+    """A parsed inline, handle, elsewhere or forward frame: its message's ``plan``; for inline frames
+    ``data_start`` is where the buffers begin; an elsewhere frame names the store its message lies in
+    (``stores``, one); a forward frame says where each buffer lies (``where``, ``stores``: see
     ``forward_frame``)."""
 
     tag: int
@@ -178,12 +203,8 @@ def received_plan(code: int, nbuf: int, tail: bytes) -> Plan:
     found = _received.get(tail)
     if found is not None and found.kind == kind:
         return found
-    sizes = _sizes_struct(nbuf).unpack_from(tail)
-    offs, total = buffer_offsets(list(sizes))
-    header = tail[8 * nbuf:]
     cached = kind in _CACHED
-    made = Plan(kind, header, sizes, tuple(offs), total, tail, len(header) + sum(sizes),
-                viewer(kind, header, tuple(offs)) if cached and sizes else None)
+    made = Plan.of(kind, tail[8 * nbuf:], _sizes_struct(nbuf).unpack_from(tail), tail, viewed=cached)
     if cached:
         if len(_received) >= PLAN_CACHE:
             _received.clear()
@@ -201,6 +222,11 @@ def parse(frame: memoryview) -> Frame:
         _, k, hlen, nbuf = _INLINE.unpack_from(frame)
         end = _INLINE.size + 8 * nbuf + hlen
         return Frame(tag, received_plan(k, nbuf, bytes(frame[_INLINE.size:end])), data_start=end)
+    if tag == TAG_ELSEWHERE:
+        _, k, bid, off, hlen, nbuf, nlen = _ELSEWHERE.unpack_from(frame)
+        pos = _ELSEWHERE.size + nlen
+        return Frame(tag, received_plan(k, nbuf, bytes(frame[pos:pos + 8 * nbuf + hlen])), bid, off,
+                     stores=[_decoded(bytes(frame[_ELSEWHERE.size:pos]))])
     if tag == TAG_FORWARD:
         _, k, bid, off, hlen, nbuf, nstores = _FORWARD.unpack_from(frame)
         pos = _FORWARD.size
