@@ -136,11 +136,14 @@ def _as_arrays(obj: Any) -> tuple[ArraysKey, tuple[memoryview, ...], int] | None
     for k, v in obj.items():
         if type(k) is not str:
             return None
-        found = _as_array(v)
-        if found is None:
-            return None
-        arr, is_torch, copied = found
-        copies += copied
+        if type(v) is np.ndarray and v.flags.c_contiguous and not v.dtype.hasobject:  # as in _as_array
+            arr, is_torch = v, False
+        else:
+            found = _as_array(v)
+            if found is None:
+                return None
+            arr, is_torch, copied = found
+            copies += copied
         key.append((k, arr.dtype, arr.shape, is_torch))
         buffers.append(_bytes_of(arr))
     return tuple(key), tuple(buffers), copies
