@@ -15,6 +15,11 @@ handshake per message and one ``send``/``recv`` pair moves one frame. Three fram
 * ``W`` welcome: the first frame a publisher sends a new subscriber: its store's name and geometry and the
   reader slot the subscriber owns in the release table.
 * ``R`` refusal: sent instead of a welcome when the publisher has no slot left; it says why, as text.
+
+A message's *layout* (kind, header length, buffer sizes, header: ``Plan.layout``) ends every I, H and E frame,
+after the few fields that change from message to message (the block id and offset; for E the store's name
+before it). A stream repeats a few layouts, so a receiver keeps the plan of each by those bytes and parses
+a frame with one unpack and one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -29,11 +34,9 @@ import numpy as np
 
 from reflow.transport.serialize import KINDS, Encoded, Kind, viewer
 
-_INLINE = struct.Struct("<cBII")  # tag, kind, header length, buffer count
-_HANDLE = struct.Struct("<cBIQII")  # tag, kind, block id, offset, header length, buffer count
+_LAYOUT = struct.Struct("<BII")  # kind, header length, buffer count; then the sizes (<Q each), the header
+_PLACE = struct.Struct("<cIQ")  # tag, block id, offset: all that changes between two H (or E) frames
 _FORWARD = struct.Struct("<cBIQIIH")  # tag, kind, block id, its offset, header length, buffers, stores
-_ELSEWHERE = struct.Struct("<cBIQIIH")  # tag, kind, block id, offset in the store, header length, buffers,
-# length of the store's name
 _NAME = struct.Struct("<H")
 OWN = 0xFFFF  # the store index of a forwarded buffer in the sender's own block
 _WELCOME = struct.Struct("<cIIIQ")  # tag, slot, max readers, max blocks, inline bytes (+ store name)
@@ -60,7 +63,7 @@ def _sizes_struct(n: int) -> struct.Struct:
 @dataclass(frozen=True, slots=True)
 class Plan:
     """How a message lies in a block and on the wire: its buffers' sizes and offsets in the block, the
-    block's size, and the end every frame of it shares (the packed sizes, then the header)."""
+    block's size, and its layout as every frame of it ends (see the module docstring)."""
 
     kind: Kind
     header: bytes
@@ -68,16 +71,18 @@ class Plan:
     offsets: tuple[int, ...]
     total: int  # the block: every buffer, each padded to 64 bytes
     span: int  # from the first buffer's start to the last one's end (what a reader maps)
-    tail: bytes
+    layout: bytes
     nbytes: int  # header and buffers: the message's size, which decides inline or store
     build: Callable[[np.ndarray[Any, Any]], Any] | None = None  # receivers: the message from its block
 
     @classmethod
-    def of(cls, kind: Kind, header: bytes, sizes: tuple[int, ...], tail: bytes, viewed: bool = False) -> Plan:
+    def of(cls, kind: Kind, header: bytes, sizes: tuple[int, ...], viewed: bool = False) -> Plan:
         """The plan of a message of ``sizes``; ``viewed``: with ``build`` (receivers of arrays)."""
         offs, total = buffer_offsets(list(sizes))
         span = offs[-1] + sizes[-1] if sizes else 0
-        return cls(kind, header, sizes, tuple(offs), total, span, tail, len(header) + sum(sizes),
+        layout = _LAYOUT.pack(_KIND_CODE[kind], len(header), len(sizes)) \
+            + _sizes_struct(len(sizes)).pack(*sizes) + header
+        return cls(kind, header, sizes, tuple(offs), total, span, layout, len(header) + sum(sizes),
                    viewer(kind, header, tuple(offs)) if viewed and sizes else None)
 
 
@@ -94,8 +99,7 @@ def plan(enc: Encoded) -> Plan:
         found = _plans.get(enc.header)
         if found is not None:
             return found
-    sizes = tuple(b.nbytes for b in enc.buffers)
-    made = Plan.of(enc.kind, enc.header, sizes, _sizes_struct(len(sizes)).pack(*sizes) + enc.header)
+    made = Plan.of(enc.kind, enc.header, tuple(b.nbytes for b in enc.buffers))
     if cached:
         if len(_plans) >= PLAN_CACHE:
             _plans.clear()
@@ -104,12 +108,16 @@ def plan(enc: Encoded) -> Plan:
 
 
 def inline_frame(p: Plan, buffers: tuple[memoryview, ...]) -> bytes:
-    head = _INLINE.pack(b"I", _KIND_CODE[p.kind], len(p.header), len(p.sizes))
-    return b"".join([head, p.tail, *buffers])
+    return b"".join([b"I", p.layout, *buffers])
 
 
 def handle_frame(p: Plan, block_id: int, offset: int) -> bytes:
-    return _HANDLE.pack(b"H", _KIND_CODE[p.kind], block_id, offset, len(p.header), len(p.sizes)) + p.tail
+    return _PLACE.pack(b"H", block_id, offset) + p.layout
+
+
+def elsewhere_frame(p: Plan, block_id: int, store: str, offset: int) -> bytes:
+    """A message forwarded whole: it lies in ``store`` from ``offset`` on, laid out as ``p`` says."""
+    return b"".join([_PLACE.pack(b"E", block_id, offset), _name(store), p.layout])
 
 
 def forward_frame(p: Plan, block_id: int, offset: int, where: list[tuple[int, int]],
@@ -118,7 +126,8 @@ def forward_frame(p: Plan, block_id: int, offset: int, where: list[tuple[int, in
     the sender's block at that offset from the block's start."""
     n = len(p.sizes)
     head = _FORWARD.pack(b"F", _KIND_CODE[p.kind], block_id, offset, len(p.header), n, len(stores))
-    return b"".join([head, p.tail[:8 * n], _index_struct(n).pack(*[i for i, _ in where]),
+    sizes = p.layout[_LAYOUT.size:_LAYOUT.size + 8 * n]
+    return b"".join([head, sizes, _index_struct(n).pack(*[i for i, _ in where]),
                      _sizes_struct(n).pack(*[o for _, o in where]), *map(_name, stores), p.header])
 
 
@@ -127,18 +136,6 @@ def _name(store: str) -> bytes:
     """A store's name as a forward frame carries it: length, then UTF-8 bytes."""
     raw = store.encode()
     return _NAME.pack(len(raw)) + raw
-
-
-def elsewhere_frame(p: Plan, block_id: int, store: str, offset: int) -> bytes:
-    """A message forwarded whole: it lies in ``store`` from ``offset`` on, laid out as ``p`` says."""
-    name = _name(store)
-    return _ELSEWHERE.pack(b"E", _KIND_CODE[p.kind], block_id, offset, len(p.header), len(p.sizes),
-                           len(name) - _NAME.size) + name[_NAME.size:] + p.tail
-
-
-@functools.lru_cache(maxsize=256)
-def _decoded(raw: bytes) -> str:
-    return raw.decode()
 
 
 @functools.cache
@@ -173,7 +170,7 @@ def parse_welcome(frame: bytes | memoryview) -> Welcome:
     return Welcome(slot, mr, mb, inline, bytes(frame[_WELCOME.size:]).decode())
 
 
-TAG_INLINE, TAG_HANDLE, TAG_ELSEWHERE, TAG_FORWARD = ord("I"), ord("H"), ord("E"), ord("F")  # as read
+TAG_INLINE, TAG_HANDLE, TAG_ELSEWHERE, TAG_FORWARD = b"IHEF"  # frame tags, as read from a buffer
 
 
 @dataclass(slots=True)
@@ -189,44 +186,51 @@ class Frame:
     offset: int = 0
     data_start: int = 0
     where: list[tuple[int, int]] | None = None
-    stores: list[str] | None = None
+    stores: tuple[str, ...] | None = None
 
 
-_received: dict[bytes, Plan] = {}  # a frame's tail (sizes, then header) -> its plan, for receivers
+_by_layout: dict[bytes, Plan] = {}  # layout -> plan, for receivers
+_elsewhere: dict[bytes, tuple[Plan, tuple[str]]] = {}  # an E frame's end (store name, layout) -> both
 
 
-def received_plan(code: int, nbuf: int, tail: bytes) -> Plan:
-    """The plan that a frame's ``tail`` (the packed sizes, then the header) describes; parsed once per
-    layout for the kinds whose header fixes the sizes, with the function that rebuilds such a message
-    from the block it lies in (``serialize.viewer``)."""
-    kind = KINDS[code]
-    found = _received.get(tail)
-    if found is not None and found.kind == kind:
+def received_plan(layout: bytes) -> Plan:
+    """The plan a ``layout`` describes; parsed once per layout for the kinds whose header fixes the sizes,
+    with the function that rebuilds such a message from the block it lies in (``serialize.viewer``)."""
+    found = _by_layout.get(layout)
+    if found is not None:
         return found
-    cached = kind in _CACHED
-    made = Plan.of(kind, tail[8 * nbuf:], _sizes_struct(nbuf).unpack_from(tail), tail, viewed=cached)
-    if cached:
-        if len(_received) >= PLAN_CACHE:
-            _received.clear()
-        _received[tail] = made
+    code, hlen, nbuf = _LAYOUT.unpack_from(layout)
+    kind, pos = KINDS[code], _LAYOUT.size + 8 * nbuf
+    made = Plan.of(kind, layout[pos:pos + hlen], _sizes_struct(nbuf).unpack_from(layout, _LAYOUT.size),
+                   viewed=kind in _CACHED)
+    if kind in _CACHED:
+        if len(_by_layout) >= PLAN_CACHE:
+            _by_layout.clear()
+        _by_layout[layout] = made
     return made
 
 
 def parse(frame: memoryview) -> Frame:
     tag = frame[0]
     if tag == TAG_HANDLE:
-        _, k, bid, off, hlen, nbuf = _HANDLE.unpack_from(frame)
-        return Frame(tag, received_plan(k, nbuf, bytes(frame[_HANDLE.size:_HANDLE.size + 8 * nbuf + hlen])),
-                     bid, off)
+        _, bid, off = _PLACE.unpack_from(frame)
+        return Frame(tag, received_plan(bytes(frame[_PLACE.size:])), bid, off)
     if tag == TAG_INLINE:
-        _, k, hlen, nbuf = _INLINE.unpack_from(frame)
-        end = _INLINE.size + 8 * nbuf + hlen
-        return Frame(tag, received_plan(k, nbuf, bytes(frame[_INLINE.size:end])), data_start=end)
+        _, hlen, nbuf = _LAYOUT.unpack_from(frame, 1)
+        end = 1 + _LAYOUT.size + 8 * nbuf + hlen
+        return Frame(tag, received_plan(bytes(frame[1:end])), data_start=end)
     if tag == TAG_ELSEWHERE:
-        _, k, bid, off, hlen, nbuf, nlen = _ELSEWHERE.unpack_from(frame)
-        pos = _ELSEWHERE.size + nlen
-        return Frame(tag, received_plan(k, nbuf, bytes(frame[pos:pos + 8 * nbuf + hlen])), bid, off,
-                     stores=[_decoded(bytes(frame[_ELSEWHERE.size:pos]))])
+        _, bid, off = _PLACE.unpack_from(frame)
+        rest = bytes(frame[_PLACE.size:])
+        found = _elsewhere.get(rest)
+        if found is None:
+            end = _NAME.size + _NAME.unpack_from(rest)[0]
+            found = received_plan(rest[end:]), (rest[_NAME.size:end].decode(),)
+            if found[0].kind in _CACHED:
+                if len(_elsewhere) >= PLAN_CACHE:
+                    _elsewhere.clear()
+                _elsewhere[rest] = found
+        return Frame(tag, found[0], bid, off, stores=found[1])
     if tag == TAG_FORWARD:
         _, k, bid, off, hlen, nbuf, nstores = _FORWARD.unpack_from(frame)
         pos = _FORWARD.size
@@ -241,6 +245,6 @@ def parse(frame: memoryview) -> Frame:
             (length,) = _NAME.unpack_from(frame, pos)
             stores.append(bytes(frame[pos + 2:pos + 2 + length]).decode())
             pos += 2 + length
-        return Frame(tag, received_plan(k, nbuf, sizes + bytes(frame[pos:pos + hlen])), bid, off,
-                     where=where, stores=stores)
+        layout = _LAYOUT.pack(k, hlen, nbuf) + sizes + bytes(frame[pos:pos + hlen])
+        return Frame(tag, received_plan(layout), bid, off, where=where, stores=tuple(stores))
     raise ValueError(f"unknown frame tag {bytes([tag])!r}")
