@@ -30,6 +30,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+
 from reflow.errors import ChannelClosed, TransportError
 from reflow.transport import wire
 from reflow.transport.forward import ForeignStores
@@ -105,18 +107,18 @@ class Subscriber:
         self.received += 1
         f = wire.parse(mv)
         plan = f.plan
-        if f.tag == wire.TAG_INLINE:
-            data = memoryview(bytearray(mv[f.data_start:]))
-            bufs: list[Any] = []
-            pos = 0
-            for size in plan.sizes:
-                bufs.append(data[pos:pos + size])
-                pos += size
-            return decode(plan.kind, plan.header, bufs)
-        assert self._reader is not None and self._welcome is not None
-        if not plan.sizes:
-            self._reader.release(f.block_id, self._welcome.slot)
+        if not plan.sizes:  # a plain pickle, or an empty array
+            if f.tag != wire.TAG_INLINE:
+                assert self._reader is not None and self._welcome is not None
+                self._reader.release(f.block_id, self._welcome.slot)
             return decode(plan.kind, plan.header, [])
+        if f.tag == wire.TAG_INLINE:  # laid out as in a block, in a copy of our own
+            data = np.frombuffer(bytearray(mv[f.data_start:]), np.uint8)
+            if plan.build is not None:
+                return plan.build(data)
+            return decode(plan.kind, plan.header, [data[off:off + size] for off, size
+                                                   in zip(plan.offsets, plan.sizes, strict=True)])
+        assert self._reader is not None and self._welcome is not None
         segment = self._reader.segment
         if f.stores is not None:
             if f.where is not None:  # forwarded in parts: each buffer where it lies

@@ -3,7 +3,8 @@
 A channel is a connected unix ``SOCK_SEQPACKET`` socket: the kernel keeps message boundaries, there is no
 handshake per message and one ``send``/``recv`` pair moves one frame. Three frame types:
 
-* ``I`` inline: a small message (up to the sender's ``inline_bytes``) travels whole inside the frame.
+* ``I`` inline: a small message (up to the sender's ``inline_bytes``) travels whole inside the frame, its
+  buffers laid out as they would be in a block.
 * ``H`` handle: a large message sits in the sender's object store; the frame carries only the block id, its
   offset and the buffer sizes (a few dozen bytes, whatever the payload size).
 * ``E`` elsewhere: a large message that the sender forwards whole (``forward``): it lies in *another*
@@ -72,18 +73,24 @@ class Plan:
     total: int  # the block: every buffer, each padded to 64 bytes
     span: int  # from the first buffer's start to the last one's end (what a reader maps)
     layout: bytes
-    nbytes: int  # header and buffers: the message's size, which decides inline or store
+    pads: tuple[bytes, ...]  # the zero bytes after each buffer up to the next 64-byte boundary
+    nbytes: int  # header and padded buffers: the size that decides inline or store
     build: Callable[[np.ndarray[Any, Any]], Any] | None = None  # receivers: the message from its block
 
     @classmethod
     def of(cls, kind: Kind, header: bytes, sizes: tuple[int, ...], viewed: bool = False) -> Plan:
         """The plan of a message of ``sizes``; ``viewed``: with ``build`` (receivers of arrays)."""
+        if not sizes:  # a plain pickle: the common small message, planned per message
+            return cls(kind, header, (), (), 0, 0, _LAYOUT.pack(_KIND_CODE[kind], len(header), 0) + header,
+                       (), len(header))
         offs, total = buffer_offsets(list(sizes))
-        span = offs[-1] + sizes[-1] if sizes else 0
+        span = offs[-1] + sizes[-1]
         layout = _LAYOUT.pack(_KIND_CODE[kind], len(header), len(sizes)) \
             + _sizes_struct(len(sizes)).pack(*sizes) + header
-        return cls(kind, header, sizes, tuple(offs), total, span, layout, len(header) + sum(sizes),
-                   viewer(kind, header, tuple(offs)) if viewed and sizes else None)
+        pads = tuple(bytes(end - off - size) for off, size, end in zip(offs, sizes, [*offs[1:], total],
+                                                                         strict=True))
+        return cls(kind, header, sizes, tuple(offs), total, span, layout, pads, len(header) + total,
+                   viewer(kind, header, tuple(offs)) if viewed else None)
 
 
 _CACHED = frozenset({"raw", "arrays"})  # kinds whose header fixes the buffer sizes: planned once per layout
@@ -108,7 +115,11 @@ def plan(enc: Encoded) -> Plan:
 
 
 def inline_frame(p: Plan, buffers: tuple[memoryview, ...]) -> bytes:
-    return b"".join([b"I", p.layout, *buffers])
+    """The whole message; its buffers laid out as in a block (64-byte aligned), so the receiver views them
+    as it views a block, aligned for any dtype."""
+    if len(buffers) == 1:
+        return b"".join([b"I", p.layout, buffers[0]])
+    return b"".join([b"I", p.layout, *(part for pair in zip(buffers, p.pads, strict=True) for part in pair)])
 
 
 def handle_frame(p: Plan, block_id: int, offset: int) -> bytes:
