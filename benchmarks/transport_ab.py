@@ -9,7 +9,11 @@ median round trip, for the base and for the working tree, and the median of thei
 bound is two in-process memcpys of 1 MB, timed at the end.
 
     flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/transport_ab.py --base HEAD~3 [--blocks 10]
-        [--sizes 64B,128KB,1MB] [--kinds array,dict]
+        [--sizes 64B,128KB,1MB] [--kinds array,dict] [--cpus 0,1]
+
+``--cpus A,B`` pins this process to CPU A and the echoes to CPU B (``0,0``: all on one CPU). Unpinned, the
+kernel may run sender and echo on one CPU for a while (a unix socket wakes its reader as a *sync* wake-up,
+which places it next to its waker), and a round trip then costs up to 1.6x as much on the 2-core VM.
 
 Writes results/transport_ab.json.
 """
@@ -55,7 +59,9 @@ def export_base(rev: str, into: Path) -> Path:
     return into
 
 
-def echo(path: str, package: str, name: str) -> None:
+def echo(path: str, package: str, name: str, cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     sys.path.insert(0, path)
     channel = importlib.import_module(f"{package}.transport").Channel
     with channel(name, "b", store_bytes=320 << 20, timeout=60) as ch:
@@ -73,8 +79,15 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=10, help="alternating blocks per side (default 10)")
     ap.add_argument("--sizes", default="64B,128KB,1MB", help=f"comma-separated subset of {','.join(SIZES)}")
     ap.add_argument("--kinds", default="array,dict", help="payload kinds: array, dict or both")
+    ap.add_argument("--cpus", help="A,B: pin this process to CPU A and the echo processes to CPU B")
     ap.add_argument("--out", default="results/transport_ab.json")
     args = ap.parse_args()
+    cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else [None, None]
+    if len(cpus) != 2 or any(c is not None and c not in os.sched_getaffinity(0) for c in cpus):
+        ap.error(f"--cpus takes two CPUs this process may use ({sorted(os.sched_getaffinity(0))}), "
+                 f"got {args.cpus!r}")
+    if cpus[0] is not None:
+        os.sched_setaffinity(0, {cpus[0]})
     unknown = [s for s in args.sizes.split(",") if s not in SIZES]
     if unknown:
         ap.error(f"unknown size(s) {unknown}: choose from {', '.join(SIZES)}")
@@ -87,7 +100,7 @@ def main() -> None:
         try:
             for side, package in sides.items():
                 name = f"ab-{side}-{os.getpid()}"
-                proc = CTX.Process(target=echo, args=(path, package, name))
+                proc = CTX.Process(target=echo, args=(path, package, name, cpus[1]))
                 proc.start()
                 procs.append(proc)
                 channel = importlib.import_module(f"{package}.transport").Channel
@@ -111,8 +124,8 @@ def main() -> None:
     rows = report(times, cases, bound, args.base)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"base": args.base, "blocks": args.blocks, "bound_1mb_s": bound, "rows": rows},
-                              indent=1))
+    out.write_text(json.dumps({"base": args.base, "blocks": args.blocks, "cpus": args.cpus,
+                               "bound_1mb_s": bound, "rows": rows}, indent=1))
     print(f"wrote {out}")
 
 

@@ -63,6 +63,20 @@ def memcpy_samples(size: int, reps: int) -> list[float]:
     return times
 
 
+WARM_S = 0.01  # each peer's turn starts with this long of round trips, not timed
+
+
+def warm(p: Any, msg: Any) -> None:
+    """Round trips for ``WARM_S`` seconds (at least one) before a peer's timed turn: its echo may have slept
+    since its last turn, and the kernel places a process it wakes next to its waker for a few milliseconds
+    (a unix socket wakes its reader as a *sync* wake-up), so the first round trips of a turn can run with
+    both processes on one CPU. Every peer gets the same warm-up."""
+    end = time.perf_counter() + WARM_S
+    p.roundtrip(msg)
+    while time.perf_counter() < end:
+        p.roundtrip(msg)
+
+
 def rounds_for(size: int, quick: bool) -> int:
     n = 400 if size <= 4096 else 30 if size <= 1 << 20 else 8 if size <= 16 << 20 else 4
     return max(2, n // 4) if quick else n
@@ -106,7 +120,7 @@ def main() -> None:
                             failed[p.name] = f"not run above {label(p.max_size)} (too slow; transport_peers)"
                             continue
                         try:
-                            p.roundtrip(msg)  # warm-up
+                            warm(p, msg)
                             samples[p.name].extend(p.roundtrip(msg) for _ in range(n))
                             p.pause()
                         except Exception as exc:  # a peer that cannot carry this payload: report, go on
