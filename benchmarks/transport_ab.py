@@ -9,7 +9,7 @@ median round trip, for the base and for the working tree, and the median of thei
 bound is two in-process memcpys of 1 MB, timed at the end.
 
     flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/transport_ab.py --base HEAD~3 [--blocks 10]
-        [--sizes 64B,128KB,1MB] [--kinds array,dict] [--cpus 0,1]
+        [--sizes 64B,128KB,1MB] [--kinds array,dict] [--cpus 0,1] [--quick]
 
 ``--cpus A,B`` pins this process to CPU A and the echoes to CPU B (``0,0``: all on one CPU). Unpinned, the
 kernel may run sender and echo on one CPU for a while (a unix socket wakes its reader as a *sync* wake-up,
@@ -75,8 +75,10 @@ def echo(path: str, package: str, name: str, cpu: int | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", required=True, help="the git revision to compare the working tree with")
+    ap.add_argument("--base", default="HEAD", help="the git revision to compare the working tree with "
+                    "(default HEAD: with a clean tree, a check that the harness favours neither side)")
     ap.add_argument("--blocks", type=int, default=10, help="alternating blocks per side (default 10)")
+    ap.add_argument("--quick", action="store_true", help="2 blocks of 64 B and 1 MB arrays")
     ap.add_argument("--sizes", default="64B,128KB,1MB", help=f"comma-separated subset of {','.join(SIZES)}")
     ap.add_argument("--kinds", default="array,dict", help="payload kinds: array, dict or both")
     ap.add_argument("--cpus", help="A,B: pin this process to CPU A and the echo processes to CPU B")
@@ -91,6 +93,8 @@ def main() -> None:
     unknown = [s for s in args.sizes.split(",") if s not in SIZES]
     if unknown:
         ap.error(f"unknown size(s) {unknown}: choose from {', '.join(SIZES)}")
+    if args.quick:
+        args.blocks, args.sizes, args.kinds = 2, "64B,1MB", "array"
     cases = [(kind, SIZES[s]) for kind in args.kinds.split(",") for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="reflow-ab-") as tmp:
         path = str(export_base(args.base, Path(tmp)))

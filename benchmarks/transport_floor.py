@@ -9,7 +9,7 @@ what is left is the copy, two socket hand-offs and a few lines of Python. reflow
 same run, shows what its machinery costs on top (``x floor``); the bound is two in-process memcpys, as in
 ``transport_latency.py``.
 
-    flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/transport_floor.py [--rounds 2000]
+    flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/transport_floor.py [--rounds 2000] [--quick]
 """
 
 from __future__ import annotations
@@ -121,7 +121,10 @@ def floor_round_trips(kind: str, rounds: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2000, help="round trips per payload and system")
+    ap.add_argument("--quick", action="store_true", help="200 round trips")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds = 200
     peers, _ = tp.start_peers(["reflow"])
     try:
         print(f"{'1 MB':>6} {'floor p50 us':>13} {'reflow p50 us':>14} {'x floor':>8} {'x bound':>8}")
