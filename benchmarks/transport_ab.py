@@ -34,9 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
-from transport_latency import label, payload
+from transport_latency import label, memcpy_samples, payload
 
 CTX = mp.get_context("spawn")
 SIZES = {"64B": 64, "4KB": 4 << 10, "128KB": 128 << 10, "1MB": 1 << 20, "16MB": 16 << 20}
@@ -117,14 +116,7 @@ def main() -> None:
                 proc.join(30)
             for ch in chans.values():
                 ch.close()
-    src = np.ones(1 << 20, np.uint8)
-    dst = np.empty_like(src)
-    copies = []
-    for _ in range(300):
-        t0 = time.perf_counter()
-        np.copyto(dst, src)
-        copies.append(time.perf_counter() - t0)
-    bound = 2 * statistics.median(copies)
+    bound = 2 * statistics.median(memcpy_samples(1 << 20, 300))
     rows = report(times, cases, bound, args.base)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import transport_peers as tp
-from transport_latency import payload
+from transport_latency import memcpy_samples, payload
 
 CTX = mp.get_context("spawn")
 HANDLE = struct.Struct("<QQ")  # release flag index, offset
@@ -133,14 +133,7 @@ def main() -> None:
             msg = payload(kind, MB)
             peers[0].roundtrip(msg)
             mine = statistics.median(peers[0].roundtrip(msg) for _ in range(args.rounds))
-            src = np.ones(MB, np.uint8)
-            dst = np.empty_like(src)
-            copies = []
-            for _ in range(300):
-                t0 = time.perf_counter()
-                np.copyto(dst, src)
-                copies.append(time.perf_counter() - t0)
-            bound = 2 * statistics.median(copies)
+            bound = 2 * statistics.median(memcpy_samples(MB, 300))
             print(f"{kind:>6} {floor * 1e6:13.1f} {mine * 1e6:14.1f} {mine / floor:8.2f} {mine / bound:8.2f}")
     finally:
         for p in peers:
