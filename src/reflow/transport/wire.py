@@ -1,7 +1,7 @@
-"""Frames on a channel socket: the eager protocol's two message forms and the greeting.
+"""Frames on a channel socket: the eager protocol's message forms and the greeting.
 
 A channel is a connected unix ``SOCK_SEQPACKET`` socket: the kernel keeps message boundaries, there is no
-handshake per message and one ``send``/``recv`` pair moves one frame. Three frame types:
+handshake per message and one ``send``/``recv`` pair moves one frame. The frame types:
 
 * ``I`` inline: a small message (up to the sender's ``inline_bytes``) travels whole inside the frame, its
   buffers laid out as they would be in a block.
