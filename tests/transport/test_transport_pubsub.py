@@ -314,7 +314,8 @@ def test_inline_limit_must_fit_one_socket_frame(no_leaks: None) -> None:
 def test_small_messages_arrive_aligned_and_whole_up_to_the_inline_limit(no_leaks: None) -> None:
     name = unique("inline")
     # a 3-byte array first: packed back to back, the float64 entry after it would start misaligned
-    small = {"flags": np.array([1, 0, 1], np.uint8), "q": np.linspace(0, 1, 5), "m": np.eye(3, dtype=int)}
+    small = {"flags": np.array([1, 0, 1], np.uint8), "q": np.linspace(0, 1, 5), "m": np.eye(3, dtype=int),
+             "rec": np.ones(2, dtype=[("id", "<i4"), ("x", "<f8")])}
     many = {f"k{i}": np.full(i + 1, i, np.uint8) for i in range(60)}  # 60 buffers: padding adds ~3.6 KB
     with Publisher(name, inline_bytes=8192) as pub, Subscriber(name) as sub:
         sub.wait_connected()

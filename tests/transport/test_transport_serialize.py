@@ -27,6 +27,19 @@ def test_contiguous_arrays_go_raw_and_round_trip(dtype: str) -> None:
     np.testing.assert_array_equal(back, arr)
 
 
+def test_structured_and_datetime_arrays_keep_their_dtype() -> None:
+    rec = np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")])
+    rec["a"], rec["b"] = [1, 2, 3], [0.5, 1.5, 2.5]
+    days = np.array(["2020-01-01", "2021-06-30"], dtype="datetime64[D]")
+    for arr in (rec, days):  # alone (raw) and in a dict (arrays)
+        kind, back = roundtrip(arr)
+        dict_kind, in_dict = roundtrip({"x": arr, "pad": np.zeros(2)})
+        assert kind == "raw" and dict_kind == "arrays" and isinstance(in_dict, dict)
+        for got in (back, in_dict["x"]):
+            assert isinstance(got, np.ndarray) and got.dtype == arr.dtype  # '|V12' would lose the fields
+            np.testing.assert_array_equal(got, arr)
+
+
 def test_raw_decode_is_a_view_not_a_copy() -> None:
     enc = encode(np.arange(8, dtype=np.int32))
     buf = bytearray(enc.buffers[0])

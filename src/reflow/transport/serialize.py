@@ -158,12 +158,12 @@ def encode(obj: Any, stats: Stats | None = None) -> Encoded:
         arr, is_torch, copied = found
         stats.copied_noncontiguous += copied
         header = _header((arr.dtype, arr.shape, is_torch),  # dtypes hash faster than their ``.str``
-                         lambda: (arr.dtype.str, arr.shape, is_torch))
+                         lambda: (_named(arr.dtype), arr.shape, is_torch))
         enc = Encoded("raw", header, (_bytes_of(arr),) if arr.nbytes else ())
     elif dict_found is not None:
         key, views, copies = dict_found
         stats.copied_noncontiguous += copies
-        header = _header(key, lambda: tuple((k, dtype.str, shape, t) for k, dtype, shape, t in key))
+        header = _header(key, lambda: tuple((k, _named(dtype), shape, t) for k, dtype, shape, t in key))
         enc = Encoded("arrays", header, views)
     else:
         buffers: list[pickle.PickleBuffer] = []
@@ -201,12 +201,19 @@ def _layout(header: bytes, parse: Callable[[Any], Any]) -> Any:
     return layout
 
 
-def _raw_layout(key: tuple[str, tuple[int, ...], bool]) -> Layout:
+def _named(dtype: np.dtype[Any]) -> str | np.dtype[Any]:
+    """What a header carries for ``dtype``: its short string (``'<f4'``) where that names it exactly, else
+    the dtype itself (a structured dtype's string, ``'|V12'``, drops its fields). Once per layout."""
+    return dtype.str if np.dtype(dtype.str) == dtype else dtype
+
+
+def _raw_layout(key: tuple[str | np.dtype[Any], tuple[int, ...], bool]) -> Layout:
     dtype, shape, is_torch = key
     return np.dtype(dtype), shape, is_torch
 
 
-def _arrays_layout(key: tuple[tuple[str, str, tuple[int, ...], bool], ...]) -> tuple[tuple[str, Layout], ...]:
+def _arrays_layout(key: tuple[tuple[str, str | np.dtype[Any], tuple[int, ...], bool], ...]
+                   ) -> tuple[tuple[str, Layout], ...]:
     return tuple((name, _raw_layout((dtype, shape, is_torch))) for name, dtype, shape, is_torch in key)
 
 
