@@ -238,16 +238,19 @@ def decode(kind: Kind, header: bytes, buffers: list[Any]) -> Any:
     return pickle.loads(header)
 
 
-def viewer(kind: Kind, header: bytes, offsets: tuple[int, ...]) -> Callable[[np.ndarray[Any, Any]], Any]:
-    """For ``raw`` and ``arrays``: a function that rebuilds the value as views on the bytes its buffers lie
-    in (a uint8 array, buffer i at ``offsets[i]``), making one array per entry. Built once per layout by a
-    receiver, so a message costs one array per buffer and no header parsing."""
+def viewer(kind: Kind, header: bytes, offsets: tuple[int, ...],
+           sizes: tuple[int, ...]) -> Callable[[np.ndarray[Any, Any]], Any]:
+    """A function that rebuilds the value from the bytes its buffers lie in (a uint8 array, buffer i at
+    ``offsets[i]``, ``sizes[i]`` long), viewing them. For ``raw`` and ``arrays``, built once per layout by a
+    receiver, it makes one array per entry and parses no header; a pickle loads with its buffers sliced
+    from the bytes."""
     if kind == "raw":
         dtype, shape, is_torch = _layout(header, _raw_layout)
         (off,) = offsets
         return lambda block: _tensor(np.ndarray(shape, dtype, block, off), is_torch)
     if kind != "arrays":
-        raise ValueError(f"no viewer for {kind!r} messages (only raw and arrays)")
+        spans = tuple(zip(offsets, sizes, strict=True))
+        return lambda block: decode(kind, header, [block[off:off + size] for off, size in spans])
     entries = tuple((name, dtype, shape, off) for (name, (dtype, shape, _)), off
                     in zip(_layout(header, _arrays_layout), offsets, strict=True))
     torch = {name for name, (_, _, is_torch) in _layout(header, _arrays_layout) if is_torch}

@@ -112,12 +112,9 @@ class Subscriber:
                 assert self._reader is not None and self._welcome is not None
                 self._reader.release(f.block_id, self._welcome.slot)
             return decode(plan.kind, plan.header, [])
+        assert plan.build is not None  # every received plan with buffers has one
         if f.tag == wire.TAG_INLINE:  # laid out as in a block, in a copy of our own
-            data = np.frombuffer(bytearray(mv[f.data_start:]), np.uint8)
-            if plan.build is not None:
-                return plan.build(data)
-            return decode(plan.kind, plan.header, [data[off:off + size] for off, size
-                                                   in zip(plan.offsets, plan.sizes, strict=True)])
+            return plan.build(np.frombuffer(bytearray(mv[f.data_start:]), np.uint8))
         assert self._reader is not None and self._welcome is not None
         segment = self._reader.segment
         if f.stores is not None:
@@ -128,12 +125,8 @@ class Subscriber:
                 views = self._reader.lease_parts(f.block_id, self._welcome.slot, parts)
                 return decode(plan.kind, plan.header, views)
             segment = self._foreign.segment(f.stores[0])  # forwarded whole: it lies elsewhere
-        block = self._reader.lease(f.block_id, self._welcome.slot, f.offset, plan.span, segment)
-        if plan.build is not None:  # arrays: views made straight from the block
-            return plan.build(block)
-        views = [block[off:off + size] for off, size in zip(plan.offsets, plan.sizes, strict=True)]
-        del block  # the views hold it: the block is released when the last of them goes
-        return decode(plan.kind, plan.header, views)
+        # the values made from the view hold it: the block is released when the last of them goes
+        return plan.build(self._reader.lease(f.block_id, self._welcome.slot, f.offset, plan.span, segment))
 
     def _frame(self, sock: socket.socket, deadline: float | None, timeout: float | None) -> memoryview:
         try:

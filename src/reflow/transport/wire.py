@@ -79,7 +79,7 @@ class Plan:
 
     @classmethod
     def of(cls, kind: Kind, header: bytes, sizes: tuple[int, ...], viewed: bool = False) -> Plan:
-        """The plan of a message of ``sizes``; ``viewed``: with ``build`` (receivers of arrays)."""
+        """The plan of a message of ``sizes``; ``viewed``: with ``build`` (receivers)."""
         if not sizes:  # a plain pickle: the common small message, planned per message
             return cls(kind, header, (), (), 0, 0, _LAYOUT.pack(_KIND_CODE[kind], len(header), 0) + header,
                        (), len(header))
@@ -90,7 +90,7 @@ class Plan:
         pads = tuple(bytes(end - off - size) for off, size, end in zip(offs, sizes, [*offs[1:], total],
                                                                          strict=True))
         return cls(kind, header, sizes, tuple(offs), total, span, layout, pads, len(header) + total,
-                   viewer(kind, header, tuple(offs)) if viewed else None)
+                   viewer(kind, header, tuple(offs), sizes) if viewed else None)
 
 
 _CACHED = frozenset({"raw", "arrays"})  # kinds whose header fixes the buffer sizes: planned once per layout
@@ -205,15 +205,15 @@ _elsewhere: dict[bytes, tuple[Plan, tuple[str]]] = {}  # an E frame's end (store
 
 
 def received_plan(layout: bytes) -> Plan:
-    """The plan a ``layout`` describes; parsed once per layout for the kinds whose header fixes the sizes,
-    with the function that rebuilds such a message from the block it lies in (``serialize.viewer``)."""
+    """The plan a ``layout`` describes, with the function that rebuilds its message from the bytes it lies
+    in (``serialize.viewer``); parsed once per layout for the kinds whose header fixes the sizes."""
     found = _by_layout.get(layout)
     if found is not None:
         return found
     code, hlen, nbuf = _LAYOUT.unpack_from(layout)
     kind, pos = KINDS[code], _LAYOUT.size + 8 * nbuf
     made = Plan.of(kind, layout[pos:pos + hlen], _sizes_struct(nbuf).unpack_from(layout, _LAYOUT.size),
-                   viewed=kind in _CACHED)
+                   viewed=True)
     if kind in _CACHED:
         if len(_by_layout) >= PLAN_CACHE:
             _by_layout.clear()
