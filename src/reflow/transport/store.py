@@ -286,28 +286,23 @@ class StoreReader:
               segment: SharedSegment | None = None) -> np.ndarray[Any, Any]:
         """A view on a block that releases it for ``reader`` once it (and every view made from it) is gone;
         on this reader's segment, or on ``segment``, where a forwarded message lies whole."""
-        seg = segment or self.segment
-        view = seg.ndarray((size,), np.uint8, offset)
-        self._hold(view, Lease(weakref.ref(view, self._expired), block_id * self.max_readers + reader,
-                               seg.name, offset, size, seg.address + offset), [1])
-        return view
+        return self._lease(segment or self.segment, offset, size, block_id * self.max_readers + reader, [1])
 
     def lease_parts(self, block_id: int, reader: int,
                     parts: list[tuple[SharedSegment, int, int]]) -> list[np.ndarray[Any, Any]]:
         """Views on ``(segment, offset, size)`` parts of one message (this reader's segment, or the stores
         a forwarded message lies in); ``block_id`` is released for ``reader`` once all of them are gone."""
         flag, alive = block_id * self.max_readers + reader, [len(parts)]
-        views = []
-        for seg, offset, size in parts:
-            view = seg.ndarray((size,), np.uint8, offset)
-            self._hold(view, Lease(weakref.ref(view, self._expired), flag, seg.name, offset, size,
-                                   seg.address + offset), alive)
-            views.append(view)
-        return views
+        return [self._lease(seg, offset, size, flag, alive) for seg, offset, size in parts]
 
-    def _hold(self, view: np.ndarray[Any, Any], lease: Lease, alive: list[int]) -> None:
+    def _lease(self, seg: SharedSegment, offset: int, size: int, flag: int,
+               alive: list[int]) -> np.ndarray[Any, Any]:
+        """One view, whose death counts down ``alive`` (its message's live views), and sets ``flag`` at 0."""
+        view = seg.ndarray((size,), np.uint8, offset)
+        lease = Lease(weakref.ref(view, self._expired), flag, seg.name, offset, size, seg.address + offset)
         self._leases[id(lease.view)] = (id(view), lease, alive)
         LEASES[id(view)] = lease
+        return view
 
     def _expired(self, ref: weakref.ref[np.ndarray[Any, Any]]) -> None:
         key, lease, alive = self._leases.pop(id(ref))
