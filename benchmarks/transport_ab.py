@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import transport_peers as tp
 from tqdm import tqdm
 from transport_latency import label, memcpy_samples, payload
 
@@ -62,14 +63,7 @@ def echo(path: str, package: str, name: str, cpu: int | None) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     sys.path.insert(0, path)
-    channel = importlib.import_module(f"{package}.transport").Channel
-    with channel(name, "b", store_bytes=320 << 20, timeout=60) as ch:
-        while True:
-            value = ch.recv()
-            if isinstance(value, str) and value == "stop":
-                return
-            ch.send(value)
-            del value
+    tp.reflow_echo(name, importlib.import_module(f"{package}.transport").Channel)
 
 
 def main() -> None:

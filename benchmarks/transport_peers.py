@@ -62,8 +62,10 @@ def dumps(value: Any) -> tuple[bytes, list[Any]]:
 
 
 # --- children ------------------------------------------------------------------------------------------
-def reflow_echo(name: str) -> None:
-    with Channel(name, "b", store_bytes=320 << 20, timeout=60) as ch:
+def reflow_echo(name: str, channel: type[Channel] = Channel) -> None:
+    """Send back what arrives; ``channel``: the ``Channel`` class of another copy of reflow
+    (``transport_ab.py``)."""
+    with channel(name, "b", store_bytes=320 << 20, timeout=60) as ch:
         while True:
             v = ch.recv()
             if isinstance(v, str) and v == "stop":
