@@ -108,3 +108,41 @@ class CheckpointError(ReflowError):
 
 class TrainConfigError(ReflowError):
     """A training run was asked for an unknown algorithm or an impossible setting."""
+
+
+# --- serve ---
+class ServeError(ReflowError):
+    """A serving pipeline cannot be built, loaded or run."""
+
+
+class FlowSchemaError(ServeError):
+    """A flow is wrongly typed where it is built: an operator names a missing column, or a column of the wrong
+    type; the message names the operator and the column."""
+
+
+class TableError(ServeError):
+    """A table or a row does not fit its schema (wrong arity, a value of the wrong type); names the column."""
+
+
+class OperatorFailed(ServeError):
+    """An operator raised while running a request; ``operator`` names it, the message carries its error."""
+
+    def __init__(self, message: str, operator: str = "") -> None:
+        super().__init__(message)
+        self.operator = operator
+
+
+class LookupKeyError(ServeError):
+    """A lookup asked a store for a key it does not hold; the message names the store, key and operator."""
+
+
+class DeadlineExceeded(ServeError):
+    """A request did not finish before its deadline; the message says where it was."""
+
+
+class Overloaded(ServeError):
+    """The server's queues are full; the request was shed (HTTP 503)."""
+
+
+class PipelineLoadError(ServeError):
+    """A pipeline file cannot be loaded, or defines no ``flow``; the message names the file."""
