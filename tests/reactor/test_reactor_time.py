@@ -100,17 +100,93 @@ class Actions(Reactor):
     def start(self) -> None:
         self.now.schedule("zero")
         self.later.schedule("first", delay=msec(1))
-        self.later.schedule("second", delay=msec(1))  # same tag: the later schedule wins
+        self.later.schedule("second", delay=msec(1))  # same tag: delivered one microstep later
 
     @reaction(triggers=("now", "later"))
     def fired(self) -> None:
         self.log.add(self, (self.now.value, self.later.value))
 
 
-def test_logical_actions_min_delay_microstep_and_last_write_wins() -> None:
+def test_logical_actions_min_delay_and_two_events_at_one_tag_at_successive_microsteps() -> None:
+    """LF (reactor-c, no min spacing): events of one action at one tag pile up in superdense time."""
     log = Log()
     run(Actions(log))
-    assert [(t, w) for t, _, w in log.items] == [((0, 1), ("zero", None)), ((msec(3), 0), (None, "second"))]
+    assert [(t, w) for t, _, w in log.items] == [((0, 1), ("zero", None)), ((msec(3), 0), (None, "first")),
+                                                 ((msec(3), 1), (None, "second"))]
+
+
+class Again(Reactor):
+    """Triggered by the action it schedules: no causality cycle, since the event lands on a later tag."""
+
+    def __init__(self, log: Log) -> None:
+        super().__init__("main")
+        self.log = log
+        self.a = self.logical_action("a")
+        self.n = 0
+
+    @reaction(triggers=("startup", "a"), effects="a")
+    def again(self) -> None:
+        self.log.add(self, self.n)
+        self.n += 1
+        if self.n < 3:
+            self.a.schedule()
+
+
+def test_a_reaction_may_schedule_the_action_that_triggers_it() -> None:
+    log = Log()
+    run(Again(log))
+    assert [t for t, _, _ in log.items] == [(0, 0), (0, 1), (0, 2)]
+
+
+class Delay(Reactor):
+    """LF's delay pattern: the reaction to the action is declared before the one that schedules it."""
+
+    def __init__(self, log: Log) -> None:
+        super().__init__("main")
+        self.log = log
+        self.a = self.logical_action("a")
+
+    @reaction(triggers="a")
+    def emit(self) -> None:
+        self.log.add(self, self.a.value)
+
+    @reaction(triggers="startup", effects="a")
+    def take(self) -> None:
+        self.a.schedule(7, delay=msec(100))
+
+
+def test_the_delay_pattern_is_not_a_causality_cycle() -> None:
+    log = Log()
+    run(Delay(log))
+    assert log.items == [((msec(100), 0), "main", 7)]
+
+
+def test_values_sent_at_successive_microsteps_over_after_arrive_at_successive_microsteps() -> None:
+    log = Log()
+
+    class Burst(Reactor):
+        def __init__(self) -> None:
+            super().__init__("burst")
+            self.a = self.logical_action("a")
+            self.out = self.output("out", int)
+            self.n = 0
+
+        @reaction(triggers=("startup", "a"), effects=("out", "a"))
+        def send(self) -> None:
+            self.out.set(self.n)
+            self.n += 1
+            if self.n < 3:
+                self.a.schedule()
+
+    class Main(Reactor):
+        def __init__(self) -> None:
+            super().__init__("main")
+            burst, rec = self.add(Burst()), self.add(Recorder(log))
+            self.connect(burst.out, rec.inp, after=msec(5))
+
+    run(Main())
+    assert [(t, w) for t, _, w in log.items if w != "shutdown"] == [
+        ((msec(5), 0), 0), ((msec(5), 1), 1), ((msec(5), 2), 2)]
 
 
 def test_after_delay_and_zero_after_is_a_microstep() -> None:

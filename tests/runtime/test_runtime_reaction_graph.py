@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from reflow.errors import CausalityError
 from reflow.graph import level_sets, topo_order
-from reflow.runtime.program import Program, ReactionSpec, reaction_graph
+from reflow.runtime.program import ActionSpec, Program, ReactionSpec, reaction_graph
 
 
 def test_edges_follow_ports_routes_and_declaration_order() -> None:
@@ -22,6 +22,15 @@ def test_edges_follow_ports_routes_and_declaration_order() -> None:
     assert {(e.src, e.dst) for e in g.edges} == {("a.r0", "a.r1"), ("a.r0", "b.r0"), ("b.r0", "c.r0")}
     assert all(n.op == "reaction" for n in g) and g.node("b.r0").attrs["reactor"] == "b"
     assert level_sets(g) == [["a.r0"], ["a.r1", "b.r0"], ["c.r0"]]
+
+
+def test_actions_add_no_same_tag_edges() -> None:
+    """Scheduling lands on a later tag: a reaction may schedule the action that triggers it."""
+    p = Program("p", [
+        ReactionSpec("a.emit", "a", 0, ("a.act",)),
+        ReactionSpec("b.take", "b", 0, ("@startup", "b.act"), effects=("a.act", "b.act")),
+    ], actions=[ActionSpec("a.act", 0, False), ActionSpec("b.act", 0, False)])
+    assert reaction_graph(p).edges == []
 
 
 def test_self_loop_is_a_causality_error() -> None:

@@ -8,8 +8,9 @@ different front end could drive the same scheduler.
 
 ``reaction_graph`` turns a program into the reaction graph (a ``reflow.graph.Graph``): a node per reaction, an
 edge from each reaction to every reaction that reads (as trigger or source) a port it writes at the same tag,
-and an edge between consecutive reactions of one reactor (declaration order). A cycle in it is a causality
-loop and a ``CausalityError`` names the reactions on it.
+and an edge between consecutive reactions of one reactor (declaration order). Actions add no edge: scheduling
+one always lands on a strictly later tag, so a reaction may even schedule the action that triggers it (as in
+Lingua Franca). A cycle in the graph is a causality loop and a ``CausalityError`` names the reactions on it.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def reaction_graph(program: Program) -> Graph:
                                "sources": r.sources, "effects": r.effects}))
         for key in dict.fromkeys((*r.triggers, *r.sources)):
             readers.setdefault(key, []).append(r.name)
+    actions = {a.key for a in program.actions}
     previous: dict[str, str] = {}
     for r in program.reactions:
         before = previous.get(r.reactor)
@@ -103,6 +105,8 @@ def reaction_graph(program: Program) -> Graph:
             _edge(g, before, r.name)
         previous[r.reactor] = r.name
         for eff in r.effects:
+            if eff in actions:
+                continue
             for port in program.reaches(eff):
                 for reader in readers.get(port, ()):
                     if reader != r.name:

@@ -4,7 +4,9 @@ Policy. Everything observable is decided by logical time, never by physical time
 
 * Events (timers, actions, values crossing delayed connections) wait in a queue ordered by ``(tag, seq)``,
   ``seq`` being the order in which they were scheduled. The scheduler takes the earliest tag, makes all its
-  events present at once, and runs every reaction they trigger before time advances.
+  events present at once, and runs every reaction they trigger before time advances. An action (or a delayed
+  connection) holds at most one event per tag: a second event for the same tag goes to the next free
+  microstep, so two schedules of one action are delivered one after the other (as in Lingua Franca).
 * Within a tag, reactions run level by level (levels of the reaction graph). A level's triggered reactions go
   to the executor as one batch; they cannot affect each other, so the executor may run them in parallel.
   Results are applied in batch order (the reactions' program order), which fixes the outcome: values written
@@ -98,6 +100,7 @@ class Scheduler:
         self._actions = {a.key: a for a in program.actions}
         self._keepalive = any(a.physical for a in program.actions)
         self._queue: list[tuple[Tag, int, int, str, Any]] = []
+        self._taken: set[tuple[str, Tag]] = set()  # (action or port, tag) of every queued action/port event
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._inbox: list[tuple[int, str, Any]] = []
@@ -149,6 +152,13 @@ class Scheduler:
             return RunResult(final, stats, trace, self.executor.measured_costs())
 
     def _push(self, tag: Tag, kind: int, key: str, value: Any) -> None:
+        heapq.heappush(self._queue, (tag, next(self._seq), kind, key, value))
+
+    def _push_event(self, tag: Tag, kind: int, key: str, value: Any) -> None:
+        """Queue an action or delayed-port event at ``tag``, or at the next microstep ``key`` is free."""
+        while (key, tag) in self._taken:
+            tag = Tag(tag.time, tag.microstep + 1)
+        self._taken.add((key, tag))
         heapq.heappush(self._queue, (tag, next(self._seq), kind, key, value))
 
     def _loop(self, stats: RunStats, trace: list[TraceEntry]) -> Tag:
@@ -205,7 +215,7 @@ class Scheduler:
             tag = Tag(t + self._actions[key].min_delay, 0)
             if tag <= current:
                 tag = current.delay(0)
-            self._push(tag, _ACTION, key, value)
+            self._push_event(tag, _ACTION, key, value)
 
     def _wait(self, until: int | None) -> None:
         """Wait until physical time ``until`` (None: forever), an input from another thread, or a stop
@@ -232,6 +242,8 @@ class Scheduler:
                 period = self._timers[key].period
                 if period > 0:
                     self._push(Tag(tag.time + period, 0), _TIMER, key, None)
+            else:
+                self._taken.discard((key, tag))
             if kind == _PORT:
                 self._write(tag, key, value, present, pending)
             else:
@@ -256,7 +268,7 @@ class Scheduler:
                     if spec.physical:
                         self.schedule_physical(s.key, s.value, s.delay)
                     else:
-                        self._push(tag.delay(spec.min_delay + s.delay), _ACTION, s.key, s.value)
+                        self._push_event(tag.delay(spec.min_delay + s.delay), _ACTION, s.key, s.value)
                 if res.stop:
                     self._stop_from_reaction = True
                 if res.error is not None and failure is None:
@@ -284,7 +296,7 @@ class Scheduler:
         for port in self.program.reaches(key):
             self._mark(port, value, present, pending)
             for d in self.program.delayed.get(port, ()):
-                self._push(tag.delay(d.delay), _PORT, d.dst, value)
+                self._push_event(tag.delay(d.delay), _PORT, d.dst, value)
 
 
 def _failure(res: Result, tag: Tag) -> ReflowError:
