@@ -59,6 +59,19 @@ class ReactionFailed(ReflowError):
         self.tag = tag
 
 
+class UnsendableValue(ReactorError):
+    """A value on a port or action cannot be sent between processes (it does not pickle); names the reaction
+    and the port, in ``.reaction`` and ``.port``."""
+
+    def __init__(self, message: str, reaction: str = "", port: str = "") -> None:
+        super().__init__(message)
+        self.reaction = reaction
+        self.port = port
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.reaction, self.port))
+
+
 class LifecycleError(ReflowError):
     """An API call was made in a phase that does not allow it (e.g. connecting after the program started)."""
 

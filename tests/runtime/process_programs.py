@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 
@@ -130,3 +131,43 @@ def run_until_interrupted() -> None:
         run(main, executor=ex, on_tag=announce)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+class Pointer(Reactor):
+    """Writes a ctypes pointer (which does not pickle) at its second tag, next to an array."""
+
+    def __init__(self) -> None:
+        super().__init__("pointer")
+        self.t = self.timer("t", 0, 1)
+        self.out = self.output("out")
+        self.arr = self.output("arr")
+        self.n = 0
+
+    @reaction(triggers="t", effects=("out", "arr"))
+    def emit(self) -> None:
+        self.n += 1
+        self.arr.set(np.ones(50_000))
+        self.out.set(ctypes.pointer(ctypes.c_int(self.n)) if self.n == 2 else self.n)
+
+
+class Count(Reactor):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.inp = self.input("in")
+        self.seen = 0
+
+    @reaction(triggers="in")
+    def count(self) -> None:
+        self.seen += 1
+
+    @reaction(triggers="shutdown")
+    def bye(self) -> None:
+        print(f"{self.path} saw {self.seen}", flush=True)
+
+
+class Unsendable(Reactor):
+    def __init__(self) -> None:
+        super().__init__("main")
+        src = self.add(Pointer())
+        for name, port in (("ints", src.out), ("arrays", src.arr)):
+            self.connect(port, self.add(Count(name)).inp)

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from process_programs import Fan, ThreadProbe
+from process_programs import Fan, ThreadProbe, Unsendable
 
-from reflow.errors import WorkerCrashed
+from reflow.errors import UnsendableValue, WorkerCrashed
 from reflow.reactor import reaction_graph_of, run
 from reflow.runtime import ThreadExecutor
 from reflow.runtime.placement import LOCAL, place
@@ -90,6 +90,24 @@ def test_killed_worker_stops_the_program_naming_the_reactor(no_leaks: None) -> N
     with pytest.raises(WorkerCrashed, match=r"main\.crasher") as info:
         run(main, executor=ex, timeout=TAGS)
     assert "exit code -9" in str(info.value)
+
+
+@pytest.mark.parametrize("local", [(), ("main.pointer",)])
+def test_a_value_that_cannot_be_sent_names_the_reaction_and_port(local: tuple[str, ...], no_leaks: None,
+                                                                  capfd: pytest.CaptureFixture[str]) -> None:
+    """Written in a worker, or written locally and sent to a worker: a reflow error, never a dead worker."""
+    with pytest.raises(UnsendableValue, match="cannot be sent between processes") as info:
+        run(Unsendable(), executor=ProcessExecutor(2, local=local), timeout=5)
+    if local:
+        assert "the value on port main.ints.in, read by reaction main.ints.count" in str(info.value)
+        assert (info.value.reaction, info.value.port) == ("main.ints.count", "main.ints.in")
+    else:
+        assert "reaction main.pointer.emit wrote to port main.pointer.out" in str(info.value)
+        assert (info.value.reaction, info.value.port) == ("main.pointer.emit", "main.pointer.out")
+    assert "LP_c_int" in str(info.value)
+    captured = capfd.readouterr()  # the workers lived on to run the shutdown reactions
+    # the failed reaction's writes are dropped in the worker; written locally, the array still went out
+    assert f"main.arrays saw {2 if local else 1}" in captured.out and "Traceback" not in captured.err
 
 
 def test_placement_spreads_heavy_work_and_keeps_cheap_chains_together() -> None:

@@ -16,7 +16,10 @@ killed) raises ``WorkerCrashed`` naming the worker and the reactors it held. ``c
 calls on every exit path, Ctrl-C included) stops the workers, kills any that do not stop, and unlinks
 shared memory a killed worker could not unlink itself. An exception in a reaction is not a fault: it comes
 back as a result, like with threads; one that cannot be pickled comes back as a ``RuntimeError`` with the
-original traceback text.
+original traceback text. Nor is a value that cannot be sent between processes (a ctypes pointer, a lock):
+the reaction that wrote it (or, for a value sent to a worker, the reaction that reads it) fails with
+``UnsendableValue`` naming the reaction and the port, and the program stops as after any failed reaction.
+The checks cost nothing on the way: a message is pickled once, and only one that failed is taken apart.
 
 Threads. Numeric libraries start one thread per core in every process, so P workers running torch or BLAS
 at once would put P times as many threads on the cores as there are cores. Each worker is therefore capped
@@ -39,7 +42,7 @@ import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from reflow.errors import ChannelClosed, WorkerCrashed
+from reflow.errors import ChannelClosed, SerializationError, UnsendableValue, WorkerCrashed
 from reflow.graph import Graph
 from reflow.runtime.executor import Executor, Invocation, ReactionHost, Result, run_invocation
 from reflow.runtime.placement import LOCAL, place
@@ -52,17 +55,43 @@ _names = itertools.count()
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _portable(result: Result) -> Result:
-    """The result itself if it pickles; else the same result with its error replaced by a RuntimeError.
-
-    Array buffers are left out of the trial (taken out of band and dropped): pickling them in band would
-    copy every array the reaction wrote, a millisecond per megabyte, only to throw the copy away."""
+def _pickles(value: object) -> bool:
+    """Whether ``value`` pickles. Array buffers are left out of the trial (taken out of band and dropped):
+    pickling them in band would copy every array, a millisecond per megabyte, only to throw the copy away."""
     try:
-        pickle.dumps(result, protocol=5, buffer_callback=lambda buf: False)
+        pickle.dumps(value, protocol=5, buffer_callback=lambda buf: False)
     except Exception:
+        return False
+    return True
+
+
+def _unsendable(what: str, value: object, reaction: str, port: str) -> UnsendableValue:
+    return UnsendableValue(
+        f"{what} a value of type {type(value).__qualname__}, which cannot be sent between "
+        "processes (it does not pickle); send plain data, numpy arrays or tensors, or keep the reactors that "
+        "exchange it in one process (ProcessExecutor(local=[...]) or threads)", reaction, port)
+
+
+def sendable(result: Result) -> Result:
+    """``result``, or, if part of it does not pickle, a result that fails with a reflow error naming the
+    reaction and the port (instead of a worker that dies sending it). Called only after a send failed."""
+    for key, value in result.writes.items():
+        if not _pickles(value):
+            return _failed(result, _unsendable(f"reaction {result.name} wrote to port {key}", value,
+                                               result.name, key))
+    for s in result.schedules:
+        if not _pickles(s.value):
+            what = f"reaction {result.name} scheduled action {s.key} with"
+            return _failed(result, _unsendable(what, s.value, result.name, s.key))
+    if result.error is not None and not _pickles(result.error):
         result.error = RuntimeError(f"reaction {result.name} raised an exception that cannot be sent between "
                                     f"processes:\n{result.error_text}")
     return result
+
+
+def _failed(result: Result, error: BaseException) -> Result:
+    return Result(result.reactor, result.reaction, result.name, stop=result.stop, error=error,
+                  error_text=str(error), elapsed=result.elapsed)
 
 
 @contextlib.contextmanager
@@ -86,7 +115,11 @@ def worker_main(channel: str, hosts_pickle: bytes) -> None:
             batch = ch.recv()
             if isinstance(batch, str):
                 return
-            ch.send([_portable(run_invocation(hosts[inv.reactor], inv)) for inv in batch])
+            results = [run_invocation(hosts[inv.reactor], inv) for inv in batch]
+            try:
+                ch.send(results)
+            except SerializationError:
+                ch.send([sendable(r) for r in results])
 
 
 class ProcessExecutor(Executor):
@@ -153,6 +186,12 @@ class ProcessExecutor(Executor):
             except ChannelClosed:
                 proc.join(1.0)
                 break
+            except FileNotFoundError:  # a message in the store of a process that died: name the dead worker
+                dead = next((v for v, p in enumerate(self._procs) if not p.is_alive()), None)
+                if dead is None:
+                    raise
+                w, proc = dead, self._procs[dead]
+                break
         raise WorkerCrashed(
             f"worker process {w} (pid {proc.pid}) died with exit code {proc.exitcode} while running reactors "
             f"{self.held_by(w)}; their state is lost. Look for the cause in the worker's output (a crash in "
@@ -162,24 +201,46 @@ class ProcessExecutor(Executor):
         parts: dict[int, list[int]] = {}
         for i, inv in enumerate(batch):
             parts.setdefault(self.placement[inv.reactor], []).append(i)
+        results: list[Result | None] = [None] * len(batch)
         with self._lock:
+            sent: dict[int, list[list[int]]] = {}  # per worker, the batch indices of each message sent
             for w, idx in parts.items():
                 if w != LOCAL:
-                    try:
-                        self._chans[w].send([batch[i] for i in idx])
-                    except ChannelClosed:
-                        self._reply(w)  # raises WorkerCrashed naming the reactors
-            results: list[Result | None] = [None] * len(batch)
+                    sent[w] = self._send(w, batch, idx, results)
             for i in parts.get(LOCAL, []):
                 results[i] = run_invocation(self._hosts[batch[i].reactor], batch[i])
-            for w, idx in parts.items():
-                if w != LOCAL:
+            for w, messages in sent.items():
+                for idx in messages:
                     for i, r in zip(idx, self._reply(w), strict=True):
                         results[i] = r
         done = [r for r in results if r is not None]
         for r in done:
             self._record(r)
         return done
+
+    def _send(self, w: int, batch: Sequence[Invocation], idx: list[int],
+              results: list[Result | None]) -> list[list[int]]:
+        """Send worker ``w`` its part of ``batch``; returns the indices of each message sent. An invocation
+        carrying a value that cannot be sent is not sent: its result fails with ``UnsendableValue``."""
+        try:
+            self._chans[w].send([batch[i] for i in idx])
+            return [idx]
+        except ChannelClosed:
+            self._reply(w)  # raises WorkerCrashed naming the reactors
+        except SerializationError:
+            pass
+        messages = []
+        for i in idx:  # one at a time, to find the culprit and still run the rest
+            inv = batch[i]
+            bad = next(((k, v) for k, v in inv.values.items() if not _pickles(v)), None)
+            if bad is None:
+                self._chans[w].send([inv])
+                messages.append([i])
+                continue
+            error = _unsendable(f"the value on port {bad[0]}, read by reaction {inv.name} in worker process "
+                                f"{w}, is", bad[1], inv.name, bad[0])
+            results[i] = Result(inv.reactor, inv.reaction, inv.name, error=error, error_text=str(error))
+        return messages
 
     def close(self) -> None:
         """Stop the workers (kill those that do not stop), free their shared memory. Idempotent."""
