@@ -60,6 +60,8 @@ def reference(n: int, edges: list[Edge]) -> list[tuple[Tag, int, int]]:
     queue: list[Tag] = []
 
     def deliver(tag: Tag, node: int, slot: int, value: int) -> None:
+        while slot in pending.get(tag, {}).get(node, {}):  # one event per input and tag: the next microstep
+            tag = Tag(tag.time, tag.microstep + 1)
         if tag not in pending:
             pending[tag] = {}
             heapq.heappush(queue, tag)
