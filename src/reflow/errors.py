@@ -159,3 +159,16 @@ class Overloaded(ServeError):
 
 class PipelineLoadError(ServeError):
     """A pipeline file cannot be loaded, or defines no ``flow``; the message names the file."""
+
+
+# --- ray (multi-node) ---
+class RayUnavailable(ReflowError):
+    """Ray is not installed; the message names the extra to install."""
+
+
+class ClusterError(ReflowError):
+    """A Ray cluster cannot be reached or started, or lacks what a run needs (nodes, CPUs)."""
+
+
+class NodeLost(WorkerCrashed):
+    """A Ray node or actor died mid-run; the message names the node and the reactors or envs it held."""
