@@ -63,7 +63,9 @@ class Invocation:
     output already written at this tag by an earlier reaction of the same reactor reads back), keyed by the
     port/action/timer path (``"main.filter.in"``); a trigger or source that is absent has no key. Timers,
     ``"@startup"`` and ``"@shutdown"`` appear with the value ``None`` when they fire. ``deadline_missed``
-    tells the host to run the reaction's deadline handler instead of its body.
+    tells the host to run the reaction's deadline handler instead of its body. ``start_time`` is the wall
+    clock (``time.time_ns()``) at logical time zero, so that a host in any process can tell physical time
+    since the start and absolute logical time.
     """
 
     reactor: str
@@ -72,6 +74,7 @@ class Invocation:
     tag: Tag
     values: Mapping[str, Any]
     deadline_missed: bool = False
+    start_time: int = 0
 
 
 @dataclass(frozen=True)

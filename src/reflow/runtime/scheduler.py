@@ -110,6 +110,7 @@ class Scheduler:
         self._latest_physical = 0
         self._current = Tag(0, 0)
         self._start_ns = 0
+        self.start_time = 0
         self._stop_from_reaction = False
 
     # -- thread-safe entry points ---------------------------------------------------------------------------
@@ -142,7 +143,8 @@ class Scheduler:
         wall0 = time.perf_counter()
         with self.executor:
             self.executor.start(self.program.hosts, self.graph)
-            self._start_ns = time.monotonic_ns()
+            self.start_time = time.time_ns()  # wall clock at logical time zero, read first: a host's
+            self._start_ns = time.monotonic_ns()  # physical time (wall clock - start_time) is never behind ours
             self._on_phase("running")
             try:
                 final = self._loop(stats, trace)
@@ -284,7 +286,7 @@ class Scheduler:
         values = {k: present[k] for k in self._reads[spec.name] if k in present}
         missed = spec.deadline is not None and self.physical_time() > tag.time + spec.deadline
         stats.deadline_misses += missed
-        return Invocation(spec.reactor, spec.index, spec.name, tag, values, missed)
+        return Invocation(spec.reactor, spec.index, spec.name, tag, values, missed, self.start_time)
 
     def _mark(self, key: str, value: Any, present: dict[str, Any], pending: list[set[str]]) -> None:
         present[key] = value
