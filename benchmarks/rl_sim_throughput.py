@@ -220,7 +220,7 @@ def systems(env_id: str, n: int, workers: list[int], use_ray: bool, ray_per_env:
         "async": lambda: Vector(gym.vector.AsyncVectorEnv([maker] * n, context="spawn")),
     }
     for w in workers:
-        out[f"reflow w{w}"] = lambda w=w: Vector(make_vec(env_id, n, num_workers=w))
+        out[f"reflow w{w}"] = lambda w=w: Vector(make_vec(env_id, n, num_workers=w, fit_workers=False))
     for w in workers:
         for k in per_worker:
             if w > 1 and w * k <= n:  # with one process there is nothing to run asynchronously

@@ -23,12 +23,19 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
 
 
 def child_pids() -> set[int]:
-    """Live (non-zombie) child processes of this process, read from /proc."""
-    me = os.getpid()
-    out: set[int] = set()
+    """Live (non-zombie) descendants of this process, read from /proc (env-bank workers are forked by
+    multiprocessing's fork server, a child of this process, so they are grandchildren)."""
+    parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (stat := _proc_stat(int(entry))) and stat[1] == me and stat[0] != "Z":
-            out.add(int(entry))
+        if entry.isdigit() and (stat := _proc_stat(int(entry))) and stat[0] != "Z":
+            parents.setdefault(stat[1], []).append(int(entry))
+    out: set[int] = set()
+    todo = [os.getpid()]
+    while todo:
+        for kid in parents.get(todo.pop(), []):
+            if kid not in out:
+                out.add(kid)
+                todo.append(kid)
     return out
 
 
@@ -56,8 +63,12 @@ def _is_ours(segment: str) -> bool:
 
 @pytest.fixture(autouse=True, scope="session")
 def _resource_tracker_running() -> None:
-    """Start Python's resource tracker once up front, so ``no_leaks`` never counts it as a leaked child."""
+    """Start Python's resource tracker and the env banks' fork server once up front, so ``no_leaks`` never
+    counts them as leaked children."""
+    from reflow.rl.envs.launch import ensure_server
+
     resource_tracker.ensure_running()
+    ensure_server()
 
 
 @pytest.fixture

@@ -115,6 +115,22 @@ class EnvError(ReflowError):
     """An environment cannot be made or stepped (unknown id, step raised, space mismatch)."""
 
 
+class EnvArgumentError(EnvError, ValueError):
+    """A vector env got actions or reset options of a wrong shape or value (a ValueError, as in gymnasium)."""
+
+
+class EnvArgumentTypeError(EnvError, TypeError):
+    """A vector env got actions or reset options of the wrong type or dtype (a TypeError, as gymnasium's)."""
+
+
+class EnvTimeout(EnvError):
+    """An env's step or reset ran past the bank's ``step_timeout``; the message names the env and worker."""
+
+
+class OversubscribedWarning(UserWarning):
+    """An env bank found fewer free cores than the processes asked for and stepped in fewer."""
+
+
 class CheckpointError(ReflowError):
     """An RL checkpoint is missing, corrupt, or does not match the env or network it is used with."""
 

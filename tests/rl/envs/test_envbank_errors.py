@@ -17,18 +17,18 @@ CRASH = "rl_faulty_envs:reflow-test/Crash-v0"
 
 def test_unknown_env_id_suggests_close_matches(no_leaks: None) -> None:
     with pytest.raises(EnvError, match=r"unknown env id 'CartPol-v1'.*CartPole-v1"):
-        make_vec("CartPol-v1", 4, num_workers=2)
+        make_vec("CartPol-v1", 4, num_workers=2, fit_workers=False)
 
 
 def test_bad_env_kwargs_name_the_env(no_leaks: None) -> None:
     with pytest.raises(EnvError, match=r"cannot make env 0 \('CartPole-v1'"):
-        make_vec("CartPole-v1", 2, num_workers=2, no_such_argument=1)
+        make_vec("CartPole-v1", 2, num_workers=2, fit_workers=False, no_such_argument=1)
 
 
 @pytest.mark.parametrize("bad_env", [1, 3])  # env 1 is stepped by the main process, env 3 by worker 1
 def test_env_whose_step_raises(bad_env: int, no_leaks: None) -> None:
     specs = [EnvSpec(CRASH, {"crash_step": 2 if i == bad_env else -1}) for i in range(4)]
-    bank = EnvBank(specs, num_workers=2)
+    bank = EnvBank(specs, num_workers=2, fit_workers=False)
     bank.reset()
     bank.step(np.zeros(4, dtype=np.int64))
     with pytest.raises(EnvError, match=rf"env {bad_env}\b.*boom at step 2"):
@@ -41,11 +41,11 @@ def test_env_whose_step_raises(bad_env: int, no_leaks: None) -> None:
 def test_observation_space_mismatch(bad_env: int, no_leaks: None) -> None:
     specs = [EnvSpec(CRASH, {"size": 3 if i == bad_env else 2}) for i in range(4)]
     with pytest.raises(EnvError, match=rf"env {bad_env} .*observation space .*same spaces"):
-        EnvBank(specs, num_workers=2)
+        EnvBank(specs, num_workers=2, fit_workers=False)
 
 
 def test_worker_killed_mid_run(no_leaks: None) -> None:
-    env = make_vec("CartPole-v1", 6, num_workers=3)
+    env = make_vec("CartPole-v1", 6, num_workers=3, fit_workers=False)
     env.reset()
     env.step(np.zeros(6, dtype=np.int64))
     victim = env.bank.workers[1]
@@ -58,7 +58,8 @@ def test_worker_killed_mid_run(no_leaks: None) -> None:
 
 
 def test_exception_inside_with_block_releases_everything(no_leaks: None) -> None:
-    with pytest.raises(KeyboardInterrupt), make_vec("CartPole-v1", 4, num_workers=2) as env:
+    with pytest.raises(KeyboardInterrupt), \
+            make_vec("CartPole-v1", 4, num_workers=2, fit_workers=False) as env:
         env.reset()
         raise KeyboardInterrupt
 

@@ -52,7 +52,7 @@ def test_sampled_actions_depend_only_on_the_seed() -> None:
 
 
 def test_act_into_writes_the_bank_action_array() -> None:
-    with make_vec("CartPole-v1", 8, num_workers=2) as env:
+    with make_vec("CartPole-v1", 8, num_workers=2, fit_workers=False) as env:
         env.reset()
         policy = BatchedPolicy(mlp(2))
         obs = env.bank.obs
@@ -86,7 +86,7 @@ def test_multi_agent_groups_are_batched_once_each() -> None:
 
 
 def rollout(num_workers: int) -> dict[str, Any]:
-    with make_vec("CartPole-v1", 6, num_workers=num_workers, seed=9) as env:
+    with make_vec("CartPole-v1", 6, num_workers=num_workers, fit_workers=False, seed=9) as env:
         program = Rollout(env, BatchedPolicy(mlp(5), sample=True, seed=1), steps=60)
         run(program)
         return program.summary()

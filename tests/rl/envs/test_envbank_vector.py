@@ -46,7 +46,7 @@ def assert_same_run(ours: gym.vector.VectorEnv, ref: gym.vector.VectorEnv, steps
 @pytest.mark.parametrize("num_workers", [1, 3])
 def test_matches_gymnasium_sync_vector_env(mode: AutoresetMode, num_workers: int, no_leaks: None) -> None:
     ref = reference("CartPole-v1", 7, mode)
-    with make_vec("CartPole-v1", 7, num_workers=num_workers, autoreset_mode=mode) as ours:
+    with make_vec("CartPole-v1", 7, num_workers=num_workers, fit_workers=False, autoreset_mode=mode) as ours:
         assert ours.metadata["autoreset_mode"] == mode
         assert ours.observation_space == ref.observation_space
         assert ours.action_space == ref.action_space
@@ -59,7 +59,7 @@ def test_matches_gymnasium_sync_vector_env(mode: AutoresetMode, num_workers: int
 
 def run_trajectory(num_workers: int, seed: int) -> list[np.ndarray[Any, Any]]:
     out = []
-    with make_vec("CartPole-v1", 6, num_workers=num_workers, seed=seed) as env:
+    with make_vec("CartPole-v1", 6, num_workers=num_workers, fit_workers=False, seed=seed) as env:
         obs, _ = env.reset()  # the first reset uses make_vec's seed
         out.append(obs)
         for t in range(120):
@@ -87,7 +87,8 @@ def test_seed_i_is_seed_plus_i() -> None:
 
 
 def test_disabled_autoreset_and_reset_mask(no_leaks: None) -> None:
-    with make_vec("CartPole-v1", 4, num_workers=2, autoreset_mode=AutoresetMode.DISABLED) as env:
+    with make_vec("CartPole-v1", 4, num_workers=2, fit_workers=False,
+                  autoreset_mode=AutoresetMode.DISABLED) as env:
         obs0, _ = env.reset(seed=[1, 2, 3, 4])
         obs1, *_ = env.step(np.zeros(4, dtype=np.int64))
         mask = np.array([True, False, False, True])
@@ -107,7 +108,7 @@ def test_returned_obs_is_a_copy_by_default() -> None:
 def test_held_batches_stay_intact_and_dropped_ones_are_reused(no_leaks: None) -> None:
     """Batches are handed out without a copy, so a buffer may be refilled only once nobody holds it."""
     ref = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(6)])
-    with make_vec("CartPole-v1", 6, num_workers=3, seed=5) as env:
+    with make_vec("CartPole-v1", 6, num_workers=3, fit_workers=False, seed=5) as env:
         buffers = env.bank.obs_buffers
 
         def shared(obs: np.ndarray[Any, Any]) -> bool:
@@ -143,7 +144,7 @@ def test_held_batches_stay_intact_and_dropped_ones_are_reused(no_leaks: None) ->
 
 def test_bad_arguments() -> None:
     with pytest.raises(EnvError, match="num_workers"):
-        make_vec("CartPole-v1", 2, num_workers=3)
+        make_vec("CartPole-v1", 2, num_workers=3, fit_workers=False)
     with pytest.raises(EnvError, match="num_envs"):
         make_vec("CartPole-v1", 0)
 
@@ -156,7 +157,7 @@ def test_gymnasium_vector_wrappers_run_on_it_unchanged(no_leaks: None) -> None:
         return gym.wrappers.vector.TransformObservation(env, lambda o: o * 2.0, env.observation_space)
 
     ref = wrapped(gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(4)]))
-    with make_vec("CartPole-v1", 4, num_workers=2) as bank:
+    with make_vec("CartPole-v1", 4, num_workers=2, fit_workers=False) as bank:
         ours = wrapped(bank)
         np.testing.assert_array_equal(ours.reset(seed=3)[0], ref.reset(seed=3)[0])
         for t in range(60):
@@ -171,7 +172,7 @@ def test_bank_episode_arrays_hold_counts_only_on_the_step_that_ends_the_episode(
     """The slices leave episode counts in shared arrays, zero except where an episode just ended (readers
     take them as they are), and a ``done`` flag per env; the oracle counts steps and rewards by hand."""
     n = 5
-    with make_vec("CartPole-v1", n, num_workers=2, autoreset_mode=mode) as env:
+    with make_vec("CartPole-v1", n, num_workers=2, fit_workers=False, autoreset_mode=mode) as env:
         a = env.bank.arrays
         env.reset(seed=3)
         returns, lengths = np.zeros(n), np.zeros(n, np.int64)

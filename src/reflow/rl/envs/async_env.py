@@ -118,7 +118,7 @@ class AsyncBankEnv(EpisodeLog):
         terms, truncs, dones = take(a["terminated"]), take(a["truncated"]), take(a["done"])
         info: dict[str, Any] = {"env_id": ids}
         if dones.any():
-            self._record(info, dones, take(a["episode_return"]), take(a["episode_length"]),
+            self._record(info, take(a["ended"]), take(a["episode_return"]), take(a["episode_length"]),
                          take(a["episode_time"]))
         return take(self.bank.obs_buffers[0]), take(a["rewards"]), terms, truncs, info
 

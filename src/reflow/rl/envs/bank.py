@@ -23,18 +23,21 @@ workers, kills those that do not stop, and unlinks the segment.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import cloudpickle
 import numpy as np
 from gymnasium import spaces
 
-from reflow.errors import EnvError, ReflowError
-from reflow.rl.envs.slice import SliceRunner
-from reflow.rl.envs.spec import EnvSpec, array_shape, bank_layout, check_env_id, check_same_spaces, make_env
-from reflow.rl.envs.worker import ASYNC, POLL_S, RESET, STEP, Worker, spin_acquire
+from reflow.errors import EnvError, OversubscribedWarning, ReflowError
+from reflow.rl.envs.cores import CoreCount, CoreProbe
+from reflow.rl.envs.slice import Events, SliceRunner
+from reflow.rl.envs.spec import EnvSpec, array_shape, bank_layout, check_same_spaces, make_env, resolve
+from reflow.rl.envs.worker import ASYNC, CALL, POLL_S, RESET, SET_ATTR, STEP, Worker, spin_acquire
 from reflow.transport.shm import SharedSegment
 
 DEFAULT_SPIN_S = 0.002
@@ -51,15 +54,40 @@ def slice_bounds(num_envs: int, num_workers: int) -> list[int]:
     return bounds
 
 
+@dataclass(frozen=True)
+class BankStats:
+    """How a bank runs: the processes asked for and used, and the cores it found free when it started."""
+
+    requested_workers: int
+    workers: int  # processes stepping envs: the caller (if it steps a slice) and the worker processes
+    usable_cores: int
+    free_cores: float
+    oversubscribed: bool  # fewer free cores than the processes asked for (the caller's included)
+    spinning: bool
+
+    def describe(self) -> str:
+        text = (f"{self.workers} of {self.requested_workers} requested workers; "
+                f"{self.free_cores:.1f} of {self.usable_cores} cores free at start")
+        if self.oversubscribed:
+            text += " (oversubscribed"
+            text += ": stepping in fewer processes)" if self.workers < self.requested_workers else ")"
+        return text
+
+
 class EnvBank:
     """``len(specs)`` envs over ``num_workers`` processes (the caller's included, unless ``caller_steps``
-    is False: then ``num_workers`` worker processes step every slice); see the module doc."""
+    is False: then ``num_workers`` worker processes step every slice); see the module doc.
+
+    ``fit_workers``: a lock-step bank uses no more processes than there are free cores (``cores.py``), so
+    that it never falls below one process stepping every env; results do not depend on the count.
+    ``step_timeout`` (seconds): a command that takes longer raises EnvTimeout naming the env; every env then
+    runs in a worker process (the caller's own slice could not be stopped)."""
 
     def __init__(self, specs: Sequence[EnvSpec], num_workers: int = 1, seed: int | None = 0,
                  autoreset_mode: int = 0, spin_s: float | None = None, caller_steps: bool = True,
-                 slices_per_worker: int = 1) -> None:
-        self.specs = list(specs)
-        n = len(self.specs)
+                 slices_per_worker: int = 1, step_timeout: float | None = None,
+                 fit_workers: bool = True) -> None:
+        n = len(specs)
         if n < 1:
             raise EnvError("an env bank needs at least one env")
         if not 1 <= num_workers <= n:
@@ -67,40 +95,58 @@ class EnvBank:
         if slices_per_worker < 1 or (caller_steps and slices_per_worker != 1):
             raise EnvError("slices_per_worker must be 1, or more when the caller steps no slice; got "
                            f"{slices_per_worker}")
-        self.num_slices = num_workers * slices_per_worker
-        if self.num_slices > n:
+        if num_workers * slices_per_worker > n:
             raise EnvError(f"{num_workers} workers x {slices_per_worker} slices each need at least "
-                           f"{self.num_slices} envs, got {n}")
-        for env_id in sorted({s.env_id for s in self.specs}):
-            check_env_id(env_id)
-        self.num_envs, self.num_workers, self.seed = n, num_workers, seed
-        processes = num_workers + (0 if caller_steps else 1)
-        if spin_s is None:
-            spin_s = DEFAULT_SPIN_S if processes <= (os.cpu_count() or 1) else 0.0
-        self.spin_s = spin_s
+                           f"{num_workers * slices_per_worker} envs, got {n}")
+        if step_timeout is not None and not step_timeout > 0:
+            raise EnvError(f"step_timeout must be a positive number of seconds or None, got {step_timeout}")
+        probe = CoreProbe() if num_workers > 1 or not caller_steps else None
+        self.specs = resolve(specs)
+        caller_steps = caller_steps and step_timeout is None
+        self.num_envs, self.seed, self.step_timeout = n, seed, step_timeout
         self._first = 1 if caller_steps else 0  # the first slice a worker process steps
-        self.bounds = slice_bounds(n, self.num_slices)
         self.workers: list[Worker] = []
         self._owner: dict[int, Worker] = {}  # slice -> the worker process stepping it
         self._segment: SharedSegment | None = None
         self._local: SliceRunner | None = None
         self.arrays: dict[str, np.ndarray[Any, Any]] = {}
         self.obs_buffers: list[np.ndarray[Any, Any]] = []
+        self.events: Events = []  # the infos of the last lock-step step or reset (see ``slice.py``)
         self.last_buffer = 0  # the buffer the last step or reset filled
-        self._ready = mp.get_context("spawn").Semaphore(0)  # posted by a worker ending an ASYNC command
+        self._ready = mp.get_context("forkserver").Semaphore(0)  # posted by a worker ending an ASYNC command
         self._ready_debt = 0  # finished commands seen whose ready post is not taken yet (see ``finished``)
         self._running: set[int] = set()  # slices with an asynchronous command in flight
         self._local_done = False  # slice 0 (stepped here) finished a started command not yet collected
         local_envs = []
         try:
-            for i in range(self.bounds[1] if caller_steps else 1):  # without a slice here, one env to see
-                local_envs.append(make_env(self.specs[i], i))    # the spaces
+            local_envs.append(make_env(self.specs[0], 0))  # the spaces, and the probe's window
             self.single_observation_space: spaces.Space[Any] = local_envs[0].observation_space
             self.single_action_space: spaces.Space[Any] = local_envs[0].action_space
+            self.metadata: dict[str, Any] = dict(local_envs[0].metadata)
+            self.render_mode: str | None = local_envs[0].render_mode
+            cores = probe.read() if probe is not None else CoreCount(1, 1.0)
+            processes = num_workers + (0 if caller_steps else 1)
+            oversubscribed = cores.processes_for(processes) < processes
+            if fit_workers and caller_steps and oversubscribed:
+                num_workers = cores.processes_for(num_workers)
+                warnings.warn(f"only {cores.free:.1f} of {cores.usable} cores are free: the env bank steps "
+                              f"its {n} envs in {num_workers} process(es) instead of {processes} (results "
+                              "are the same; pass fit_workers=False to keep them all)", OversubscribedWarning,
+                              stacklevel=4)
+            if spin_s is None:
+                spin_s = 0.0 if oversubscribed else DEFAULT_SPIN_S
+            self.spin_s = spin_s
+            self.num_workers = num_workers
+            self.num_slices = num_workers * slices_per_worker
+            self.bounds = slice_bounds(n, self.num_slices)
+            self.stats = BankStats(processes, num_workers + (0 if caller_steps else 1), cores.usable,
+                                   round(cores.free, 2), oversubscribed, spin_s > 0)
+            for i in range(1, self.bounds[1] if caller_steps else 1):
+                local_envs.append(make_env(self.specs[i], i))
             for i, env in enumerate(local_envs[1:], start=1):
-                check_same_spaces(env, i, self.specs[i].env_id, self.spaces)
-            obs = array_shape(self.single_observation_space, "observation", self.specs[0].env_id)
-            act = array_shape(self.single_action_space, "action", self.specs[0].env_id)
+                check_same_spaces(env, i, self.specs[i].name, self.spaces)
+            obs = array_shape(self.single_observation_space, "observation", self.specs[0].name)
+            act = array_shape(self.single_action_space, "action", self.specs[0].name)
             self.discrete = isinstance(self.single_action_space, spaces.Discrete)
             layout = bank_layout(n, self.num_slices, obs, act, OBS_BUFFERS)
             self._segment = SharedSegment.create(layout.size)
@@ -112,12 +158,13 @@ class EnvBank:
             k = slices_per_worker
             for w in range(self._first, num_workers):
                 slices = list(range(w * k, (w + 1) * k))
-                env_id = self.specs[self.bounds[slices[0]]].env_id
-                worker = Worker(w, slices, self.bounds, env_id, self.arrays, spin_s, self._ready)
+                lo, hi = self.bounds[slices[0]], self.bounds[slices[-1] + 1]
+                worker = Worker(w, slices, self.bounds, self.specs[lo].name, self.arrays, spin_s, self._ready,
+                                step_timeout)
                 self.workers.append(worker)
                 self._owner.update(dict.fromkeys(slices, worker))
-                worker.start(self._segment.name, layout, self.specs, autoreset_mode, self.discrete,
-                             self.spaces)
+                worker.start(self._segment.name, layout, cloudpickle.dumps(self.specs[lo:hi]), autoreset_mode,
+                             self.discrete, self.spaces)
             for worker in self.workers:
                 worker.wait_ready(START_TIMEOUT_S)
             if seed is not None:
@@ -142,31 +189,76 @@ class EnvBank:
         """The worker process stepping slice ``s``."""
         return self._owner[s]
 
-    def _run(self, cmd: int, payload: Any = None) -> None:
-        """One lock-step command over all slices; any failure closes the bank and raises."""
+    def _run(self, cmd: int, payload: Any = None, per_env: Sequence[Any] | None = None) -> list[Any]:
+        """One lock-step command over all slices; each slice's reply, in slice order. ``per_env`` values
+        go with ``payload`` to the slices of their envs. An env that raises in a CALL or SET_ATTR re-raises
+        its own exception and leaves the bank open; any other failure closes the bank and raises."""
         if self._running or self._local_done:
             raise EnvError("the env bank has asynchronous commands in flight; collect them with finished() "
-                           "before a lock-step step or reset")
+                           "before a lock-step step, reset or call")
         self._check_open()
+        replies: list[Any] = []
+        failure: Exception | None = None
         try:
             for worker in self.workers:
-                worker.send(cmd, payload)
+                worker.send(cmd, payload if per_env is None else (payload, per_env[worker.lo:worker.hi]))
             if self._local is not None:
-                self._run_local(self._local, cmd, payload)
+                try:
+                    local = payload if per_env is None else (payload, per_env[:self._local.hi])
+                    replies.append(self._run_local(self._local, cmd, local))
+                except Exception as e:
+                    failure = e
             for worker in self.workers:
-                worker.wait_done()
+                try:
+                    worker.wait_done()
+                    replies.append(worker.reply)
+                except EnvError as e:  # an env raised; the other workers still finish their part
+                    failure = failure or e
         except BaseException:
             self.close()
             raise
+        if failure is not None:
+            if cmd not in (CALL, SET_ATTR):
+                self.close()
+                raise failure
+            own = failure.__cause__ if isinstance(failure, EnvError) else failure
+            if not isinstance(own, Exception):
+                raise failure  # the env's exception could not be pickled: its text then
+            if own is not failure:
+                own.add_note(f"(raised by {str(failure).splitlines()[0]})")
+            raise own
+        return replies
 
-    def _run_local(self, runner: SliceRunner, cmd: int, payload: Any) -> None:
-        """Run ``cmd`` on slice 0, which this process steps itself."""
+    def _run_local(self, runner: SliceRunner, cmd: int, payload: Any) -> Any:
+        """Run ``cmd`` on slice 0, which this process steps itself; its reply."""
+        if cmd in (CALL, SET_ATTR):
+            try:
+                return runner.call(*payload) if cmd == CALL else runner.set_attr(*payload)
+            except Exception as e:
+                i = runner.failed_env
+                e.add_note(f"(raised by env {i} ({self.specs[i].name!r}, stepped by the main process))")
+                raise
         try:
             runner.step() if cmd == STEP else runner.reset(payload)
         except Exception as e:
             i = runner.failed_env
-            raise EnvError(f"env {i} ({self.specs[i].env_id!r}, stepped by the main process) raised "
+            raise EnvError(f"env {i} ({self.specs[i].name!r}, stepped by the main process) raised "
                            f"{type(e).__name__}: {e}") from e
+        return runner.events or None
+
+    def _run_events(self, cmd: int, payload: Any = None) -> None:
+        """A lock-step STEP or RESET; ``events`` gets every slice's infos, in env order."""
+        self.events = [event for reply in self._run(cmd, payload) if reply for event in reply]
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> list[Any]:
+        """Every env's attribute ``name`` (called with ``args`` and ``kwargs`` if callable), in env order."""
+        return [x for reply in self._run(CALL, (name, args, kwargs)) for x in reply]
+
+    def set_attr(self, name: str, values: Sequence[Any]) -> None:
+        """Set attribute ``name`` of env i to ``values[i]``."""
+        if len(values) != self.num_envs:
+            raise EnvError(f"set_attr({name!r}) got {len(values)} values for {self.num_envs} envs")
+        self._run(SET_ATTR, name, list(values))
 
     def start(self, cmd: int, slices: Sequence[int], payload: Any = None) -> None:
         """Start ``cmd`` (STEP or RESET) on ``slices`` without waiting for them to finish; collect them with
@@ -221,7 +313,7 @@ class EnvBank:
                     self._ready_debt -= 1  # owed for a command found already, or about to be found
                 else:
                     for s in self._running:
-                        self._worker(s).check_alive()
+                        self._worker(s).check_alive(s)
         except BaseException:
             self.close()
             raise
@@ -241,7 +333,7 @@ class EnvBank:
         self._check_open()
         self.arrays["actions"][...] = actions
         self._fill(buffer)
-        self._run(STEP)
+        self._run_events(STEP)
         self.last_buffer = buffer
 
     def reset(self, seeds: Sequence[int | None] | None = None, options: dict[str, Any] | None = None,
@@ -260,7 +352,7 @@ class EnvBank:
         else:
             self.arrays["seeded"][:] = [s is not None for s in seeds]
             self.arrays["seeds"][:] = [0 if s is None else s for s in seeds]
-        self._run(RESET, options)
+        self._run_events(RESET, options)
         self.arrays["seeded"][:] = False
         self.last_buffer = buffer
 

@@ -31,13 +31,16 @@ class EpisodeLog:
         self.length_queue = deque(maxlen=QUEUE_LEN)
         self.time_queue = deque(maxlen=QUEUE_LEN)
 
-    def _record(self, infos: dict[str, Any], dones: np.ndarray[Any, Any], returns: np.ndarray[Any, Any],
-                lengths: np.ndarray[Any, Any], seconds: np.ndarray[Any, Any]) -> None:
-        """Add the episodes that ended (``dones``) to ``infos`` and the queues. The counts are per env and
-        already zero where the env did not finish (the slices keep them so); they become the caller's."""
-        infos["episode"] = {"r": returns, "l": lengths, "t": seconds}
-        infos["_episode"] = dones
-        idx = dones.nonzero()[0]  # flatnonzero would ravel first: dones is 1-D
+    def _record(self, infos: dict[str, Any] | None, ended: np.ndarray[Any, Any],
+                returns: np.ndarray[Any, Any], lengths: np.ndarray[Any, Any],
+                seconds: np.ndarray[Any, Any]) -> None:
+        """Add the episodes that ended (``ended``) to the queues, and to ``infos`` unless that is None. The
+        counts are per env and already zero where the env did not finish (the slices keep them so); they
+        become the caller's."""
+        if infos is not None:
+            infos["episode"] = {"r": returns, "l": lengths, "t": seconds}
+            infos["_episode"] = ended
+        idx = ended.nonzero()[0]  # flatnonzero would ravel first: ended is 1-D
         self.episode_count += len(idx)
         self.return_queue.extend(returns[idx].tolist())
         self.length_queue.extend(lengths[idx].tolist())

@@ -1,8 +1,15 @@
 """What an env bank replicates, and how its arrays are laid out in one shared segment.
 
-An ``EnvSpec`` is plain, picklable data (an id and keyword arguments), never a closure: worker processes are
-started with ``spawn`` and rebuild their envs from it. ``make_env`` is the one place that knows which ids need
-a plugin imported first (ALE's ids live in ``ale_py``).
+An ``EnvSpec`` says how to build one env: a gymnasium id with keyword arguments, or a constructor (a
+callable returning an env, as gymnasium's ``env_fns``), then wrappers applied in order. The parent resolves
+ids to gymnasium's own registry entries (``resolve``), so worker processes need neither the caller's
+``__main__`` nor its registrations: specs travel to them pickled by value with cloudpickle. ``make_env`` is
+the one place that builds an env, in the parent and in the workers alike.
+
+Episode statistics come from the innermost ``RecordEpisodeStatistics`` of an env's stack: with ``wrappers``
+the bank puts one first (right after ``gym.make``), so returns and lengths are the game's own, not per life
+or clipped; a constructor's stack may hold one itself (CleanRL's do); without either the bank counts the
+rewards the env returns.
 
 ``Layout`` places every per-env array (observations, actions, rewards, flags) at an aligned offset inside one
 ``SharedSegment``; parent and workers build the same numpy views from it, so a step moves no bytes through a
@@ -11,25 +18,44 @@ pipe.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec as GymSpec
+from gymnasium.envs.registration import load_env_creator
+from gymnasium.wrappers import RecordEpisodeStatistics
 
 from reflow.errors import EnvError
 
 _ALIGN = 64
+Wrapper = Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]
 
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """One env to build: a gymnasium id (``"module:Id"`` also works) and its keyword arguments."""
+    """One env to build: gymnasium id ``env_id`` (``"module:Id"`` also works) with ``kwargs``, or
+    ``make()`` (an env constructor); then each of ``wrappers`` in order. ``registered`` is the id's
+    registry entry, filled in by ``resolve``."""
 
-    env_id: str
+    env_id: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
+    make: Callable[[], gym.Env[Any, Any]] | None = None
+    wrappers: tuple[Wrapper, ...] = ()
+    registered: GymSpec | None = None
+
+    @property
+    def name(self) -> str:
+        """What error messages call this env: its id, or its constructor's name."""
+        if self.env_id or self.make is None:
+            return self.env_id
+        return getattr(self.make, "__qualname__", None) or repr(self.make)
 
 
 def _register_plugins(env_id: str) -> None:
@@ -41,25 +67,64 @@ def _register_plugins(env_id: str) -> None:
         gym.register_envs(ale_py)
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise EnvError, with close matches, if gymnasium does not know ``env_id``."""
+def check_env_id(env_id: str) -> GymSpec:
+    """The registry entry of ``env_id``; EnvError with close matches if gymnasium does not know it."""
     _register_plugins(env_id)
-    if ":" in env_id:
-        return  # "module:Id": the module registers the id when gym.make imports it.
-    if env_id not in gym.registry:
-        near = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise EnvError(f"env {env_id!r}: cannot import module {module!r} ({e})") from e
+    if name not in gym.registry:
+        near = difflib.get_close_matches(name, list(gym.registry), n=3)
         hint = f"; did you mean {', '.join(near)}?" if near else "; see gymnasium.pprint_registry()"
         raise EnvError(f"unknown env id {env_id!r}{hint}")
+    spec = gym.spec(name)
+    if isinstance(spec.entry_point, str) and spec.entry_point.startswith("__main__:"):
+        # The caller's script is not run again in the workers: hand them the class itself (by value).
+        creator: Any = load_env_creator(spec.entry_point)
+        spec = dataclasses.replace(spec, entry_point=creator)
+    return spec
+
+
+def resolve(specs: Sequence[EnvSpec]) -> list[EnvSpec]:
+    """``specs`` with each id looked up once in gymnasium's registry (raises EnvError for unknown ids)."""
+    found: dict[str, GymSpec] = {}
+    for env_id in sorted({s.env_id for s in specs if s.make is None}):
+        found[env_id] = check_env_id(env_id)
+    return [s if s.make is not None else dataclasses.replace(s, registered=found[s.env_id]) for s in specs]
 
 
 def make_env(spec: EnvSpec, index: int) -> gym.Env[Any, Any]:
     """Build env number ``index`` of a bank; any failure becomes an EnvError naming it."""
-    _register_plugins(spec.env_id)
     try:
-        return gym.make(spec.env_id, **spec.kwargs)
+        if spec.make is not None:
+            env = spec.make()
+        else:
+            _register_plugins(spec.env_id)
+            env = gym.make(spec.registered or spec.env_id, **spec.kwargs)
+        if spec.wrappers:
+            env = RecordEpisodeStatistics(env)
+            for wrap in spec.wrappers:
+                env = wrap(env)
     except Exception as e:
-        raise EnvError(f"cannot make env {index} ({spec.env_id!r}, kwargs={spec.kwargs}): "
-                       f"{type(e).__name__}: {e}") from e
+        what = f"kwargs={spec.kwargs}" if spec.make is None else "constructor"
+        raise EnvError(f"cannot make env {index} ({spec.name!r}, {what}): {type(e).__name__}: {e}") from e
+    if not isinstance(env, gym.Env):
+        raise EnvError(f"env {index} ({spec.name!r}): the constructor returned {type(env).__name__}, not a "
+                       "gymnasium Env")
+    return env
+
+
+def episode_recorder(env: gym.Env[Any, Any]) -> RecordEpisodeStatistics[Any, Any] | None:
+    """The innermost ``RecordEpisodeStatistics`` wrapper in ``env``'s stack, if there is one."""
+    found = None
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, RecordEpisodeStatistics):
+            found = env
+        env = env.env
+    return found
 
 
 def check_same_spaces(env: gym.Env[Any, Any], index: int, env_id: str,
@@ -123,14 +188,13 @@ class Layout:
 
 def bank_layout(num_envs: int, num_slices: int, obs: tuple[tuple[int, ...], np.dtype[Any]],
                 act: tuple[tuple[int, ...], np.dtype[Any]], obs_buffers: int) -> Layout:
-    """The arrays every bank shares: per env data, plus one command and status word per slice.
+    """The arrays every bank shares: per env data, plus command, status and progress words per slice.
 
     Observations have ``obs_buffers`` whole batches; ``obs_buffer`` says which one the next command fills."""
     n = num_envs
     return Layout.build({
         "obs": ((obs_buffers, n, *obs[0]), obs[1]),
         "obs_buffer": ((1,), np.dtype(np.int64)),
-        "final_obs": ((n, *obs[0]), obs[1]),
         "actions": ((n, *act[0]), act[1]),
         "rewards": ((n,), np.dtype(np.float64)),
         "terminated": ((n,), np.dtype(np.bool_)),
@@ -139,9 +203,11 @@ def bank_layout(num_envs: int, num_slices: int, obs: tuple[tuple[int, ...], np.d
         "episode_return": ((n,), np.dtype(np.float64)),
         "episode_length": ((n,), np.dtype(np.int64)),
         "episode_time": ((n,), np.dtype(np.float64)),
+        "ended": ((n,), np.dtype(np.bool_)),  # envs whose episode statistics this step wrote
         "reset_mask": ((n,), np.dtype(np.bool_)),
         "seeds": ((n,), np.dtype(np.int64)),
         "seeded": ((n,), np.dtype(np.bool_)),
         "command": ((num_slices,), np.dtype(np.int64)),
         "status": ((num_slices,), np.dtype(np.int64)),
+        "progress": ((num_slices,), np.dtype(np.int64)),  # the env a slice is calling (with a timeout)
     })

@@ -2,43 +2,57 @@
 
 Policy. A step must cost the parent almost nothing beyond the envs' own work, so a worker is woken by a POSIX
 semaphore (a futex underneath: posting to a running worker is one atomic add, no system call) and answers on
-another, one per slice it steps; all data stays in the shared segment. A worker may step several slices (an
+another, one per slice it steps; all arrays stay in the shared segment. A worker may step several slices (an
 asynchronous bank's ``slices_per_worker``): each post is one command, found in the command word of the
 first of its slices that has one. Both sides first spin briefly on the semaphore, since the next
 command usually arrives within microseconds, and only then block (spinning is switched off when there are more
-processes than cores). Rare messages (reset options, errors, the startup handshake) are pickled over a pipe.
-A command flagged ``ASYNC`` also posts the bank's shared ``ready`` semaphore when done, so that a parent
-waiting for whichever slice finishes first can sleep on one semaphore instead of polling every worker's.
+processes than free cores). Everything that is not an array goes over a pipe, pickled: reset options and
+call arguments to the worker; the envs' infos, call results and errors back, announced by the slice's
+status word. A message small enough for the pipe's buffer is written before the "done" post, so the parent
+finds it waiting; a larger one right after (written before, it would block the worker until the parent
+read it, and the parent reads only after the post). A command flagged ``ASYNC`` also posts the bank's shared
+``ready`` semaphore when done, so that a parent waiting for whichever slice finishes first can sleep on one
+semaphore instead of polling every worker's.
 
-Failure. A worker that raises reports the env index and traceback over the pipe and marks the slice's status
-word; the parent turns that into an EnvError. A worker that dies is noticed by the parent within one blocking
-timeout and becomes WorkerCrashed naming the worker and its envs. A worker whose parent dies notices the same
-way and exits, so no process is left behind. Workers start with ``spawn`` (never fork: torch and threads).
+Failure. A worker that raises reports the env index and traceback; the parent turns that into an EnvError
+(or, for ``call``, re-raises the env's own exception). A worker that dies is noticed by the parent within one
+blocking timeout and becomes WorkerCrashed naming the worker and its envs. With a step timeout, a command
+that runs past it becomes EnvTimeout naming the env the worker is stuck in (``progress``) and where (its
+stack, written by ``faulthandler`` on SIGUSR1). A worker whose parent dies notices and exits, so no process
+is left behind. Workers ignore SIGINT: Ctrl-C in a terminal reaches the whole process group, and it is the
+parent's to handle (it closes the bank); a worker would only print a traceback. How workers are started is
+``launch.py``'s business.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import multiprocessing as mp
 import os
+import pickle
+import signal
 import time
 import traceback
-from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Semaphore
 from typing import Any
 
+import cloudpickle
 from gymnasium import spaces
 
-from reflow.errors import EnvError, WorkerCrashed
+from reflow.errors import EnvError, EnvTimeout, WorkerCrashed
+from reflow.rl.envs.launch import start_process
 from reflow.rl.envs.slice import SliceRunner
 from reflow.rl.envs.spec import EnvSpec, Layout, check_same_spaces, make_env
 from reflow.transport.shm import SharedSegment
 
-STEP, RESET, CLOSE = 1, 2, 3
+STEP, RESET, CLOSE, CALL, SET_ATTR = 1, 2, 3, 4, 5
 ASYNC = 8  # flag on STEP / RESET: post the shared ready semaphore when done
 POLL_S = 0.05  # how often a blocked side checks that its peer is still alive
+SENT_FIRST_BYTES = 32 * 1024  # messages up to this size are written before the "done" post
+OK, FAILED, REPLY = 0, 1, 2  # a slice's status word after a command: what message follows, if any
 
 
 def spin_acquire(sem: Semaphore, spin_s: float) -> bool:
@@ -56,30 +70,58 @@ def spin_acquire(sem: Semaphore, spin_s: float) -> bool:
     return False
 
 
-def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[EnvSpec], w: int,
+def _run_command(runner: SliceRunner, cmd: int, conn: Connection) -> Any:
+    """Run one command on ``runner``; the reply to send back, or None."""
+    if cmd == STEP:
+        runner.step()
+        return runner.events or None
+    if cmd == RESET:
+        runner.reset(conn.recv())
+        return runner.events or None
+    if cmd == CALL:
+        name, args, kwargs = conn.recv()
+        return runner.call(name, args, kwargs)
+    name, values = conn.recv()
+    runner.set_attr(name, values)
+    return None
+
+
+def _error_reply(runner: SliceRunner, e: Exception) -> tuple[int, str, str, bytes | None]:
+    try:
+        raised = pickle.dumps(e)
+    except Exception:
+        raised = None
+    return runner.failed_env, f"{type(e).__name__}: {e}", traceback.format_exc(), raised
+
+
+def worker_main(conn: Connection, seg_name: str, layout: Layout, spec_bytes: bytes, w: int,
                 slices: list[tuple[int, int, int]], mode: int, discrete: bool,
                 ref_spaces: tuple[spaces.Space[Any], spaces.Space[Any]], cmd_sem: Semaphore,
-                done_sems: list[Semaphore], ready_sem: Semaphore, spin_s: float) -> None:
-    """Body of worker ``w``: build the envs of its ``slices`` (index, lo, hi; contiguous, ``specs`` in order)
-    and serve commands until CLOSE. Each post of ``cmd_sem`` is one command, for the first of its slices
-    whose command word is set."""
+                done_sems: list[Semaphore], ready_sem: Semaphore, spin_s: float,
+                stack_out: Connection | None) -> None:
+    """Body of worker ``w``: build the envs of its ``slices`` (index, lo, hi; contiguous; their specs are
+    cloudpickled in ``spec_bytes``) and serve commands until CLOSE. Each post of ``cmd_sem`` is one command,
+    for the first of its slices whose command word is set. ``stack_out`` (with a step timeout) receives
+    the worker's stack on SIGUSR1."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if stack_out is not None:
+        faulthandler.register(signal.SIGUSR1, file=stack_out.fileno(), all_threads=False)
     seg = SharedSegment.attach(seg_name)
-    # Spawned children share the parent's resource tracker, and ``attach`` just unregistered the segment
-    # there; register it again so the owner's unlink does not make the tracker report a missing name.
-    resource_tracker.register(f"/{seg_name}", "shared_memory")
     arrays = layout.views(seg.buf)
     command, status = arrays["command"], arrays["status"]
     runners: list[SliceRunner] = []
-    parent = os.getppid()
+    parent = mp.parent_process()
     first = slices[0][1]
     envs: list[Any] = []
     try:
+        specs: list[EnvSpec] = cloudpickle.loads(spec_bytes)
         for k, spec in enumerate(specs):
             env = make_env(spec, first + k)
             envs.append(env)
-            check_same_spaces(env, first + k, spec.env_id, ref_spaces)
-        runners = [SliceRunner(envs[lo - first:hi - first], lo, arrays, mode, discrete)
-                   for _, lo, hi in slices]
+            check_same_spaces(env, first + k, spec.name, ref_spaces)
+        runners = [SliceRunner(envs[lo - first:hi - first], lo, arrays, mode, discrete,
+                               s if stack_out is not None else None)
+                   for s, lo, hi in slices]
         conn.send(("ready", None))
     except Exception as e:
         conn.send(("error", f"{type(e).__name__}: {e}"))
@@ -92,7 +134,7 @@ def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[Env
         while True:
             if not spin_acquire(cmd_sem, spin_s):
                 while not cmd_sem.acquire(timeout=POLL_S):
-                    if os.getppid() != parent:
+                    if parent is not None and not parent.is_alive():
                         return
             found = next(((k, s) for k, (s, _, _) in enumerate(slices) if command[s]), None)
             if found is None:
@@ -104,15 +146,18 @@ def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[Env
             if cmd == CLOSE:
                 return
             try:
-                if cmd == STEP:
-                    runners[k].step()
-                else:
-                    runners[k].reset(conn.recv())
+                reply = _run_command(runners[k], cmd, conn)
+                kind = OK if reply is None else REPLY
             except Exception as e:
-                status[s] = 1
-                error = f"{type(e).__name__}: {e}"
-                conn.send(("error", (runners[k].failed_env, error, traceback.format_exc())))
+                reply, kind = _error_reply(runners[k], e), FAILED
+            status[s] = kind
+            data = b"" if kind == OK else pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+            if kind != OK and len(data) <= SENT_FIRST_BYTES:
+                conn.send_bytes(data)
+                data = b""
             done_sems[k].release()
+            if data:
+                conn.send_bytes(data)
             if flagged & ASYNC:
                 ready_sem.release()
     finally:
@@ -124,41 +169,48 @@ def worker_main(conn: Connection, seg_name: str, layout: Layout, specs: list[Env
 
 class Worker:
     """The parent's handle on one worker process stepping ``slices`` (contiguous slice indices of ``bounds``):
-    envs ``lo..hi-1``."""
+    envs ``lo..hi-1``. ``timeout_s`` bounds every command (None: wait as long as the worker lives)."""
 
-    def __init__(self, w: int, slices: list[int], bounds: list[int], env_id: str, arrays: dict[str, Any],
-                 spin_s: float, ready_sem: Semaphore) -> None:
-        self.w, self.slices, self.env_id = w, slices, env_id
+    def __init__(self, w: int, slices: list[int], bounds: list[int], env_name: str, arrays: dict[str, Any],
+                 spin_s: float, ready_sem: Semaphore, timeout_s: float | None = None) -> None:
+        self.w, self.slices, self.env_id = w, slices, env_name
         self.lo, self.hi = bounds[slices[0]], bounds[slices[-1] + 1]
         self._bounds = [(s, bounds[s], bounds[s + 1]) for s in slices]
         self.arrays = arrays
         self.spin_s = spin_s
-        ctx = mp.get_context("spawn")
+        self.timeout_s = timeout_s
+        ctx = mp.get_context("forkserver")
         self.cmd_sem = ctx.Semaphore(0)
         self.done_sems = {s: ctx.Semaphore(0) for s in slices}  # one per slice: its commands end there
         self.ready_sem = ready_sem
         self.conn, self._child_conn = ctx.Pipe()
-        self._ctx = ctx
+        self._stack_in: Connection | None = None  # with a timeout: where the worker writes its stack
+        self._stack_out: Connection | None = None
+        if timeout_s is not None:
+            self._stack_in, self._stack_out = ctx.Pipe(duplex=False)
         self.proc: BaseProcess | None = None
+        self.reply: Any = None  # what the last command of a slice sent back (infos, call results)
+        self._started = {s: 0.0 for s in slices}  # when each slice's command in flight was sent
 
     def describe(self) -> str:
         return f"worker {self.w} (envs {self.lo}..{self.hi - 1} of {self.env_id!r})"
 
-    def start(self, seg_name: str, layout: Layout, specs: list[EnvSpec], mode: int, discrete: bool,
+    def start(self, seg_name: str, layout: Layout, spec_bytes: bytes, mode: int, discrete: bool,
               ref_spaces: tuple[spaces.Space[Any], spaces.Space[Any]]) -> None:
-        self.proc = self._ctx.Process(
-            target=worker_main, name=f"reflow-envbank-{self.w}", daemon=True,
-            args=(self._child_conn, seg_name, layout, specs[self.lo:self.hi], self.w, self._bounds, mode,
-                  discrete, ref_spaces, self.cmd_sem, [self.done_sems[s] for s in self.slices],
-                  self.ready_sem, self.spin_s))
-        self.proc.start()
+        self.proc = start_process(
+            worker_main, f"reflow-envbank-{self.w}",
+            (self._child_conn, seg_name, layout, spec_bytes, self.w, self._bounds, mode, discrete, ref_spaces,
+             self.cmd_sem, [self.done_sems[s] for s in self.slices], self.ready_sem, self.spin_s,
+             self._stack_out))
         self._child_conn.close()
+        if self._stack_out is not None:
+            self._stack_out.close()
 
     def _crashed(self) -> WorkerCrashed:
         code = self.proc.exitcode if self.proc is not None else None
         return WorkerCrashed(f"{self.describe()} died (exit code {code}); the bank is closed, make a new one")
 
-    def _recv(self, timeout_s: float) -> tuple[str, Any]:
+    def _recv(self, timeout_s: float) -> Any:
         deadline = time.monotonic() + timeout_s
         while not self.conn.poll(POLL_S):
             if self.proc is None or not self.proc.is_alive():
@@ -168,12 +220,11 @@ class Worker:
             if time.monotonic() > deadline:
                 raise WorkerCrashed(f"{self.describe()} did not answer within {timeout_s:.0f} s")
         try:
-            msg: tuple[str, Any] = self.conn.recv()
+            return self.conn.recv()
         except (EOFError, OSError):
             if self.proc is not None:
                 self.proc.join(1.0)
             raise self._crashed() from None
-        return msg
 
     def wait_ready(self, timeout_s: float) -> None:
         kind, text = self._recv(timeout_s)
@@ -181,12 +232,19 @@ class Worker:
             raise EnvError(f"{self.describe()} could not start: {text}")
 
     def send(self, cmd: int, payload: Any = None, s: int | None = None) -> None:
-        """Start ``cmd`` on slice ``s`` (default: the worker's first)."""
+        """Start ``cmd`` on slice ``s`` (default: the worker's first); ``payload`` goes with RESET, CALL and
+        SET_ATTR. A worker that is gone raises WorkerCrashed."""
         s = self.slices[0] if s is None else s
         self.arrays["command"][s] = cmd
-        if cmd & ~ASYNC == RESET:
-            self.conn.send(payload)
-        self.cmd_sem.release()
+        self._started[s] = time.monotonic()
+        try:
+            if cmd & ~ASYNC in (RESET, CALL, SET_ATTR):
+                self.conn.send(payload)
+            self.cmd_sem.release()
+        except OSError:  # BrokenPipeError and the like: the worker died before it could read
+            if self.proc is not None:
+                self.proc.join(1.0)
+            raise self._crashed() from None
 
     def wait_done(self) -> None:
         """Wait for the command on the worker's (only) slice: lock-step banks give a worker one slice."""
@@ -194,32 +252,68 @@ class Worker:
         done = self.done_sems[s]
         if not spin_acquire(done, self.spin_s):
             while not done.acquire(timeout=POLL_S):
-                self.check_alive()
-        self._raise_if_failed(s)
+                self.check_alive(s)
+        self._collect(s)
 
     def poll_done(self, s: int) -> bool:
         """Whether slice ``s``'s last command finished (taking the notice if so); raises as ``wait_done``."""
         if not self.done_sems[s].acquire(False):
             return False
-        self._raise_if_failed(s)
+        self._collect(s)
         return True
 
-    def check_alive(self) -> None:
+    def check_alive(self, s: int | None = None) -> None:
+        """Raise WorkerCrashed if the worker died, EnvTimeout if slice ``s``'s command is past the timeout."""
         if self.proc is None or not self.proc.is_alive():
             raise self._crashed()
+        timeout = self.timeout_s
+        if s is not None and timeout is not None and time.monotonic() - self._started[s] > timeout:
+            raise self._timed_out(s)
 
-    def _raise_if_failed(self, s: int) -> None:
-        if self.arrays["status"][s]:
-            _, (env, error, trace) = self._recv(5.0)
-            raise EnvError(f"env {env} ({self.env_id!r}, stepped by worker {self.w}) raised {error}\n"
+    def _timed_out(self, s: int) -> EnvTimeout:
+        env = int(self.arrays["progress"][s])
+        stack = ""
+        if self.proc is not None and self.proc.pid is not None and self._stack_in is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self.proc.pid, signal.SIGUSR1)
+                if self._stack_in.poll(1.0):
+                    time.sleep(0.05)  # let faulthandler finish writing
+                    chunks = []
+                    while self._stack_in.poll(0):
+                        chunks.append(os.read(self._stack_in.fileno(), 65536))
+                    stack = b"".join(chunks).decode(errors="replace")
+            with contextlib.suppress(OSError):
+                self.proc.kill()  # hung: it would not read the CLOSE that ``stop`` sends
+        where = f"\nwhere it was:\n{stack}" if stack else ""
+        return EnvTimeout(f"env {env} ({self.env_id!r}, stepped by worker {self.w}) did not finish its call "
+                          f"within step_timeout={self.timeout_s:g} s; the worker was stopped and the bank is "
+                          f"closed{where}")
+
+    def _collect(self, s: int) -> None:
+        """Take what slice ``s``'s finished command sent back: its reply, or the error it raised."""
+        kind = self.arrays["status"][s]
+        self.reply = None
+        if kind == OK:
+            return
+        self.arrays["status"][s] = OK
+        message = self._recv(5.0)
+        if kind == REPLY:
+            self.reply = message
+            return
+        env, error, trace, raised = message
+        failure = EnvError(f"env {env} ({self.env_id!r}, stepped by worker {self.w}) raised {error}\n"
                            f"worker traceback:\n{trace}")
+        if raised is not None:
+            with contextlib.suppress(Exception):  # the env's own exception, for ``call`` to re-raise
+                failure.__cause__ = pickle.loads(raised)
+        raise failure
 
     def stop(self) -> None:
         """Ask the worker to exit, then kill it if it does not; always joins."""
         proc = self.proc
         if proc is not None:
             if proc.is_alive():
-                with contextlib.suppress(OSError, ValueError):
+                with contextlib.suppress(OSError, ValueError, WorkerCrashed):
                     self.send(CLOSE)
                 proc.join(2.0)
             if proc.is_alive():
@@ -227,6 +321,6 @@ class Worker:
                 proc.join(2.0)
             proc.close()
             self.proc = None
-        self.conn.close()
-        if not self._child_conn.closed:
-            self._child_conn.close()
+        for c in (self.conn, self._child_conn, self._stack_in, self._stack_out):
+            if c is not None and not c.closed:
+                c.close()
