@@ -11,10 +11,10 @@ FIXED_SHAPE = ("the env bank shares observations and actions as fixed-shape nump
                "MultiDiscrete, MultiBinary); make_vec raises EnvError for other spaces")
 # test name (without parameters), or name[parameter id] -> why it does not apply
 NOT_APPLICABLE: dict[str, str] = {
-    "test_metadata_sync_vector_env": "reads SyncVectorEnv.envs, the list of env objects; make_vec's envs live in "
-    "worker processes (its metadata check is covered by test_autoreset_metadata)",
-    "test_check_spaces_sync_vector_env": "expects SyncVectorEnv's RuntimeError text; make_vec raises EnvError "
-    "naming the env whose spaces differ (tests/rl/envs/test_envbank_errors.py)",
+    "test_metadata_sync_vector_env": "reads SyncVectorEnv.envs, the list of env objects; make_vec's envs "
+    "live in worker processes (its metadata check is covered by test_autoreset_metadata)",
+    "test_check_spaces_sync_vector_env": "expects SyncVectorEnv's RuntimeError text; make_vec raises "
+    "EnvError naming the env whose spaces differ (tests/rl/envs/test_envbank_errors.py)",
     "test_custom_space_sync_vector_env": FIXED_SHAPE,
     "test_sync_vector_determinism[Blackjack-v1]": FIXED_SHAPE + " (Blackjack's are a Tuple)",
 }
