@@ -2,14 +2,14 @@
 
 A program file exposes its main reactor as a top-level ``main``: preferably a function ``main() -> Reactor``
 that builds a fresh program (a reactor runs once), or else a ``Reactor`` instance named ``main``. The file
-is imported as a module named after it (its folder goes on ``sys.path``, so worker processes can import it
-too), so code under ``if __name__ == "__main__":`` does not run.
+is imported as a module named after it (``reflow.runtime.loading.import_file``: its folder goes on
+``sys.path``, so worker processes can import it too), so code under ``if __name__ == "__main__":`` does not
+run.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 from reflow.errors import ReactorError, ReflowError
 from reflow.reactor.reactor import Reactor
+from reflow.runtime.loading import import_file
 from reflow.runtime.tag import format_ns
 
 _UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "min": 60_000_000_000}
@@ -33,26 +34,7 @@ def parse_duration(text: str) -> int:
 def load_main(path: str | Path) -> Reactor:
     """The main reactor of program file ``path`` (see the module docstring for the convention)."""
     file = Path(path)
-    if not file.is_file():
-        raise ReactorError(f"program file {file} does not exist")
-    # Import it under its own stem with its folder on sys.path, so that worker processes (which inherit
-    # sys.path) can unpickle its reactors; a stem that is already taken gets a private name instead.
-    name = file.stem
-    if not name.isidentifier() or name in sys.modules:
-        name = f"reflow_program_{re.sub(r'[^0-9A-Za-z_]', '_', file.stem)}"
-    folder = str(file.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location(name, file)
-    if spec is None or spec.loader is None:
-        raise ReactorError(f"cannot import program file {file}; it must be a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
+    module = import_file(file, "reflow_program", "program file", ReactorError)
     main: Any = getattr(module, "main", None)
     if isinstance(main, Reactor):
         return main

@@ -39,20 +39,20 @@ import multiprocessing as mp
 import os
 import pickle
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from reflow.errors import ChannelClosed, SerializationError, UnsendableValue, WorkerCrashed
 from reflow.graph import Graph
 from reflow.runtime.executor import Executor, Invocation, ReactionHost, Result, run_invocation
 from reflow.runtime.placement import LOCAL, place
+from reflow.runtime.workers import thread_caps
 from reflow.transport import Channel
 from reflow.transport.pubsub import PublisherStats
 from reflow.transport.shm import unlink_segments_of
 
 _STOP = "stop"
 _names = itertools.count()
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _pickles(value: object) -> bool:
@@ -92,19 +92,6 @@ def sendable(result: Result) -> Result:
 def _failed(result: Result, error: BaseException) -> Result:
     return Result(result.reactor, result.reaction, result.name, stop=result.stop, error=error,
                   error_text=str(error), elapsed=result.elapsed)
-
-
-@contextlib.contextmanager
-def _thread_caps(threads: int) -> Iterator[None]:
-    """Set the thread variables for the processes started meanwhile, unless the user set any of them."""
-    user_set = any(name in os.environ for name in THREAD_VARS)
-    added = {} if user_set else {name: str(threads) for name in THREAD_VARS}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
 
 
 def worker_main(channel: str, hosts_pickle: bytes) -> None:
@@ -154,7 +141,7 @@ class ProcessExecutor(Executor):
             self.placement.setdefault(path, LOCAL if path in self.local else 0)
         ctx = mp.get_context("spawn")
         try:
-            with _thread_caps(self.threads_per_worker):
+            with thread_caps(self.threads_per_worker):
                 for w in range(self.workers):
                     name = f"reflow-exec-{os.getpid()}-{next(_names)}-{w}"
                     mine = {p: h for p, h in hosts.items() if self.placement[p] == w}
