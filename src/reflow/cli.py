@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "reflow.onnx.commands",
     "reflow.rl.envs.commands",
     "reflow.rl.commands",
+    "reflow.serve.commands",
 )
 
 EPILOG = """\
@@ -29,6 +30,7 @@ examples:
   reflow parallelize model.onnx -o model_par.py --workers 4   parallel PyTorch code from ONNX
   reflow envs CartPole-v1 --num-envs 64 --workers 2        env steps/s of an env bank
   reflow train CartPole-v1 --algo ppo --seed 0             train, plot the learning curve
+  reflow serve examples/serve/cascade.py --port 8000       serve an inference pipeline over HTTP
   reflow <command> --help                                  options of one command
 """
 

@@ -41,11 +41,15 @@ class Instance:
         self.fn = fn
         self._made: Callable[..., Any] | None = None
 
-    def __call__(self, *args: Any) -> Any:
+    def build(self) -> Callable[..., Any]:
+        """The callable: the function, or this process's one instance of the class (made now if need be)."""
         if self._made is None:
             made: Any = self.fn() if inspect.isclass(self.fn) else self.fn
             self._made = made
-        return self._made(*args)
+        return self._made
+
+    def __call__(self, *args: Any) -> Any:
+        return self.build()(*args)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"fn": self.fn}

@@ -29,7 +29,17 @@ from reflow.serve.table import Row, Schema, Table
 from reflow.serve.types import ColumnType, check
 
 AGGREGATES = ("count", "sum", "min", "max", "mean")
-REQUIRED: Any = object()  # lookup without a default: a missing key is an error
+class _Required:
+    """The default of a lookup without one: a missing key is an error. One object, also after pickling."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+    def __reduce__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,7 @@ class Rule:
     inputs: int = 1  # 0: any number
 
 
-# -- row-wise operators: merge the requests' rows, run once, split back -------------------------------------
+# -- row-wise operators: merge the requests' rows, run once, split back --------------------------------------
 def _merge(items: Items) -> tuple[list[tuple[Any, ...]], list[int], list[int]]:
     rows: list[tuple[Any, ...]] = []
     keys: list[int] = []
@@ -315,6 +325,11 @@ def _union_one(spec: UnionSpec, tables: Sequence[Table]) -> Table:
         rows.extend(r.rows)
         keys.extend(r.keys)
     return Table.make(spec.schema, rows, keys)
+
+
+def pick(spec: UnionSpec, i: int, table: Table) -> Table:
+    """What an ``anyof`` answers when its input ``i`` answers first: that table, in the anyof's columns."""
+    return _reorder(spec, spec.inputs[i], table)
 
 
 def _reorder(spec: UnionSpec, s: Schema, t: Table) -> Table:

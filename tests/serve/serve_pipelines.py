@@ -1,0 +1,66 @@
+"""Flows the serving tests serve (a module of its own: worker processes unpickle its functions)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+
+from reflow.serve import Array, Flow, Store
+
+
+def risky(x: int, mode: str) -> int:
+    """Misbehaves on request: raise, hang (interruptibly or not), kill its worker, or take its time."""
+    if mode == "raise":
+        raise ValueError(f"risky cannot take x={x}")
+    if mode == "hang":
+        time.sleep(3600)
+    if mode == "stuck":  # deaf to the cancel signal, as native code would be
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        time.sleep(3600)
+    if mode == "die":
+        os._exit(3)
+    if mode.startswith("sleep"):
+        time.sleep(float(mode[5:]))
+    return 2 * x
+
+
+TAGS = Store("tags", {i: f"tag{i}" for i in range(10)})
+
+
+def faulty() -> Flow:
+    """x, mode -> risky(x, mode), then the tag of risky's answer looked up in a store."""
+    flow = Flow("faulty", {"x": int, "mode": str})
+    flow.map(risky, keep=["x"]).lookup(TAGS, "risky", column="tag")
+    return flow
+
+
+class Scorer:
+    """A small torch MLP built in code with a fixed seed; called on batches of 8 rows."""
+
+    def __init__(self) -> None:
+        import torch
+
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.Tanh(),
+                                       torch.nn.Linear(64, 4)).eval()
+
+    def __call__(self, x: Array("float32", (32,))) -> Array("float32", (4,)):  # type: ignore[valid-type]
+        import torch
+
+        with torch.no_grad():
+            return self.net(torch.from_numpy(x)).numpy()
+
+
+def scoring() -> Flow:
+    """A batched model (padded batches of 8): the determinism tests' flow."""
+    flow = Flow("scoring", {"x": Array("float32", (32,))})
+    flow.map(Scorer, batch=8, max_wait_ms=5, name="score")
+    return flow
+
+
+def inputs(n: int, rows: int = 1, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((rows, 32)).astype(np.float32) for _ in range(n)]
