@@ -96,7 +96,12 @@ def _failed(result: Result, error: BaseException) -> Result:
 
 def worker_main(channel: str, hosts_pickle: bytes) -> None:
     """A worker process: run the invocations it is sent on its own hosts until told to stop."""
-    hosts: Mapping[str, ReactionHost] = pickle.loads(hosts_pickle)
+    serve_hosts(channel, pickle.loads(hosts_pickle))
+
+
+def serve_hosts(channel: str, hosts: Mapping[str, ReactionHost]) -> None:
+    """Run the invocations sent on side ``b`` of ``channel`` on ``hosts`` until told to stop (the loop of a
+    worker process, and of a Ray executor's reactor group)."""
     with Channel(channel, "b") as ch:
         while True:
             batch = ch.recv()
