@@ -6,13 +6,19 @@ process's node first."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from reflow.runtime.ray_cluster import LocalCluster, NodeInfo, connect, nodes
 
 NODES = 3
+TESTS = Path(__file__).resolve().parents[1]
+for folder in (TESTS / "runtime", TESTS / "e2e"):  # the programs the other executors are tested on
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 
 @pytest.fixture(scope="package")

@@ -59,6 +59,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--processes", "-p", type=int, default=0,
                    help="run the reactors in this many worker processes instead of threads (default 0: "
                    "threads); output printed by reactions then comes from the workers")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the reactors on the nodes of a Ray cluster: the one at ADDRESS (as `ray start "
+                   "--head` prints it, or 'auto'), else RAY_ADDRESS, else a local Ray started for this run")
     p.add_argument("--timeout", type=parse_duration, default=None,
                    help="stop at this logical time, e.g. 2s, 500ms (default: run until the program stops)")
     mode = p.add_mutually_exclusive_group()
@@ -105,8 +108,12 @@ def _run_cmd(args: argparse.Namespace) -> int:
 
     try:
         main = load_main(args.file)
-        executor = None
-        if args.processes > 0:
+        executor: Any = None
+        if args.ray is not None:
+            from reflow.runtime.ray_executor import RayExecutor
+
+            executor = RayExecutor(args.ray or None)
+        elif args.processes > 0:
             from reflow.runtime.process_executor import ProcessExecutor
 
             executor = ProcessExecutor(args.processes)
@@ -120,6 +127,8 @@ def _run_cmd(args: argparse.Namespace) -> int:
             bar.close()
     s = result.stats
     where = f"{args.processes} process(es)" if args.processes > 0 else f"{args.workers} worker thread(s)"
+    if args.ray is not None:
+        where = f"Ray: {executor.describe()}"
     print(f"reflow run: {main.path} stopped at tag {result.final_tag} after {s.tags} tags, {s.reactions} "
           f"reactions ({s.batches} batches, widest {s.max_batch}) in {s.wall_s * 1e3:.1f} ms wall, "
           f"{where}, {'fast' if args.fast else 'real-time'} mode"

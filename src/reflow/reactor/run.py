@@ -2,7 +2,8 @@
 
 ``run`` assembles the tree (phase *assembly*), builds the reaction graph (a causality cycle is an error
 here, before anything runs), and hands both to the deterministic scheduler with an executor: by default a
-``ThreadExecutor`` with ``workers`` threads; pass ``executor=`` for another (e.g. a process executor). The
+``ThreadExecutor`` with ``workers`` threads; pass ``executor=`` for another, as an object or by name
+(``"processes"``, ``"ray"``: ``reflow.runtime.executors``). The
 run owns the executor and closes it on every exit path. ``reaction_graph_of`` gives the reaction graph
 without running, for drawing or placement.
 """
@@ -15,13 +16,14 @@ from reflow.graph import Graph
 from reflow.reactor.assemble import assemble, set_phase, walk
 from reflow.reactor.reactor import Phase, Reactor
 from reflow.runtime.executor import Executor, ThreadExecutor
+from reflow.runtime.executors import make_executor
 from reflow.runtime.program import reaction_graph
 from reflow.runtime.scheduler import RunResult, Scheduler
 from reflow.runtime.tag import Tag
 
 
 def run(main: Reactor, *, workers: int = 1, timeout: int | None = None, fast: bool = True,
-        executor: Executor | None = None, trace: bool = False,
+        executor: Executor | str | None = None, trace: bool = False,
         on_tag: Callable[[Tag], None] | None = None) -> RunResult:
     """Run ``main`` to completion and return the final tag, counters, measured costs and (if ``trace``) the
     trace of every reaction run with the values it wrote.
@@ -34,6 +36,8 @@ def run(main: Reactor, *, workers: int = 1, timeout: int | None = None, fast: bo
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 ns, got {timeout}")
     program = assemble(main)
+    if isinstance(executor, str):  # by name: "threads", "processes" (``workers`` of them) or "ray"
+        executor = make_executor(executor, workers)
     chosen = executor if executor is not None else ThreadExecutor(workers)
     try:
         scheduler = Scheduler(program, chosen, fast=fast, timeout=timeout, trace=trace, on_tag=on_tag,

@@ -6,7 +6,8 @@ Ray executor, the Ray env bank, training and serving all find a cluster the same
 * ``connect(address)`` joins a running cluster: ``"auto"`` (the cluster ``ray start`` started on this
   machine), ``"HOST:PORT"`` (a head node's GCS address, as ``ray start --head`` prints it) or
   ``"ray://HOST:PORT"`` (Ray Client). Closing it disconnects this process and leaves the cluster running.
-* ``connect()`` with no address starts a private single-node Ray on this machine, with an explicit CPU count,
+* ``connect()`` with no address (and no ``RAY_ADDRESS`` in the environment, which counts as one) starts a
+  private single-node Ray on this machine, with an explicit CPU count,
   a small object store and its own temp dir (never the machine-wide ``/tmp/ray``, never a cluster some
   other program started): closing it stops everything it started.
 * If this process is already connected (``ray.init`` was called by the user), ``connect`` uses that
@@ -123,6 +124,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None,
     ray = require_ray()
     if ray.is_initialized():
         return RayCluster(address or "local", started=False, connected=False)
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if num_cpus is not None and num_cpus < 1:
         raise ClusterError(f"a local Ray needs num_cpus >= 1, got {num_cpus}")
     if object_store_mb < MIN_OBJECT_STORE_MB:

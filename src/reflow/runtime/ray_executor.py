@@ -112,6 +112,7 @@ class RayExecutor(Executor):
         self._home: NodeGroups | None = None
         self._agents: dict[int, Any] = {}  # node index -> its NodeAgent actor
         self._pids: dict[int, list[int]] = {}  # node index -> pids of the processes started there
+        self.started_pids: list[int] = []  # every process this executor started, kept after close (tests)
 
     # -- start ---------------------------------------------------------------------------------------------
     def start(self, hosts: Mapping[str, ReactionHost], graph: Graph) -> None:
@@ -163,15 +164,23 @@ class RayExecutor(Executor):
             self._home = NodeGroups(self.cluster_nodes[0].describe(), actors[0], [g.paths for g in specs[0]],
                                     self.start_timeout)
             self._pids[0] = list(self._home.pids)
+            self.started_pids += self._pids[0]
         for node, actor in self._agents.items():
             where = self.cluster_nodes[node].describe()
             try:
                 self._pids[node] = ray.get(actor.pids.remote(), timeout=self.start_timeout)
+                self.started_pids += self._pids[node]
             except ray.exceptions.GetTimeoutError:
                 raise ClusterError(f"the node agent on {where} did not start within {self.start_timeout:.0f} s") \
                     from None
             except ray.exceptions.RayError as e:
                 raise ClusterError(f"the reactor groups on {where} failed to start: {e}") from None
+
+    def describe(self) -> str:
+        """Where the last run ran, for reports: nodes and reactor groups used."""
+        used = {s for s in self.placement.values() if s.group != LOCAL}
+        nodes_used = {s.node for s in used}
+        return f"{len(used)} reactor group(s) on {len(nodes_used)} of {len(self.cluster_nodes)} node(s)"
 
     # -- run -----------------------------------------------------------------------------------------------
     def held_on(self, node: int) -> list[str]:
@@ -224,6 +233,25 @@ class RayExecutor(Executor):
         return NodeLost(f"{self.cluster_nodes[node].describe()} (node {node} of the run) was lost while running "
                         f"reactors {self.held_on(node)}; their state is lost. Cause: {detail}")
 
+    def _unlink_leftovers(self) -> None:
+        """Unlink what killed processes left in the shared memory of their nodes: here for nodes on this
+        machine (also when their raylet is gone), by a small task on each other node that is still up."""
+        ray = require_ray()
+        here = self.cluster_nodes[0].address if self.cluster_nodes else None
+        tasks = []
+        for node, pids in self._pids.items():
+            if node == 0:
+                continue
+            info = self.cluster_nodes[node]
+            if info.address == here:
+                unlink_after_exit(pids)
+            else:
+                with contextlib.suppress(Exception):
+                    tasks.append(ray.remote(unlink_after_exit).options(
+                        num_cpus=0, scheduling_strategy=affinity(info.node_id)).remote(pids))
+        with contextlib.suppress(Exception):
+            ray.wait(tasks, num_returns=len(tasks), timeout=CLOSE_TIMEOUT_S)
+
     # -- close ---------------------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop every group and agent (killing what does not stop), free shared memory; idempotent."""
@@ -239,10 +267,7 @@ class RayExecutor(Executor):
             for actor in closing:
                 with contextlib.suppress(Exception):
                     ray.kill(actor)
-        here = self.cluster_nodes[0].address if self.cluster_nodes else None
-        for node, pids in self._pids.items():  # what killed processes of this machine's nodes left behind
-            if node != 0 and self.cluster_nodes[node].address == here:
-                unlink_after_exit(pids)
+        self._unlink_leftovers()
         self._agents, self._pids = {}, {}
         if self._connection is not None:
             self._connection.close()

@@ -5,8 +5,10 @@ contracted to one node each, dependency cycles to one group, critical-path clust
 makespan) run twice, with the communication cost of each level:
 
 1. Reactors onto nodes, where every message crossing nodes costs ``NETWORK_COMM`` (an actor call between
-   machines: a millisecond, not the 15 us of shared memory). Only work that outweighs a network message per
-   tag is spread over nodes; a chain of cheap reactors stays on one node.
+   machines: a millisecond, not the 15 us of shared memory). The passes fill as many nodes as they are
+   given, so this level tries 1, 2, 4, ... nodes and keeps the fewest with the shortest simulated makespan
+   (``star_makespan``: every reaction off the scheduler's node pays a network round trip, since values go
+   through the scheduler): only work that outweighs a round trip per tag is spread over nodes.
 2. The reactors of each node onto its groups (worker processes, one per CPU of the node unless asked
    otherwise), with the shared-memory cost ``PROCESS_COMM``, as the process executor does on one machine.
 
@@ -23,8 +25,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from reflow.graph import Graph
+from reflow.graph import Graph, topo_order
+from reflow.graph.clustering import Clustering
 from reflow.graph.cost import CommModel
+from reflow.graph.simulate import simulate
 from reflow.runtime.placement import LOCAL, PROCESS_COMM, place
 
 NETWORK_LATENCY = 1e-3  # seconds, one way, a small actor call between nodes (benchmarks/ray_overhead.py)
@@ -63,7 +67,7 @@ def place_on_nodes(graph: Graph, node_cpus: Sequence[float], *, local: Collectio
         raise ValueError(f"pin={bad} names nodes that do not exist; the cluster has nodes 0..{len(node_cpus) - 1}")
     if groups_per_node is not None and groups_per_node < 1:
         raise ValueError(f"groups_per_node must be >= 1, got {groups_per_node}")
-    node_of = place(graph, len(node_cpus), local, comm=network)
+    node_of = _fewest_nodes(graph, len(node_cpus), local, network)
     for path in node_of:
         if path not in local and (pinned := pinned_node(path, pin)) is not None:
             node_of[path] = pinned
@@ -76,3 +80,30 @@ def place_on_nodes(graph: Graph, node_cpus: Sequence[float], *, local: Collectio
         groups = groups_per_node or max(1, int(cpus))
         sites.update((p, Site(node, g)) for p, g in place(sub, groups, comm=shm).items())
     return sites
+
+
+def star_makespan(graph: Graph, where: Mapping[str, int], latency: float) -> float:
+    """Simulated time of one pass over ``graph`` with each reactor's reactions on the node ``where`` says,
+    the executor's way: every value goes through the scheduler on node 0, so a reaction elsewhere costs a
+    round trip (``2 * latency``) on top of its own time, and no edge costs anything more."""
+    rank = {n: i for i, n in enumerate(topo_order(graph))}
+    node_of = {n.name: where[str(n.attrs["reactor"])] for n in graph}
+    charged = graph.with_costs({n.name: n.cost + (2 * latency if node_of[n.name] > 0 else 0.0) for n in graph})
+    clusters: dict[int, list[str]] = {}
+    for n in graph.names:
+        clusters.setdefault(node_of[n], []).append(n)
+    ordered = tuple(tuple(sorted(c, key=rank.__getitem__)) for _, c in sorted(clusters.items()))
+    return simulate(charged, Clustering(ordered)).makespan
+
+
+def _fewest_nodes(graph: Graph, nodes: int, local: Collection[str], network: CommModel) -> dict[str, int]:
+    """``place`` onto 1, 2, 4, ... up to ``nodes`` nodes: the fewest nodes with the shortest makespan."""
+    best: tuple[float, dict[str, int]] | None = None
+    counts = sorted({min(1 << k, nodes) for k in range(nodes.bit_length() + 1)})
+    for count in counts:
+        where = place(graph, count, local, comm=network)
+        span = star_makespan(graph, {p: max(w, 0) for p, w in where.items()}, network.latency)
+        if best is None or span < best[0] * (1 - 1e-9):
+            best = (span, where)
+    assert best is not None
+    return best[1]

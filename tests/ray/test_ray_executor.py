@@ -1,0 +1,74 @@
+"""The Ray executor: the same trace as the thread executor with reactors on 2-3 nodes, faults named.
+
+Every test runs on the package's three-node ``LocalCluster`` (tests/ray/conftest.py). Programs are the ones
+the other executors are tested on: the reactor examples, the process executor's fan-out of 400 KB arrays,
+and the determinism test's wide program of stateful, randomly slow reactors with a feedback loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from process_programs import Fan
+from ray_programs import EXAMPLES, comparable, round_robin, scatter
+from test_reactor_determinism import Wide
+
+from reflow.reactor import Reactor, run
+from reflow.reactor.commands import load_main
+from reflow.runtime import ThreadExecutor
+from reflow.runtime.ray_cluster import LocalCluster, NodeInfo
+from reflow.runtime.ray_executor import RayExecutor
+from reflow.runtime.ray_placement import Site
+
+TAGS = 5
+
+
+def same_trace(make: Callable[[], Reactor], timeout: int | None, **options: Any) -> RayExecutor:
+    """Run ``make()`` with one thread and on Ray with ``options``; assert equal traces; return the executor.
+
+    ``options["pin"]`` may be a function of the program, to pin by its reactors' paths."""
+    reference = comparable(run(make(), executor=ThreadExecutor(1), timeout=timeout, trace=True).trace)
+    assert reference
+    main = make()
+    if callable(options.get("pin")):
+        options["pin"] = options["pin"](main)
+    ex = RayExecutor(**options)
+    assert comparable(run(main, executor=ex, timeout=timeout, trace=True).trace) == reference
+    return ex
+
+
+def test_arrays_cross_nodes_as_refs_and_stay_in_shared_memory_inside_one(ray_nodes: list[NodeInfo]) -> None:
+    # gen and stages 0, 1 on node 1, in two groups (shared memory between them); stage 2 on node 2; the sink
+    # stays in this process
+    ex = same_trace(lambda: Fan(3), TAGS, groups_per_node=2, local=["main"],
+                    pin={"main.gen": 1, "main.stages[0]": 1, "main.stages[1]": 1, "main.stages[2]": 2})
+    assert ex.placement["main"] == Site(0, -1)
+    assert {s.node for s in ex.placement.values()} == {0, 1, 2}
+    assert ex.placement["main.gen"] == ex.placement["main.stages[0]"] != ex.placement["main.stages[1]"]
+    assert ex.placement["main.stages[1]"].node == 1
+    # each 400 KB array came here once as a ref and went on by that ref, never put into Ray's store again
+    assert ex.cache.put == 0 and ex.cache.reused >= 2 * (TAGS + 1)
+
+
+def test_wide_program_with_feedback_scattered_over_three_nodes(ray_nodes: list[NodeInfo]) -> None:
+    ex = same_trace(lambda: Wide(6), 3000, pin=lambda main: scatter(main, 3))
+    assert {s.node for s in ex.placement.values() if s.group >= 0} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("example", ["counter", "pipeline"])
+def test_examples_same_trace_on_two_nodes(example: str, ray_nodes: list[NodeInfo]) -> None:
+    ex = same_trace(lambda: load_main(EXAMPLES / f"{example}.py"), None, nodes=2,
+                    pin=lambda main: round_robin(main, 2))
+    assert {s.node for s in ex.placement.values() if s.group >= 0} == {0, 1}
+
+
+def test_default_placement_keeps_a_cheap_chain_on_one_node(ray_nodes: list[NodeInfo]) -> None:
+    ex = same_trace(lambda: load_main(EXAMPLES / "counter.py"), None)
+    assert {s.node for s in ex.placement.values()} == {0}  # a network hop per tag would cost more
+
+
+def test_run_by_name_on_the_connected_cluster(ray_cluster: LocalCluster) -> None:
+    main = Fan(2)
+    result = run(main, executor="ray", timeout=2, trace=True)
+    assert len(result.trace) == 3 * 4  # gen, 2 stages, sink at each of 3 tags
