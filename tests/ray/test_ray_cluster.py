@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-import textwrap
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from reflow.errors import ClusterError, RayUnavailable
 from reflow.runtime.ray_cluster import LocalCluster, NodeInfo, connect, require_ray
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "reactors"
 
 
 def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,18 +44,14 @@ def test_cluster_nodes_listed_with_this_node_first(ray_cluster: LocalCluster,
     assert ray.is_initialized()
 
 
-def test_local_ray_starts_with_explicit_resources_and_stops(tmp_path: os.PathLike[str]) -> None:
-    # In a fresh process (this one is connected to the test cluster), as a user's script would do it.
-    script = textwrap.dedent("""
-        import os, ray
-        from reflow.runtime.ray_cluster import connect, default_temp_dir
-        with connect(num_cpus=1, object_store_mb=80) as cluster:
-            (node,) = cluster.nodes()
-            res = ray.cluster_resources()
-            print(cluster.started, node.cpus, int(res["object_store_memory"]) >> 20)
-            assert os.path.isdir(default_temp_dir())
-        print(ray.is_initialized(), os.path.exists(default_temp_dir()))
-    """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+def test_reflow_run_on_a_local_ray_started_for_it() -> None:
+    """``reflow run FILE --ray`` with no address and no RAY_ADDRESS: a private Ray for this run, stopped after
+    it (in a fresh process, as a user runs it; this one is connected to the test cluster)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-m", "reflow.cli", "run", str(EXAMPLES / "pipeline.py"), "--ray"],
+                         capture_output=True, text=True, timeout=180, env=env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "1.0", "80", "False", "False"]
+    assert re.search(r"reflow run: main stopped at tag .* Ray: \d reactor group\(s\) on 1 of 1 node\(s\)",
+                     out.stdout), out.stdout
+    assert not [d for d in os.listdir(tempfile.gettempdir()) if d.startswith("ray-reflow-") and
+                not os.path.exists(f"/proc/{d.split('-')[2]}")]  # no temp dir of a finished run is left

@@ -6,20 +6,24 @@ and the determinism test's wide program of stateful, randomly slow reactors with
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from process_programs import Fan
+from process_programs import Fan, Forever
 from ray_programs import EXAMPLES, comparable, round_robin, scatter
 from test_reactor_determinism import Wide
 
+from reflow.errors import NodeLost
 from reflow.reactor import Reactor, run
 from reflow.reactor.commands import load_main
 from reflow.runtime import ThreadExecutor
 from reflow.runtime.ray_cluster import LocalCluster, NodeInfo
 from reflow.runtime.ray_executor import RayExecutor
 from reflow.runtime.ray_placement import Site
+from reflow.runtime.tag import Tag
+from reflow.transport.shm import leaked_segments, process_alive
 
 TAGS = 5
 
@@ -72,3 +76,66 @@ def test_run_by_name_on_the_connected_cluster(ray_cluster: LocalCluster) -> None
     main = Fan(2)
     result = run(main, executor="ray", timeout=2, trace=True)
     assert len(result.trace) == 3 * 4  # gen, 2 stages, sink at each of 3 tags
+
+
+# -- faults -------------------------------------------------------------------------------------------------
+def gone(ex: RayExecutor) -> None:
+    """Every process the executor started has exited, and left nothing in /dev/shm."""
+    assert ex.started_pids
+    deadline = time.monotonic() + 10
+    while any(process_alive(p) for p in ex.started_pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in ex.started_pids if process_alive(p)]
+    assert not [s for p in ex.started_pids for s in leaked_segments(p)]
+
+
+@pytest.mark.timeout(120)
+def test_a_group_killed_on_a_remote_node_is_named(ray_nodes: list[NodeInfo]) -> None:
+    ex = RayExecutor(pin={"main.crasher": 2, "main.stages": 1})
+    with pytest.raises(NodeLost, match=r"main\.crasher") as err:
+        run(Fan(2, crash=True), executor=ex, timeout=10)
+    assert ray_nodes[2].node_id[:8] in str(err.value)
+    assert "main.stages" not in str(err.value)  # node 1 is fine
+    gone(ex)
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_node_agent_stops_the_run_naming_node_and_reactors(ray_nodes: list[NodeInfo]) -> None:
+    import ray
+
+    ex = RayExecutor(pin={"main.stage": 1})
+
+    def kill_agent(tag: Tag) -> None:
+        if tag.time == 3:
+            ray.kill(ex._agents[1])
+
+    with pytest.raises(NodeLost, match=r"main\.stage\b") as err:
+        run(Forever(), executor=ex, timeout=50, on_tag=kill_agent)
+    assert ray_nodes[1].node_id[:8] in str(err.value)
+    gone(ex)
+
+
+@pytest.mark.timeout(180)
+def test_a_lost_node_stops_the_run_naming_it(ray_cluster: LocalCluster) -> None:
+    """A whole node (raylet, object store, every process on it) goes away mid-run."""
+    from reflow.runtime.ray_cluster import nodes
+
+    extra = ray_cluster.add_node()
+    try:
+        fourth = nodes()[-1]
+        ex = RayExecutor(pin={"main.stage": 3})
+        assert len(nodes()) == 4
+
+        def lose_node(tag: Tag) -> None:
+            if tag.time == 3:
+                ray_cluster.remove_node(extra)
+
+        t0 = time.monotonic()
+        with pytest.raises(NodeLost, match=r"main\.stage\b") as err:
+            run(Forever(), executor=ex, timeout=50, on_tag=lose_node)
+        assert fourth.node_id[:8] in str(err.value)
+        assert time.monotonic() - t0 < 120
+        gone(ex)
+    finally:
+        if extra in ray_cluster.worker_nodes:
+            ray_cluster.remove_node(extra)

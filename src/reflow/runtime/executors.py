@@ -14,7 +14,7 @@ EXECUTORS = ("threads", "processes", "ray")
 
 
 def make_executor(kind: str, workers: int = 1, **options: Any) -> Executor:
-    """A fresh executor of kind ``kind`` (one of ``EXECUTORS``); ``workers`` is the thread or process count."""
+    """A fresh executor of kind ``kind`` (one of ``EXECUTORS``); ``workers``: threads or processes."""
     if kind == "threads":
         return ThreadExecutor(workers, **options)
     if kind == "processes":

@@ -67,8 +67,7 @@ def user_modules(hosts: Mapping[str, ReactionHost]) -> list[str]:
 
 def pickle_hosts(hosts: Mapping[str, ReactionHost], by_value: Sequence[str]) -> bytes:
     """``hosts`` pickled with cloudpickle, the modules ``by_value`` included by value."""
-    from ray import cloudpickle
-
+    cloudpickle: Any = importlib.import_module("ray.cloudpickle")
     modules = [importlib.import_module(m) for m in by_value]
     for m in modules:
         cloudpickle.register_pickle_by_value(m)
@@ -119,19 +118,20 @@ class RayExecutor(Executor):
         super().start(hosts, graph)
         unknown = sorted(set(self.local) - set(hosts))
         if unknown:
-            raise ValueError(f"RayExecutor(local=...): reactors {unknown} are not in the program; its reactors "
-                             f"are {sorted(hosts)}")
+            raise ValueError(f"RayExecutor(local=...): reactors {unknown} are not in the program; its "
+                             f"reactors are {sorted(hosts)}")
         try:
             self._connection = connect(self.address)
             alive = nodes()
             count = self.nodes or len(alive)
             if count > len(alive):
-                raise ClusterError(f"RayExecutor(nodes={count}) but the cluster has {len(alive)} alive node(s)")
+                raise ClusterError(f"RayExecutor(nodes={count}) but the cluster has {len(alive)} alive "
+                                   "node(s)")
             self.cluster_nodes = alive[:count]
             with_reactions = {str(n.attrs["reactor"]) for n in graph}
-            self.placement = place_on_nodes(graph, [n.cpus for n in self.cluster_nodes],
-                                            local=[p for p in self.local if p in with_reactions], pin=self.pin,
-                                            groups_per_node=self.groups_per_node)
+            local = [p for p in self.local if p in with_reactions]
+            self.placement = place_on_nodes(graph, [n.cpus for n in self.cluster_nodes], local=local,
+                                            pin=self.pin, groups_per_node=self.groups_per_node)
             for path in hosts:  # a reactor without reactions is never invoked: it stays here
                 self.placement.setdefault(path, Site(0, LOCAL))
             self.workers = len({s for s in self.placement.values() if s.group != LOCAL}) or 1
@@ -171,8 +171,8 @@ class RayExecutor(Executor):
                 self._pids[node] = ray.get(actor.pids.remote(), timeout=self.start_timeout)
                 self.started_pids += self._pids[node]
             except ray.exceptions.GetTimeoutError:
-                raise ClusterError(f"the node agent on {where} did not start within {self.start_timeout:.0f} s") \
-                    from None
+                raise ClusterError(f"the node agent on {where} did not start within "
+                                   f"{self.start_timeout:.0f} s") from None
             except ray.exceptions.RayError as e:
                 raise ClusterError(f"the reactor groups on {where} failed to start: {e}") from None
 
@@ -230,8 +230,8 @@ class RayExecutor(Executor):
         """The error for node ``node`` failing a call: its agent, a group of it, or the whole node died."""
         cause = getattr(error, "cause", None)
         detail = str(cause) if isinstance(cause, WorkerCrashed) else f"{type(error).__name__}: {error}"
-        return NodeLost(f"{self.cluster_nodes[node].describe()} (node {node} of the run) was lost while running "
-                        f"reactors {self.held_on(node)}; their state is lost. Cause: {detail}")
+        return NodeLost(f"{self.cluster_nodes[node].describe()} (node {node} of the run) was lost while "
+                        f"running reactors {self.held_on(node)}; their state is lost. Cause: {detail}")
 
     def _unlink_leftovers(self) -> None:
         """Unlink what killed processes left in the shared memory of their nodes: here for nodes on this
@@ -263,7 +263,8 @@ class RayExecutor(Executor):
         if ray is not None and self._agents:
             closing = list(self._agents.values())
             with contextlib.suppress(Exception):
-                ray.wait([a.close.remote() for a in closing], num_returns=len(closing), timeout=CLOSE_TIMEOUT_S)
+                ray.wait([a.close.remote() for a in closing], num_returns=len(closing),
+                         timeout=CLOSE_TIMEOUT_S)
             for actor in closing:
                 with contextlib.suppress(Exception):
                     ray.kill(actor)

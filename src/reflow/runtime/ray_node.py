@@ -46,7 +46,7 @@ STOP = "stop"
 _names = itertools.count()
 
 
-# -- values crossing nodes ------------------------------------------------------------------------------------
+# -- values crossing nodes -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Shipped:
     """A large value sent between nodes as a Ray object ref, in place of the value itself."""
@@ -134,7 +134,7 @@ class RefCache:
                 r.writes = {k: next(got) if isinstance(v, Shipped) else v for k, v in r.writes.items()}
 
 
-# -- the groups of one node -----------------------------------------------------------------------------------
+# -- the groups of one node ----------------------------------------------------------------------------------
 class ReactorGroup:
     """Ray actor body: keeps one group's reactors and serves their invocations over a channel."""
 
@@ -147,7 +147,7 @@ class ReactorGroup:
         self._thread: threading.Thread | None = None
 
     def serve(self, channel: str) -> int:
-        """Serve side ``b`` of ``channel`` (whose side ``a`` exists) in a thread; returns this process's pid."""
+        """Serve side ``b`` of ``channel`` (side ``a`` exists) in a thread; returns this process's pid."""
         self._thread = threading.Thread(target=serve_hosts, args=(channel, self.hosts), daemon=True,
                                         name="reflow-reactor-group")
         self._thread.start()
@@ -184,7 +184,7 @@ def affinity(node_id: str) -> Any:
 
 
 def start_groups(node_id: str, specs: Sequence[GroupSpec], threads: int) -> list[Any]:
-    """Start one ``ReactorGroup`` actor per spec on node ``node_id`` (returns at once; they start meanwhile)."""
+    """Start a ``ReactorGroup`` actor per spec on node ``node_id`` (returns at once; they start meanwhile)."""
     actor = require_ray().remote(ReactorGroup)
     return [actor.options(num_cpus=0, scheduling_strategy=affinity(node_id), max_restarts=0)
             .remote(spec.hosts_pickle, threads) for spec in specs]
@@ -208,8 +208,8 @@ class NodeGroups:
                 self.pids = ray.get([a.serve.remote(n) for a, n in zip(actors, names, strict=True)],
                                     timeout=start_timeout)
             except ray.exceptions.GetTimeoutError:
-                raise ClusterError(f"the reactor groups on {label} did not start within {start_timeout:.0f} s "
-                                   "(is the node out of memory, or gone?)") from None
+                raise ClusterError(f"the reactor groups on {label} did not start within "
+                                   f"{start_timeout:.0f} s (is the node out of memory, or gone?)") from None
             for ch in self._chans:
                 ch.connect(start_timeout)
         except BaseException:

@@ -49,9 +49,9 @@ def pinned_node(path: str, pin: Mapping[str, int]) -> int | None:
     """The node ``pin`` assigns to reactor ``path``: that of its longest pinned ancestor (or itself)."""
     best: tuple[int, int] | None = None
     for prefix, node in pin.items():
-        if path == prefix or path.startswith((f"{prefix}.", f"{prefix}[")):
-            if best is None or len(prefix) > best[0]:
-                best = (len(prefix), node)
+        below = path == prefix or path.startswith((f"{prefix}.", f"{prefix}["))
+        if below and (best is None or len(prefix) > best[0]):
+            best = (len(prefix), node)
     return None if best is None else best[1]
 
 
@@ -64,7 +64,8 @@ def place_on_nodes(graph: Graph, node_cpus: Sequence[float], *, local: Collectio
     pin = dict(pin or {})
     bad = {p: n for p, n in pin.items() if not 0 <= n < len(node_cpus)}
     if bad:
-        raise ValueError(f"pin={bad} names nodes that do not exist; the cluster has nodes 0..{len(node_cpus) - 1}")
+        raise ValueError(f"pin={bad} names nodes that do not exist; the cluster has nodes "
+                         f"0..{len(node_cpus) - 1}")
     if groups_per_node is not None and groups_per_node < 1:
         raise ValueError(f"groups_per_node must be >= 1, got {groups_per_node}")
     node_of = _fewest_nodes(graph, len(node_cpus), local, network)
@@ -88,7 +89,8 @@ def star_makespan(graph: Graph, where: Mapping[str, int], latency: float) -> flo
     round trip (``2 * latency``) on top of its own time, and no edge costs anything more."""
     rank = {n: i for i, n in enumerate(topo_order(graph))}
     node_of = {n.name: where[str(n.attrs["reactor"])] for n in graph}
-    charged = graph.with_costs({n.name: n.cost + (2 * latency if node_of[n.name] > 0 else 0.0) for n in graph})
+    charged = graph.with_costs({n.name: n.cost + (2 * latency if node_of[n.name] > 0 else 0.0)
+                                for n in graph})
     clusters: dict[int, list[str]] = {}
     for n in graph.names:
         clusters.setdefault(node_of[n], []).append(n)
