@@ -122,9 +122,9 @@ def test_a_lost_node_stops_the_run_naming_it(ray_cluster: LocalCluster) -> None:
 
     extra = ray_cluster.add_node()
     try:
-        fourth = nodes()[-1]
-        ex = RayExecutor(pin={"main.stage": 3})
-        assert len(nodes()) == 4
+        index = [n.node_id for n in nodes()].index(extra.node_id)
+        fourth = nodes()[index]
+        ex = RayExecutor(pin={"main.stage": index})
 
         def lose_node(tag: Tag) -> None:
             if tag.time == 3:

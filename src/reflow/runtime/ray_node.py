@@ -34,8 +34,9 @@ import numpy as np
 
 from reflow.errors import ChannelClosed, ClusterError, WorkerCrashed
 from reflow.runtime.executor import Invocation, ReactionHost, Result
-from reflow.runtime.process_executor import THREAD_VARS, serve_hosts
+from reflow.runtime.process_executor import serve_hosts
 from reflow.runtime.ray_cluster import require_ray
+from reflow.runtime.workers import THREAD_VARS
 from reflow.transport import Channel
 from reflow.transport.shm import process_alive, unlink_segments_of
 
@@ -141,8 +142,10 @@ class ReactorGroup:
     def __init__(self, hosts_pickle: bytes, threads: int) -> None:
         import pickle
 
-        for name, value in thread_caps(threads).items():  # before the hosts' modules load numeric libraries
-            os.environ.setdefault(name, value)
+        # A node runs several groups: cap each one's numeric libraries (see reflow.runtime.workers), before
+        # the hosts' modules load them, unless the user set a cap.
+        if not any(name in os.environ for name in THREAD_VARS):
+            os.environ.update(dict.fromkeys(THREAD_VARS, str(threads)))
         self.hosts: Mapping[str, ReactionHost] = pickle.loads(hosts_pickle)  # a bad pickle fails creation
         self._thread: threading.Thread | None = None
 
@@ -166,14 +169,6 @@ class GroupSpec:
 
     paths: tuple[str, ...]
     hosts_pickle: bytes
-
-
-def thread_caps(threads: int) -> dict[str, str]:
-    """Thread variables for a group's process (numeric libraries start a thread per core otherwise, and a
-    node runs several groups), unless the user set any of them."""
-    if any(name in os.environ for name in THREAD_VARS):
-        return {}
-    return dict.fromkeys(THREAD_VARS, str(threads))
 
 
 def affinity(node_id: str) -> Any:
