@@ -108,6 +108,9 @@ def test_fusion_collapses_a_chain() -> None:
     assert fused.op == "fused" and fused.cost == 6.0
     assert fused.attrs["members"] == ["a", "b", "c"] and fused.attrs["ops"] == ["call"] * 3
     assert evaluate(out, {"x": 1}) == {"y": 4}
+    split = fuse_chains(g, may=lambda g, u, v: v != "c")  # a front end's rule: c starts a chain of its own
+    assert split.names == ["x", "a", "c", "y"] and split.node("a").attrs["members"] == ["a", "b"]
+    assert evaluate(split, {"x": 1}) == {"y": 4}
 
 
 @settings(max_examples=60, deadline=None)

@@ -64,3 +64,30 @@ def scoring() -> Flow:
 def inputs(n: int, rows: int = 1, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((rows, 32)).astype(np.float32) for _ in range(n)]
+
+
+def straggler(x: int) -> int:
+    """The same answer every time, after a wait that varies from call to call (a gamma-distributed
+    straggler: an unseeded generator on purpose, the answer never depends on it)."""
+    time.sleep(min(1.0, np.random.default_rng().gamma(2.0, 0.03)))
+    return 2 * x
+
+
+def racing() -> Flow:
+    flow = Flow("racing", {"x": int})
+    flow.map(straggler, high_variance=True, replicas=2)
+    return flow
+
+
+VECTORS = Store("vectors", {f"k{i}": np.full(1000, float(i)) for i in range(6)}, cache_bytes=2 * 8000 + 100)
+
+
+def total(v: np.ndarray) -> float:
+    return float(v.sum())
+
+
+def cached_lookups() -> Flow:
+    """key -> the sum of its vector (8 KB values; each worker caches two)."""
+    flow = Flow("cached", {"key": str})
+    flow.lookup(VECTORS, "key", column="v").map(total)
+    return flow

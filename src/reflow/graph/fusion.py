@@ -8,6 +8,7 @@ reference interpreter (and any runtime) can still run it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from reflow.graph.graph import Graph, Node
@@ -16,31 +17,38 @@ from reflow.graph.order import topo_order
 INTERFACE = frozenset({"input", "output"})
 
 
-def _linkable(g: Graph, u: str, v: str) -> bool:
+Link = Callable[[Graph, str, str], bool]
+
+
+def _linkable(g: Graph, u: str, v: str, may: Link | None = None) -> bool:
     return (g.successors(u) == [v] and g.predecessors(v) == [u]
-            and g.node(u).op not in INTERFACE and g.node(v).op not in INTERFACE)
+            and g.node(u).op not in INTERFACE and g.node(v).op not in INTERFACE
+            and (may is None or may(g, u, v)))
 
 
-def chains(g: Graph) -> list[list[str]]:
-    """The maximal linear chains of two or more nodes, each in order, in topological order of their heads."""
+def chains(g: Graph, may: Link | None = None) -> list[list[str]]:
+    """The maximal linear chains of two or more nodes, each in order, in topological order of their heads.
+
+    ``may(g, u, v)``, if given, can forbid a link the structure allows (a front end's own rule)."""
     out: list[list[str]] = []
     for n in topo_order(g):
         preds = g.predecessors(n)
-        if len(preds) == 1 and _linkable(g, preds[0], n):
+        if len(preds) == 1 and _linkable(g, preds[0], n, may):
             continue  # not a head
         chain = [n]
-        while len(g.successors(chain[-1])) == 1 and _linkable(g, chain[-1], g.successors(chain[-1])[0]):
+        while len(g.successors(chain[-1])) == 1 and _linkable(g, chain[-1], g.successors(chain[-1])[0], may):
             chain.append(g.successors(chain[-1])[0])
         if len(chain) > 1:
             out.append(chain)
     return out
 
 
-def fuse_chains(g: Graph) -> Graph:
-    """A copy of ``g`` with each maximal chain replaced by one ``"fused"`` node named after its head."""
+def fuse_chains(g: Graph, may: Link | None = None) -> Graph:
+    """A copy of ``g`` with each maximal chain replaced by one ``"fused"`` node named after its head
+    (``may``: see ``chains``)."""
     owner: dict[str, str] = {}
     fused: dict[str, Node] = {}
-    for chain in chains(g):
+    for chain in chains(g, may):
         members = [g.node(n) for n in chain]
         inner = [e for n in chain[1:] for e in g.in_edges(n)]
         head, tail = members[0], members[-1]

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from reflow.serve.plan import MAX_ITEMS, StagePlan
+from reflow.serve.plan import StagePlan
 
 EWMA = 0.2
 
@@ -47,9 +47,9 @@ class Decision:
 class Batcher:
     """The batching policy of one stage (see the module docstring)."""
 
-    def __init__(self, stage: StagePlan, max_items: int = MAX_ITEMS) -> None:
+    def __init__(self, stage: StagePlan) -> None:
         self.batch, self.max_wait, self.target = stage.batch, stage.max_wait, stage.target
-        self.max_items = max_items
+        self.max_items = stage.max_items
         self.sizes = [1 << i for i in range(max(1, self.batch).bit_length()) if 1 << i < self.batch]
         self.sizes.append(max(1, self.batch))
         self.cost: dict[int, float] = {}  # seconds per batch, by padded size
@@ -60,6 +60,8 @@ class Batcher:
         if not self.batch:
             return Decision(min(len(queue), self.max_items))
         goal = self.batch if self.target is None else self.goal()
+        if self.max_items == 1:
+            return Decision(1, None, None if self.target is None else self.bucket(queue[0].rows))
         n, rows = 0, 0
         for w in queue:
             if n and (rows + w.rows > goal or n >= self.max_items):

@@ -116,6 +116,9 @@ class LocalExecutor:
         self._inputs = {n: [(e.src, e.dst_port) for e in g.in_edges(n)] for n in g.names}
         self.metrics.track(lambda: len(self.requests), {s: self._depth(s) for s in plan.stages})
 
+    def _fetched(self, store: str, n: int) -> None:
+        self.metrics.fetches.labels(self.plan.graph.name, store).inc(n)
+
     def _depth(self, stage: str) -> Callable[[], float]:
         return lambda: len(self.queues[stage])
 
@@ -127,7 +130,7 @@ class LocalExecutor:
         for w in range(self.plan.workers):
             payload = cloudpickle.dumps(self.plan.hosted_by(w))
             slot = WorkerSlot(w, payload, self.stores, self._loop, self._on_message, self._on_death,
-                              self.threads, start_timeout=timeout)
+                              self.threads, start_timeout=timeout, fetched=self._fetched)
             self.slots.append(slot)
             slot.start()
         if not self.slots:
@@ -280,39 +283,53 @@ class LocalExecutor:
 
     # -- dispatching -----------------------------------------------------------------------------------------
     def _pump(self) -> None:
-        """Give every free worker a batch, as long as there is one to give."""
+        """Give every free worker a batch, as long as there is one to give: from its home stages first (oldest
+        request first), then from any stage it hosts."""
         now = time.monotonic()
         progress = True
         while progress:
             progress = False
-            waiting = sorted((s for s, q in self.queues.items() if q), key=lambda s: self.queues[s][0].since)
-            for stage in waiting:
-                sp = self.plan.stages[stage]
-                free = [s for s in (self.slots[w] for w in sp.workers) if s.ready and s.busy is None]
-                if not free:
-                    continue
-                queue = self.queues[stage]
-                routed = sp.locality is not None and len(sp.workers) > 1
-                slot = max(free, key=lambda s: self._score(s, queue[0])) if routed else free[0]
-                view: deque[Item] | list[Item] = self._by_locality(slot, queue, now) if routed else queue
-                decision = self.batchers[stage].decide(view, now)
-                if decision.take == 0:
-                    self._wake_at(stage, decision.wake)
-                    continue
-                self._dispatch(sp, slot, list(itertools.islice(view, decision.take)), decision)
-                progress = True
+            for slot in self.slots:
+                if slot.ready and slot.busy is None and self._give(slot, now):
+                    progress = True
 
-    def _score(self, slot: WorkerSlot, item: Item) -> int:
-        lookup = self.plan.stages[item.stage].locality
-        cached = self.cached[slot.index].get(lookup.store.name, set()) if lookup is not None else set()
-        return sum(k in cached for k in item.keys)
+    def _give(self, slot: WorkerSlot, now: float) -> bool:
+        mine = [s for s, q in self.queues.items() if q and slot.index in self.plan.stages[s].workers]
+        mine.sort(key=lambda s: (self.plan.stages[s].home not in (None, slot.index), self.queues[s][0].since))
+        for stage in mine:
+            sp, queue = self.plan.stages[stage], self.queues[stage]
+            routed = sp.locality is not None and len(sp.workers) > 1
+            if routed:
+                free = [s for s in (self.slots[w] for w in sp.workers) if s.ready and s.busy is None]
+                if max(free, key=lambda s: self._score(s, queue[0])) is not slot:
+                    continue  # a free replica that caches more of the oldest request's keys takes it
+            view: deque[Item] | list[Item] = self._by_locality(slot, queue, now) if routed else queue
+            decision = self.batchers[stage].decide(view, now)
+            if decision.take == 0:
+                self._wake_at(stage, decision.wake)
+                continue
+            self._dispatch(sp, slot, list(itertools.islice(view, decision.take)), decision)
+            return True
+        return False
+
+    def _score(self, slot: WorkerSlot, item: Item) -> tuple[int, int, bool]:
+        """How well ``slot`` suits ``item`` by locality: the request's keys it caches; then, for keys nobody
+        caches yet, the emptier cache, then the first key's hash (so new keys spread over the replicas and
+        each stays where it was first fetched)."""
+        sp = self.plan.stages[item.stage]
+        if sp.locality is None or not item.keys:
+            return 0, 0, False
+        cached = self.cached[slot.index].get(sp.locality.store.name, set())
+        first = sp.workers[hash(item.keys[0]) % len(sp.workers)]
+        return sum(k in cached for k in item.keys), -len(cached), first == slot.index
 
     def _by_locality(self, slot: WorkerSlot, queue: deque[Item], now: float) -> list[Item]:
         """The queue as this replica should take it: requests whose keys it caches first, but never one that
         waited past ``STARVE``."""
         head = list(itertools.islice(queue, SCAN))
         old = [i for i in head if now - i.since > STARVE]
-        rest = sorted((i for i in head if now - i.since <= STARVE), key=lambda i: -self._score(slot, i))
+        rest = sorted((i for i in head if now - i.since <= STARVE), key=lambda i: self._score(slot, i),
+                      reverse=True)
         return old + rest
 
     def _wake_at(self, stage: str, when: float | None) -> None:

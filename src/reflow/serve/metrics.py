@@ -39,6 +39,8 @@ class Metrics:
                                 ["flow"], registry=r)
         self.cancelled = Counter("reflow_serve_cancelled_batches", "Batches interrupted in a worker",
                                  ["flow", "stage"], registry=r)
+        self.fetches = Counter("reflow_serve_store_fetches", "Values workers fetched from a store (misses)",
+                               ["flow", "store"], registry=r)
         self.inflight = Gauge("reflow_serve_inflight", "Requests in flight", ["flow"], registry=r)
         self.queued = Gauge("reflow_serve_queued", "Requests waiting for a stage", ["flow", "stage"],
                             registry=r)

@@ -38,6 +38,8 @@ class StagePlan:
     target: float | None = None
     batched_ops: tuple[str, ...] = ()
     locality: LookupSpec | None = None  # route by the keys of this lookup, at the stage's head
+    home: int | None = None  # the worker that takes this stage's requests first (placement)
+    max_items: int = MAX_ITEMS  # requests per batch at most (1: batching off)
 
     @property
     def in_server(self) -> bool:
@@ -59,8 +61,9 @@ class Plan:
         return {s.name: s.node for s in self.stages.values() if worker in s.workers}
 
 
-def stage_plan(node: Node, workers: tuple[int, ...], locality: bool = True) -> StagePlan:
-    """A stage's plan, read from its member operators."""
+def stage_plan(node: Node, workers: tuple[int, ...], locality: bool = True, batching: bool = True,
+               home: int | None = None) -> StagePlan:
+    """A stage's plan, read from its member operators (``batching=False``: one request at a time)."""
     g, _, _ = inner_graph(node)
     members = tuple(g.names)
     maps = [g.node(m).attrs["spec"] for m in members if isinstance(g.node(m).attrs.get("spec"), MapSpec)]
@@ -71,8 +74,9 @@ def stage_plan(node: Node, workers: tuple[int, ...], locality: bool = True) -> S
     return StagePlan(node.name, node, workers, members, node.attrs.get("schema") or _tail_schema(node),
                      all(RULES[g.node(m).op].rowwise for m in members),
                      max((m.batch for m in batched), default=0),
-                     max((m.max_wait for m in batched), default=0.0),
-                     min(targets) if targets else None, tuple(m.name for m in batched), route)
+                     max((m.max_wait for m in batched), default=0.0) if batching else 0.0,
+                     min(targets) if targets and batching else None, tuple(m.name for m in batched), route,
+                     home, MAX_ITEMS if batching else 1)
 
 
 def _tail_schema(node: Node) -> Schema:
@@ -103,9 +107,3 @@ def anyof_branches(g: Graph) -> dict[str, list[frozenset[str]]]:
     return out
 
 
-def replicated_plan(g: Graph, workers: int, locality: bool = True) -> Plan:
-    """Every stage hosted by every worker (data parallel): what the optimizer starts from."""
-    everyone = tuple(range(workers))
-    stages = {n.name: stage_plan(n, () if n.op == "serve.anyof" else everyone, locality)
-              for n in g if n.op not in ("input", "output")}
-    return Plan(g, stages, workers, branches=anyof_branches(g))

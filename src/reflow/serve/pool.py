@@ -31,10 +31,10 @@ class WorkerSlot:
     def __init__(self, index: int, payload: bytes, stores: Mapping[str, Store],
                  loop: asyncio.AbstractEventLoop, on_message: Callable[[WorkerSlot, Any], None],
                  on_death: Callable[[WorkerSlot, str], None], threads: int = 1,
-                 start_timeout: float = 120.0) -> None:
+                 start_timeout: float = 120.0, fetched: Callable[[str, int], None] | None = None) -> None:
         self.index, self.payload, self.stores, self.loop = index, payload, stores, loop
         self.on_message, self.on_death = on_message, on_death
-        self.threads, self.start_timeout = threads, start_timeout
+        self.threads, self.start_timeout, self.fetched = threads, start_timeout, fetched
         self.proc: WorkerProcess | None = None
         self.ready = False
         self.busy: Any = None  # the batch it runs (the executor's bookkeeping)
@@ -93,6 +93,8 @@ class WorkerSlot:
     def _fetch(self, store: str, keys: list[Any]) -> None:
         values = self.stores[store].fetch(keys) if store in self.stores else {}
         self.send(("fetched", values))
+        if self.fetched is not None:
+            self.fetched(store, len(values))
 
     def send(self, msg: Any) -> None:
         assert self.proc is not None
