@@ -22,18 +22,23 @@ def register(subparsers: Any) -> None:
         "--target-return. The run is bit-identical for a given --seed, whatever --workers is.",
         epilog="examples:\n  reflow train CartPole-v1\n"
         "  reflow train CartPole-v1 --algo ppo --envs 16 --workers 2 --seed 0\n"
-        "  reflow train CartPole-v1 --algo dqn --envs 4 --steps 100000 --target-return 200",
+        "  reflow train CartPole-v1 --algo dqn --envs 4 --steps 100000 --target-return 200\n"
+        "  reflow train Acrobot-v1 --target-return -100\n\n"
+        "Ctrl-C stops at the next step and saves the checkpoint and log so far (exit status 130).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("env_id", help="gymnasium env id with discrete actions, e.g. CartPole-v1, Acrobot-v1")
     p.add_argument("--algo", default="ppo", help="ppo (default) or dqn")
     p.add_argument("--envs", type=int, default=16, help="number of envs (default 16)")
     p.add_argument("--workers", "-w", type=int, default=1,
                    help="processes stepping envs, the calling one included (default 1)")
+    p.add_argument("--keep-workers", action="store_true",
+                   help="use all --workers even when fewer cores are free (by default the env bank steps in "
+                   "fewer processes then; the run is the same either way)")
     p.add_argument("--seed", type=int, default=0, help="seed for envs, weights and sampling (default 0)")
     p.add_argument("--steps", type=int, default=500_000, help="env-step budget (default 500000)")
-    p.add_argument("--target-return", type=float, default=475.0,
+    p.add_argument("--target-return", type=_target, default=475.0,
                    help="stop when the mean return of the last 20 episodes reaches this (default 475; "
-                   "a negative value disables it)")
+                   "negative targets work, e.g. -100 for Acrobot; 'none' trains for --steps)")
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default runs/<env>-<algo>-<seed>/)")
     p.set_defaults(func=_train_cmd)
@@ -51,17 +56,32 @@ def register(subparsers: Any) -> None:
     e.set_defaults(func=_eval_cmd)
 
 
+def _target(text: str) -> float | None:
+    """``--target-return``: a number (negative ones too), or none/off."""
+    if text.lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'none': {text!r}") from None
+
+
+INTERRUPTED = 130  # the shell's status for a program ended by SIGINT
+
+
 def _train_cmd(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reflow.errors import ReflowError
     from reflow.rl.checkpoint import save_checkpoint
+    from reflow.rl.interrupt import interrupts_deferred
     from reflow.rl.plot import plot_curve
     from reflow.rl.train import TrainConfig, train
 
-    target = None if args.target_return < 0 else args.target_return
+    target = args.target_return
     cfg = TrainConfig(env_id=args.env_id, algo=args.algo, num_envs=args.envs, num_workers=args.workers,
-                      seed=args.seed, total_steps=args.steps, target_return=target)
+                      seed=args.seed, total_steps=args.steps, target_return=target,
+                      fit_workers=not args.keep_workers)
     out: Path = args.out or Path("runs") / f"{args.env_id.replace('/', '_')}-{args.algo}-{args.seed}"
     bar = tqdm(total=args.steps, desc=f"{args.algo} {args.env_id}", unit="step", file=sys.stderr)
 
@@ -76,20 +96,30 @@ def _train_cmd(args: argparse.Namespace) -> int:
         bar.close()
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before the first step, or a second Ctrl-C: no consistent state to save
+        bar.close()
+        print("interrupted: stopped before a step ended; nothing saved", file=sys.stderr)
+        return INTERRUPTED
     bar.close()
-    hidden = cfg.ppo.hidden if cfg.algo == "ppo" else cfg.dqn.hidden
-    save_checkpoint(out / "model.pt", cfg.algo, cfg.env_id, result.net, result.obs_dim, result.n_actions,
-                    hidden)
-    log = {"env_id": cfg.env_id, "algo": cfg.algo, "num_envs": cfg.num_envs, "num_workers": cfg.num_workers,
-           "seed": cfg.seed, "steps": result.steps, "seconds": round(result.seconds, 3),
-           "target_return": target, "reached_target": result.reached_target,
-           "curve": [[s, r] for s, r in result.curve], "episode_returns": result.episode_returns}
-    (out / "log.json").write_text(json.dumps(log, indent=1))
-    plot_curve(result.curve, out / "curve.png", f"{cfg.algo} on {cfg.env_id} (seed {cfg.seed})", target)
-    status = "reached" if result.reached_target else "did not reach"
-    print(f"{cfg.algo} {status} target {target} after {result.steps} env steps in {result.seconds:.1f} s")
+    with interrupts_deferred():  # a Ctrl-C now waits until the files are whole
+        hidden = cfg.ppo.hidden if cfg.algo == "ppo" else cfg.dqn.hidden
+        save_checkpoint(out / "model.pt", cfg.algo, cfg.env_id, result.net, result.obs_dim, result.n_actions,
+                        hidden)
+        log = {"env_id": cfg.env_id, "algo": cfg.algo, "num_envs": cfg.num_envs,
+               "num_workers": cfg.num_workers, "seed": cfg.seed, "steps": result.steps,
+               "seconds": round(result.seconds, 3), "target_return": target,
+               "reached_target": result.reached_target, "interrupted": result.interrupted,
+               "curve": [[s, r] for s, r in result.curve], "episode_returns": result.episode_returns}
+        (out / "log.json").write_text(json.dumps(log, indent=1))
+        plot_curve(result.curve, out / "curve.png", f"{cfg.algo} on {cfg.env_id} (seed {cfg.seed})", target)
+    if result.interrupted:
+        print(f"interrupted after {result.steps} env steps ({result.seconds:.1f} s); saved the run so far",
+              file=sys.stderr)
+    else:
+        status = "reached" if result.reached_target else "did not reach"
+        print(f"{cfg.algo} {status} target {target} after {result.steps} env steps in {result.seconds:.1f} s")
     print(f"checkpoint: {out / 'model.pt'}\nlog:        {out / 'log.json'}\nplot:       {out / 'curve.png'}")
-    return 0
+    return INTERRUPTED if result.interrupted else 0
 
 
 def _eval_cmd(args: argparse.Namespace) -> int:
@@ -101,6 +131,9 @@ def _eval_cmd(args: argparse.Namespace) -> int:
     except ReflowError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
     import numpy as np
 
     print(f"{len(returns)} episodes: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f}")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,7 @@ from reflow.rl.algos.networks import ActorCritic, QNetwork
 from reflow.rl.algos.ppo import PPOConfig
 from reflow.rl.checkpoint import build_net
 from reflow.rl.envs.reactors import EnvReactor, VecEnv
+from reflow.rl.interrupt import first_interrupt_stops
 from reflow.rl.learners import (
     DQNLearner,
     InferenceReactor,
@@ -70,6 +72,7 @@ class TrainConfig:
     total_steps: int = 500_000
     target_return: float | None = 475.0
     window: int = 20
+    fit_workers: bool = True  # the env bank may use fewer processes when fewer cores are free
     ppo: PPOConfig = field(default_factory=PPOConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
 
@@ -86,6 +89,7 @@ class TrainResult:
     reached_target: bool
     curve: list[tuple[int, float]]  # (env steps, mean return of the last `window` episodes)
     episode_returns: list[float]
+    interrupted: bool = False  # stopped early by Ctrl-C (``reflow.rl.interrupt``)
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -101,7 +105,7 @@ class TrainProgram(Reactor):
     ``n_actions`` discrete actions). Run it once with ``reflow.reactor.run``; ``result`` reads the outcome."""
 
     def __init__(self, cfg: TrainConfig, env: VecEnv, obs_dim: int, n_actions: int,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, stop_when: Callable[[], bool] | None = None) -> None:
         super().__init__("train")
         self.cfg, self.obs_dim, self.n_actions = cfg, obs_dim, n_actions
         hidden = cfg.ppo.hidden if cfg.algo == "ppo" else cfg.dqn.hidden
@@ -119,7 +123,7 @@ class TrainProgram(Reactor):
                                  report)
             iters = max(1, cfg.total_steps // cfg.num_envs)
             choose = functools.partial(dqn_choose, cfg=cfg.dqn, total_iters=iters)
-        self.envs = self.add(EnvReactor(env, steps=None, seed=cfg.seed))
+        self.envs = self.add(EnvReactor(env, steps=None, seed=cfg.seed, stop_when=stop_when))
         self.policy = self.add(InferenceReactor(copy.deepcopy(net), choose, cfg.seed + 1))
         self.learner = self.add(learner)
         self.connect(self.envs.obs, self.policy.obs)
@@ -142,7 +146,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
 
     _validate(cfg)
     with make_vec(cfg.env_id, cfg.num_envs, num_workers=cfg.num_workers, seed=cfg.seed,
-                  autoreset_mode=AutoresetMode.SAME_STEP) as env:
+                  autoreset_mode=AutoresetMode.SAME_STEP, fit_workers=cfg.fit_workers) as env:
         return train_on(env, cfg, progress)
 
 
@@ -170,10 +174,13 @@ def train_on(env: VecEnv, cfg: TrainConfig, progress: Progress | None = None) ->
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     try:
-        program = TrainProgram(cfg, env, obs_dim, n_actions, progress)
-        t0 = time.perf_counter()
-        run(program)
-        return program.result(time.perf_counter() - t0)
+        with first_interrupt_stops() as interrupted:
+            program = TrainProgram(cfg, env, obs_dim, n_actions, progress, stop_when=interrupted.is_set)
+            t0 = time.perf_counter()
+            run(program)
+        result = program.result(time.perf_counter() - t0)
+        result.interrupted = interrupted.is_set()
+        return result
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)

@@ -12,6 +12,7 @@ a rerun replays the same tags with the same values. The training program (``refl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,13 +54,16 @@ class EnvStep:
 
 class EnvReactor(Reactor):
     """Steps ``env`` once per batch of actions, ``steps`` times (None: until the program stops), and keeps
-    the reward sum per env. ``seed`` is passed to the first ``reset`` (None: the env's own seeding)."""
+    the reward sum per env. ``seed`` is passed to the first ``reset`` (None: the env's own seeding).
+    ``stop_when()``, if given, is asked after each step; True ends the program with that step (Ctrl-C)."""
 
-    def __init__(self, env: VecEnv, steps: int | None, name: str = "envs", seed: int | None = None) -> None:
+    def __init__(self, env: VecEnv, steps: int | None, name: str = "envs", seed: int | None = None,
+                 stop_when: Callable[[], bool] | None = None) -> None:
         super().__init__(name)
         self.env = env
         self.steps = steps
         self.seed = seed
+        self.stop_when = stop_when
         self.actions = self.input("actions", np.ndarray)
         self.obs = self.output("obs", np.ndarray)
         self.step_out = self.output("step", EnvStep)
@@ -80,7 +84,7 @@ class EnvReactor(Reactor):
             self.episode_returns += infos["episode"]["r"][infos["_episode"]].tolist()
         self.done_steps += 1
         self.step_out.set(EnvStep(obs, rewards, terms, truncs, infos))
-        if self.done_steps == self.steps:
+        if self.done_steps == self.steps or (self.stop_when is not None and self.stop_when()):
             self.request_stop()
         else:
             self.obs.set(obs)

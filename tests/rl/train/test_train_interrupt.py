@@ -1,0 +1,67 @@
+"""``reflow train`` under a real Ctrl-C (SIGINT to the whole process group, as a terminal sends it) and with
+negative targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reflow.cli import main
+
+SRC = str(Path(__file__).resolve().parents[3] / "src")
+
+
+def test_ctrl_c_stops_cleanly_and_saves_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "import sys; from reflow.cli import main; sys.exit(main())", "train",
+           "CartPole-v1", "--envs", "4", "--workers", "2", "--keep-workers", "--steps", "10000000",
+           "--target-return", "none", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC}, start_new_session=True)
+    group = proc.pid  # its own process group: the workers and the fork server are in it too
+    assert proc.stderr is not None
+    seen = ""
+    while "ret=" not in seen:  # the progress bar shows returns: episodes have ended, training runs
+        line = proc.stderr.read(1)
+        assert line or proc.poll() is None, seen
+        seen += line
+    time.sleep(0.5)
+    os.killpg(group, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    stderr = seen + stderr
+    assert proc.returncode == 130, stderr
+    assert "interrupted after" in stderr and "saved the run so far" in stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    log = json.loads((out / "log.json").read_text())
+    assert log["interrupted"] is True and 0 < log["steps"] < 10_000_000 and log["episode_returns"]
+    assert (out / "model.pt").stat().st_size > 0 and str(out / "model.pt") in stdout
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # nothing of the run is left: no worker, no fork server
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("processes of the interrupted run are still alive")
+    assert main(["eval", str(out / "model.pt"), "--episodes", "2"]) == 0  # the checkpoint loads
+
+
+def test_negative_targets_are_targets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"  # any CartPole return beats -1: reached after the first 20 episodes
+    rc = main(["train", "CartPole-v1", "--envs", "4", "--steps", "50000", "--target-return", "-1",
+               "--out", str(out)])
+    assert rc == 0
+    log = json.loads((out / "log.json").read_text())
+    assert log["target_return"] == -1 and log["reached_target"] is True and log["steps"] < 5000
+    assert "reached target -1.0" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "CartPole-v1", "--target-return", "high", "--out", str(out)])
+    assert "not a number or 'none'" in capsys.readouterr().err
