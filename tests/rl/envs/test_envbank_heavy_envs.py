@@ -1,15 +1,17 @@
-"""MuJoCo and Atari envs through the bank: a few steps each, equal to gymnasium's SyncVectorEnv."""
+"""MuJoCo, Atari and Box2D envs through the bank: a few steps each, equal to gymnasium's SyncVectorEnv (infos
+too: Atari's lives and frame numbers)."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import data_equivalence
 
 from reflow.rl import make_vec
 
 
-@pytest.mark.parametrize("env_id", ["Hopper-v5", "ALE/Pong-v5"])
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "ALE/Pong-v5", "LunarLander-v3"])
 def test_heavy_env_matches_sync_vector_env(env_id: str, no_leaks: None) -> None:
     if env_id.startswith("ALE/"):
         import ale_py
@@ -23,6 +25,8 @@ def test_heavy_env_matches_sync_vector_env(env_id: str, no_leaks: None) -> None:
         ref.action_space.seed(1)
         for _ in range(5):
             actions = ref.action_space.sample()
-            for a, b in zip(ours.step(actions)[:4], ref.step(actions)[:4], strict=True):
+            mine, theirs = ours.step(actions), ref.step(actions)
+            for a, b in zip(mine[:4], theirs[:4], strict=True):
                 np.testing.assert_array_equal(a, b)
+            assert data_equivalence(mine[4], theirs[4])
     ref.close()
