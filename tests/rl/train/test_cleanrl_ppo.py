@@ -1,5 +1,5 @@
-"""CleanRL's own PPO script (cleanrl_ppo.py: its env line changed to make_vec) at a reduced scale: it runs as a
-user would run it, and learns exactly as it does on gymnasium's SyncVectorEnv (same seed: every logged
+"""CleanRL's own PPO script (cleanrl_ppo.py: its env line changed to make_vec) at a reduced scale: it runs as
+a user would run it, and learns exactly as it does on gymnasium's SyncVectorEnv (same seed: every logged
 episode return and loss equal)."""
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def run_ppo(vector: str, cwd: Path) -> list[dict[str, Any]]:
 def test_cleanrl_ppo_learns_the_same_on_make_vec(tmp_path: Path) -> None:
     ours = run_ppo("reflow", tmp_path / "reflow")
     theirs = run_ppo("gymnasium", tmp_path / "gymnasium")
+
     def without_speed(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [e for e in log if e["tag"] != "charts/SPS"]
     assert without_speed(ours) == without_speed(theirs)
