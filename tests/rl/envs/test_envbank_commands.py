@@ -19,10 +19,12 @@ def test_envs_command_is_deterministic_across_workers(capsys: pytest.CaptureFixt
                                                       no_leaks: None) -> None:
     assert main(["envs", "CartPole-v1", "-n", "4", "-w", "1", "--steps", "60", "--seed", "2"]) == 0
     one = capsys.readouterr().out
-    assert main(["envs", "CartPole-v1", "-n", "4", "-w", "2", "--steps", "60", "--seed", "2"]) == 0
+    assert main(["envs", "CartPole-v1", "-n", "4", "-w", "2", "--steps", "60", "--seed", "2",
+                 "--keep-workers"]) == 0
     two = capsys.readouterr().out
     assert "steps/s" in one and "episodes:" in one
     assert checksum(one) == checksum(two)
+    assert "processes: 2 of 2 requested workers" in two and "cores free at start" in two
 
 
 def test_envs_command_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reflow.rl.envs.bank import BankStats
 
 
 def register(subparsers: Any) -> None:
@@ -28,6 +31,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--num-envs", "-n", type=int, default=8, help="number of envs (default 8)")
     p.add_argument("--workers", "-w", type=int, default=1,
                    help="processes stepping envs, the calling one included (default 1)")
+    p.add_argument("--keep-workers", action="store_true",
+                   help="use all --workers even when fewer cores are free (by default the bank then steps in "
+                   "fewer processes, which is faster; results are the same)")
     p.add_argument("--steps", type=int, default=1000, help="vector steps to run (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="env i is seeded with seed + i (default 0)")
     p.add_argument("--async", dest="asynchronous", action="store_true",
@@ -46,7 +52,7 @@ def _envs_cmd(args: argparse.Namespace) -> int:
 
     try:
         run = _run_async if args.asynchronous else _run_lockstep
-        checksum, seconds, returns, episodes = run(args)
+        checksum, seconds, returns, episodes, stats = run(args)
     except ReflowError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -58,10 +64,11 @@ def _envs_cmd(args: argparse.Namespace) -> int:
         print(f"episodes: {episodes}, mean return of the last {len(returns)}: {np.mean(returns):.2f}")
     print(f"reward checksum: {checksum:.6f} (equal for any --workers, with or without --async, "
           "for one --seed)")
+    print(f"processes: {stats.describe()}")
     return 0
 
 
-Run = tuple[float, float, list[float], int]  # reward checksum, seconds, last returns, episodes
+Run = tuple[float, float, list[float], int, "BankStats"]  # reward checksum, seconds, returns, episodes, bank
 
 
 def _run_lockstep(args: argparse.Namespace) -> Run:
@@ -70,7 +77,8 @@ def _run_lockstep(args: argparse.Namespace) -> Run:
 
     from reflow.rl.envs.vector import make_vec
 
-    with make_vec(args.env_id, args.num_envs, num_workers=args.workers, seed=args.seed) as env:
+    with make_vec(args.env_id, args.num_envs, num_workers=args.workers, seed=args.seed,
+                  fit_workers=not args.keep_workers) as env:
         env.reset()
         env.action_space.seed(args.seed)
         checksum = 0.0
@@ -78,7 +86,7 @@ def _run_lockstep(args: argparse.Namespace) -> Run:
         for _ in tqdm(range(args.steps), desc=args.env_id, unit="step", file=sys.stderr):
             _, rewards, *_ = env.step(env.action_space.sample())
             checksum += float(np.sum(rewards))
-        return checksum, time.perf_counter() - t0, list(env.return_queue), env.episode_count
+        return checksum, time.perf_counter() - t0, list(env.return_queue), env.episode_count, env.bank.stats
 
 
 def _run_async(args: argparse.Namespace) -> Run:
@@ -105,4 +113,4 @@ def _run_async(args: argparse.Namespace) -> Run:
         checksum = 0.0
         for row in rewards:  # summed step by step, as the lock-step run sums them
             checksum += float(np.sum(row))
-        return checksum, seconds, list(env.return_queue), env.episode_count
+        return checksum, seconds, list(env.return_queue), env.episode_count, env.bank.stats
