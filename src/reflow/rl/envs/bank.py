@@ -61,13 +61,14 @@ class BankStats:
     requested_workers: int
     workers: int  # processes stepping envs: the caller (if it steps a slice) and the worker processes
     usable_cores: int
-    free_cores: float
+    free_cores: float | None  # None: not measured (one process asked for: nothing to fit)
     oversubscribed: bool  # fewer free cores than the processes asked for (the caller's included)
     spinning: bool
 
     def describe(self) -> str:
+        free = "not measured" if self.free_cores is None else f"{self.free_cores:.1f}"
         text = (f"{self.workers} of {self.requested_workers} requested workers; "
-                f"{self.free_cores:.1f} of {self.usable_cores} cores free at start")
+                f"{free} of {self.usable_cores} cores free at start")
         if self.oversubscribed:
             text += " (oversubscribed"
             text += ": stepping in fewer processes)" if self.workers < self.requested_workers else ")"
@@ -140,7 +141,8 @@ class EnvBank:
             self.num_slices = num_workers * slices_per_worker
             self.bounds = slice_bounds(n, self.num_slices)
             self.stats = BankStats(processes, num_workers + (0 if caller_steps else 1), cores.usable,
-                                   round(cores.free, 2), oversubscribed, spin_s > 0)
+                                   round(cores.free, 2) if probe is not None else None, oversubscribed,
+                                   spin_s > 0)
             for i in range(1, self.bounds[1] if caller_steps else 1):
                 local_envs.append(make_env(self.specs[i], i))
             for i, env in enumerate(local_envs[1:], start=1):
