@@ -120,7 +120,8 @@ def main() -> None:
     for condition, r in results.items():
         for name in SYSTEMS:
             how = ", ".join(describe(b) for b in r["banks"][name])
-            print(f"{condition:<10} {name:<16} {r['median'][name]:>10,.0f} {r['vs_sync'][name]:>7.2f}x  {how}")
+            rate, ratio = r["median"][name], r["vs_sync"][name]
+            print(f"{condition:<10} {name:<16} {rate:>10,.0f} {ratio:>7.2f}x  {how}")
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"env": ENV_ID, "envs": args.envs, "steps": steps, "repeats": repeats,
             "cpus": os.cpu_count()}
