@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from typing import Any
 
@@ -11,14 +13,17 @@ from gymnasium import spaces
 
 
 class CrashEnv(gym.Env[np.ndarray, int]):
-    """Counts steps; raises on step ``crash_step`` (never if negative). Obs has ``size`` entries. Each step
-    takes at least ``delay`` seconds."""
+    """Counts steps; raises on step ``crash_step``, hangs on ``hang_step``, and on ``exit_step`` exits its
+    process if that is a worker (each never if negative). Obs has ``size`` entries. Each step takes at least
+    ``delay`` seconds."""
 
-    def __init__(self, crash_step: int = -1, size: int = 2, delay: float = 0.0, hang_step: int = -1) -> None:
+    def __init__(self, crash_step: int = -1, size: int = 2, delay: float = 0.0, hang_step: int = -1,
+                 exit_step: int = -1) -> None:
         self.observation_space = spaces.Box(-1e9, 1e9, (size,), np.float32)
         self.action_space = spaces.Discrete(2)
         self.crash_step = crash_step
         self.hang_step = hang_step
+        self.exit_step = exit_step
         self.delay = delay
         self.t = 0
 
@@ -34,6 +39,8 @@ class CrashEnv(gym.Env[np.ndarray, int]):
             time.sleep(self.delay)
         if self.t == self.crash_step:
             raise RuntimeError(f"boom at step {self.t}")
+        if self.t == self.exit_step and multiprocessing.parent_process() is not None:
+            os._exit(3)  # a worker process that dies (a segfault, the OOM killer); never the test process
         while self.t == self.hang_step:  # a simulator that never answers
             time.sleep(0.01)
         obs = np.full(self.observation_space.shape, float(self.t), np.float32)
@@ -91,4 +98,5 @@ class EpisodicLife(gym.Wrapper[np.ndarray, int, np.ndarray, int]):
 
 
 gym.register("reflow-test/Crash-v0", entry_point=CrashEnv)
+gym.register("reflow-test/DiesInWorker-v0", entry_point=CrashEnv, kwargs={"exit_step": 3})
 gym.register("reflow-test/Lives-v0", entry_point=LivesEnv)

@@ -65,3 +65,16 @@ def test_negative_targets_are_targets(tmp_path: Path, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit):
         main(["train", "CartPole-v1", "--target-return", "high", "--out", str(out)])
     assert "not a number or 'none'" in capsys.readouterr().err
+
+
+def test_a_worker_that_dies_in_training_is_a_worker_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a reaction error wrapping BrokenPipeError: the CLI names the worker and its envs."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "envs"))  # rl_faulty_envs
+    rc = main(["train", "rl_faulty_envs:reflow-test/DiesInWorker-v0", "--envs", "4", "--workers", "2",
+               "--keep-workers", "--steps", "2000", "--out", str(tmp_path)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "error: worker 1 (envs 2..3 of 'rl_faulty_envs:reflow-test/DiesInWorker-v0') died (exit code 3)" \
+        in err
+    assert "BrokenPipe" not in err and "Traceback" not in err
