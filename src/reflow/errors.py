@@ -188,3 +188,33 @@ class ClusterError(ReflowError):
 
 class NodeLost(WorkerCrashed):
     """A Ray node or actor died mid-run; the message names the node and the reactors or envs it held."""
+
+
+# --- recurrent tensors ---
+class RecurrentError(ReflowError):
+    """A recurrent-tensor program is malformed; the message names the tensor and the index expression."""
+
+
+class IndexOutOfDomain(RecurrentError):
+    """A tensor is read at an index outside the domain of the tensor it reads (e.g. ``x[t+1]`` at t = T-1)."""
+
+
+class NoBaseCase(RecurrentError):
+    """A recursive definition has no base case (``x[t] = x[t-1] + 1`` without ``x[0] = ...``), or a tensor
+    depends on itself at the same point."""
+
+
+class ShapeMismatch(RecurrentError):
+    """An operation or assignment got spatial shapes (or domains) that do not fit together."""
+
+
+class MissingBound(RecurrentError):
+    """A symbolic bound (``T``) used by a tensor's domain or index expression has no value at compile time."""
+
+
+class NotDifferentiable(RecurrentError):
+    """``backward()`` met an operation or index expression it cannot differentiate through."""
+
+
+class ScheduleError(RecurrentError):
+    """The dependences of a recurrent program admit no loop schedule (e.g. a cycle no dimension carries)."""

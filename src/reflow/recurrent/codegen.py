@@ -1,0 +1,196 @@
+"""Fusion by code generation: the whole schedule becomes one Python function of straight-line torch calls.
+
+Interpreting a schedule op by op costs tens of microseconds of bookkeeping per op, more than a small op's
+kernel. So the executor generates the program instead: loops become ``for`` loops, each run becomes one
+statement, and a value read by a later op of the same loop iteration, at the same point, travels in a local
+variable (reshaped to the reader's axes where needed) rather than through a store. Only values read across
+iterations or after their loop go to stores. What is not straight-line (a vectorized conditional
+definition, a window scan, a user op) is a call of a closure the executor prepared.
+
+``explain`` shows the generated source; ``Executor.source`` holds it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from reflow.recurrent.dgraph import Read, domain, is_identity, kind, outs
+from reflow.recurrent.memory import IN_PLACE, loop_paths
+from reflow.recurrent.ops import OPS
+from reflow.recurrent.schedule import Free, Item, Loop, Run
+from reflow.recurrent.symbolic import Cmp, Cond, Const, Junction, Not
+
+if TYPE_CHECKING:
+    from reflow.recurrent.execute import Executor
+
+ENV_OPS = frozenset({"symval", "rand", "powers"})
+OPERATORS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def py_cond(c: Cond, names: dict[str, str]) -> str:
+    """Python source for condition ``c`` over loop variables ``names``."""
+    if isinstance(c, Const):
+        return "True" if c.value else "False"
+    if isinstance(c, Cmp):
+        env = {v: names[v] for v in c.vars()}
+        return f"({_py_expr(c.a, env)} {c.op} {_py_expr(c.b, env)})"
+    if isinstance(c, Junction):
+        sep = " and " if c.op == "and" else " or "
+        return "(" + sep.join(py_cond(p, names) for p in c.parts) + ")"
+    if isinstance(c, Not):
+        return f"(not {py_cond(c.c, names)})"
+    raise TypeError(f"cannot generate code for condition {c}")
+
+
+def _py_expr(e: Any, env: dict[str, str]) -> str:
+    from reflow.recurrent.symbolic import Div, Lin, MinMax, Mod, Sum
+
+    if isinstance(e, Lin):
+        parts = [f"{c}*{env[v]}" if c != 1 else env[v] for v, c in e.coeffs]
+        return "(" + " + ".join([*parts, str(e.c0)]) + ")"
+    if isinstance(e, MinMax):
+        return f"{e.op}({_py_expr(e.a, env)}, {_py_expr(e.b, env)})"
+    if isinstance(e, Sum):
+        return f"({_py_expr(e.a, env)} + {_py_expr(e.b, env)})"
+    if isinstance(e, Mod):
+        return f"({_py_expr(e.e, env)} % {e.k})"
+    if isinstance(e, Div):
+        return f"({_py_expr(e.e, env)} // {e.k})"
+    raise TypeError(f"cannot generate code for {e}")
+
+
+class CodeGen:
+    def __init__(self, ex: Executor) -> None:
+        self.ex = ex
+        self.g = ex.g
+        self.sched = ex.sched
+        self.names: dict[str, Any] = {}
+        self.lines: list[str] = []
+        self.paths = loop_paths(self.sched.items)
+        self.vec = {r.node: r.vec for r in self.sched.runs()}
+        self.var: dict[tuple[str, str], str] = {}
+        self.loopvar: dict[str, str] = {}
+
+    def obj(self, x: Any, stem: str) -> str:
+        name = f"{stem}{len(self.names)}"
+        self.names[name] = x
+        return name
+
+    def emit(self, depth: int, line: str) -> None:
+        self.lines.append("    " * depth + line)
+
+    # -- which reads travel in local variables ---------------------------------------------------------
+    def trivial(self, consumer: str, r: Read) -> str | None:
+        """The expression of ``r``'s value from a local variable, or None if it must come from a store."""
+        src = self.g.node(r.src)
+        if (r.src, r.src_port) not in self.var or not is_identity(r.index, domain(src)):
+            return None
+        pn, pc = self.paths.get(r.src, ()), self.paths.get(consumer, ())
+        if len(pn) > len(pc) or any(a is not b for a, b in zip(pn, pc, strict=False)):
+            return None
+        vn, vc = self.vec[r.src], self.vec[consumer]
+        regions = self.sched.regions
+        if any(d not in vc or regions[r.src][d] != regions[consumer][d] for d in vn):
+            return None
+        name = self.var[(r.src, r.src_port)]
+        if tuple(vn) == tuple(vc):
+            return name
+        return name + "[" + ", ".join(":" if d in vn else "None" for d in vc) + ", ...]"
+
+    # -- generation ------------------------------------------------------------------------------------
+    def function(self) -> str:
+        self.emit(0, "def program(E, BAR):")
+        self.block(self.sched.items, 1, outer=True)
+        self.emit(1, "return None")
+        return "\n".join(self.lines) + "\n"
+
+    def block(self, items: list[Item], depth: int, outer: bool = False) -> None:
+        for it in items:
+            if isinstance(it, Loop):
+                self.loop(it, depth, outer)
+            elif isinstance(it, Run):
+                self.run(it, depth)
+            elif isinstance(it, Free):
+                for n in it.nodes:
+                    for st in self.ex.by_node.get(n, []):
+                        self.emit(depth, f"{self.obj(st, 'S')}.clear()")
+                    for o in outs(self.g.node(n)):
+                        if (n, o.port) in self.var:
+                            self.emit(depth, f"{self.var[(n, o.port)]} = None")
+
+    def loop(self, loop: Loop, depth: int, outer: bool) -> None:
+        lo, hi = self.ex.loop_range(loop)
+        rng = f"range({hi - 1}, {lo - 1}, -1)" if loop.reverse else f"range({lo}, {hi})"
+        v = self.loopvar[loop.dim] = f"L_{loop.dim}"
+        self.emit(depth, f"for {v} in {f'BAR({rng}, {loop.dim!r})' if outer else rng}:")
+        self.emit(depth + 1, f"E[{loop.dim!r}] = {v}")
+        self.block(loop.body, depth + 1)
+
+    def run(self, run: Run, depth: int) -> None:
+        n = self.g.node(run.node)
+        k = kind(n)
+        region = self.sched.regions[run.node]
+        guards = []
+        for d in domain(n):
+            if d in run.vec:
+                continue
+            lo, hi = region[d]
+            rlo, rhi = self.ex.loop_span[run.node][d]
+            if (lo, hi) != (rlo, rhi):
+                guards.append(f"{lo} <= {self.loopvar[d]} < {hi}")
+        if guards:
+            self.emit(depth, f"if {' and '.join(guards)}:")
+            depth += 1
+        targets = [f"v_{run.node}_{o.port}".replace(".", "_") for o in outs(n)]
+        rds = self.ex.reads[run.node]
+        args = [self.trivial(run.node, r) or f"{self.obj(self.ex.reader(run, r), 'R')}.read(E)"
+                if r.src in self.ex.runs else "" for r in rds]  # a case needed nowhere has no run
+        expr = self.compute(run, k, args, depth)
+        self.emit(depth, f"{', '.join(targets)} = {expr}")
+        full = self.ex.full_shape(run)
+        for o, t in zip(outs(n), targets, strict=True):
+            if full is not None and not self.ex.covers(run):
+                self.emit(depth, f"if {t}.shape[:{len(full)}] != {full}: {t} = {t}.expand({full} + "
+                                 f"tuple({t}.shape[{len(full)}:]))")
+            self.var[(run.node, o.port)] = t
+            st = self.ex.stores.get((run.node, o.port))
+            if st is not None and self.ex.stored[(run.node, o.port)]:
+                self.emit(depth, f"{self.obj(st, 'S')}.write(E, {t})")
+
+    def compute(self, run: Run, k: str, args: list[str], depth: int) -> str:
+        n = self.g.node(run.node)
+        if k in ("merge", "window", "udf") or k in ENV_OPS:
+            if k == "merge" and self.ex.point_merge(run):
+                return self.point_merge(run, args, depth)
+            if k == "udf":
+                fn = self.obj(n.attrs["fn"], "F")
+                fixed = ", ".join(f"{d!r}: {self.loopvar[d]}" for d in domain(n) if d not in run.vec)
+                call = f"{fn}({{{fixed}}}, {', '.join(args)})"
+                return call if len(outs(n)) > 1 else f"_one({call})"
+            return f"{self.obj(self.ex.closure(run), 'C')}(E)[0]"
+        if k == "index":
+            return args[0]
+        nb = len(run.vec)
+        donate = next((p for p, r in enumerate(self.ex.reads[run.node]) if r.port == run.donate), None)
+        ranks = self.ex.spatial_ranks(run)
+        if donate is not None and k in IN_PLACE and len(set(ranks)) == 1:
+            rest = args[:donate] + args[donate + 1:]
+            return f"{args[donate]}.{IN_PLACE[k]}({', '.join(rest)})"
+        if k in OPERATORS and len(set(ranks)) == 1:
+            return f"({args[0]} {OPERATORS[k]} {args[1]})"
+        kern = self.obj(functools.partial(OPS[k].kernel, n.attrs, nb, None), "K")
+        return f"{kern}({', '.join(args)})"
+
+    def point_merge(self, run: Run, args: list[str], depth: int) -> str:
+        n = self.g.node(run.node)
+        target = f"m_{run.node}"
+        live = [(b, a) for b, a in zip(n.attrs["branches"], args, strict=True) if a]
+        for pos, (b, a) in enumerate(live):
+            word = "if" if pos == 0 else "elif"
+            self.emit(depth, f"{word} {py_cond(b.cond, self.loopvar)}:")
+            self.emit(depth + 1, f"{target} = {a}")
+        err = self.obj(self.ex.no_case(run), "X")
+        self.emit(depth, "else:")
+        self.emit(depth + 1, f"{err}(E)")
+        return target

@@ -1,0 +1,195 @@
+"""Where the executor keeps values between the op that makes them and the ops that read them.
+
+A ``Store`` holds one output of one node as the memory plan says. Along a loop whose later iterations read
+the value, it keeps a *ring* of the last few iterations' values (no copy: the ring holds references). Along a
+loop whose value is read after the loop (a whole episode, by the learner), it keeps a *block*: the values
+are appended as they come and stacked once, on the first read after the loop (one copy, instead of one
+in-place write per step). Values made in one go, vectorized over some dims, are kept as they are.
+
+A ``Reader`` cuts a store down to what one op reads at one point of the loops around it: it selects the
+coordinates an index fixes, narrows the ranges shifts and slices read, gathers by index where an index is
+not a shift, and returns a tensor with one leading axis per vectorized dimension of the reader (size 1 where
+the value does not vary), followed by the slice axes and the value's spatial axes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from reflow.errors import RecurrentError
+from reflow.recurrent.analysis import Region
+from reflow.recurrent.dgraph import Read
+from reflow.recurrent.symbolic import Lin, Slice
+
+Env = dict[str, Any]
+
+
+class Tracker:
+    """Bytes held in stores, and their peak."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def add(self, delta: int) -> None:
+        self.now += delta
+        if self.now > self.peak:
+            self.peak = self.now
+
+
+class Store:
+    """The kept values of one output of one node (see the module docstring)."""
+
+    __slots__ = ("block", "bytes", "dims", "last", "lists", "lo", "owned", "ring", "rings", "slots",
+                 "stacked", "tracker")
+
+    def __init__(self, dims: tuple[str, ...], ring: dict[str, int], block: tuple[str, ...], region: Region,
+                 owned: bool, tracker: Tracker) -> None:
+        self.dims = dims  # the node's domain, context order
+        self.rings = tuple((d, ring[d]) for d in dims if d in ring)
+        self.ring = {d for d, _ in self.rings}
+        self.block = block  # dims kept whole although computed one index at a time
+        self.lo = {d: region[d][0] for d in dims}
+        self.slots: dict[tuple[int, ...], Any] = {}
+        self.lists: dict[tuple[int, ...], dict[tuple[int, ...], torch.Tensor]] = {}
+        self.stacked: dict[tuple[int, ...], torch.Tensor] = {}
+        self.last: tuple[int, ...] | None = None
+        self.owned = owned or bool(block)
+        self.tracker = tracker
+        self.bytes = 0
+
+    def key(self, env: Mapping[str, Any]) -> tuple[int, ...]:
+        return tuple(env[d] % size for d, size in self.rings)
+
+    def write(self, env: Mapping[str, Any], value: torch.Tensor) -> None:
+        key = self.key(env) if self.rings else ()
+        self.last = key
+        if not self.block:
+            old = self.slots.get(key)
+            self.slots[key] = value
+            if self.owned:
+                self._account(value.nbytes - (old.nbytes if old is not None else 0))
+            return
+        parts = self.lists.setdefault(key, {})
+        parts[tuple(env[d] for d in self.block)] = value
+        self.stacked.pop(key, None)
+        if self.owned:
+            self._account(value.nbytes)
+
+    def _account(self, delta: int) -> None:
+        self.bytes += delta
+        self.tracker.add(delta)
+
+    def clear(self) -> None:
+        self.tracker.add(-self.bytes)
+        self.bytes = 0
+        self.slots.clear()
+        self.lists.clear()
+        self.stacked.clear()
+
+    def get(self, env: Mapping[str, Any]) -> torch.Tensor:
+        key = self.key(env) if self.rings else ()
+        if not self.block:
+            try:
+                v: torch.Tensor = self.slots[key]
+                return v
+            except KeyError:
+                raise RecurrentError("internal: a value was read before it was computed or after it was "
+                                     "freed "
+                                     f"(store over {self.dims} at {dict(env)})") from None
+        got = self.stacked.get(key)
+        if got is None:
+            got = self.stacked[key] = self._stack(self.lists[key])
+        return got
+
+    def _stack(self, parts: dict[tuple[int, ...], torch.Tensor]) -> torch.Tensor:
+        """The block's values as one tensor: block dims first (context order), then the values' axes."""
+        coords = sorted(parts)
+        first = parts[coords[0]]
+        sizes = [len({c[k] for c in coords}) for k in range(len(self.block))]
+        if len(coords) != math.prod(sizes):
+            raise RecurrentError("internal: a block was read before all of its values were made")
+        out = torch.stack([parts[c] for c in coords]).reshape((*sizes, *first.shape))
+        if self.owned:
+            self._account(out.nbytes)
+        # the block's axes come first; move each to its place among the dims of the node's domain
+        order = [d for d in self.dims if d not in self.ring]
+        vec = [d for d in order if d not in self.block]
+        current = list(self.block) + vec
+        perm = [current.index(d) for d in order]
+        if perm != list(range(len(perm))):
+            out = out.permute(*perm, *range(len(perm), out.dim()))
+        return out
+
+    def values(self) -> dict[tuple[int, ...], torch.Tensor]:
+        """Every kept value (stacked blocks), keyed by ring slot."""
+        keys = set(self.slots) | set(self.lists)
+        return {k: self.get(dict(zip([d for d, _ in self.rings], k, strict=True))) for k in keys}
+
+
+class Reader:
+    """Cuts one input down to what an op reads (see the module docstring)."""
+
+    def __init__(self, store: Store, src_dom: tuple[str, ...], r: Read, vec: tuple[str, ...],
+                 region: Region) -> None:
+        self.store = store
+        self.plan: list[tuple[str, str, Any]] = []
+        self.ring_plan: list[tuple[str, Any]] = []
+        labels: list[Any] = []
+        for d, e in zip(src_dom, r.index, strict=True):
+            if d in store.ring:
+                if isinstance(e, Slice) or (e.vars() & set(vec)):
+                    raise RecurrentError(f"internal: dimension {d} of a ring is read over a range")
+                self.ring_plan.append((d, e))
+                continue
+            if isinstance(e, Slice):
+                self.plan.append((d, "slice", e))
+                labels.append(("slice", d))
+                continue
+            vs = [v for v in e.vars() if v in vec]
+            if not vs:
+                self.plan.append((d, "fix", e))
+            elif len(vs) == 1 and isinstance(e, Lin) and dict(e.coeffs)[vs[0]] == 1:
+                self.plan.append((d, "shift", (e, vs[0], region[vs[0]])))
+                labels.append(vs[0])
+            else:
+                lo, hi = region[vs[0]]
+                self.plan.append((d, "gather", (e, vs[0], lo, hi)))
+                labels.append(vs[0])
+        present = [v for v in vec if v in labels]
+        slices = [k for k, lab in enumerate(labels) if isinstance(lab, tuple)]
+        order = [labels.index(v) for v in present] + slices
+        self.perm = order if order != list(range(len(labels))) else None
+        self.insert = [k for k, v in enumerate(vec) if v not in labels]
+
+    def read(self, env: Env) -> torch.Tensor:
+        store = self.store
+        x = store.get({d: int(e.ev(env)) for d, e in self.ring_plan}) if self.ring_plan else store.get(env)
+        axis = 0
+        lo = store.lo
+        for d, how, what in self.plan:
+            if how == "fix":
+                x = x.select(axis, int(what.ev(env)) - lo[d])
+                continue
+            if how == "shift":
+                e, v, (rlo, rhi) = what
+                start = int(e.ev({**env, v: rlo})) - lo[d]
+                if start != 0 or rhi - rlo != x.shape[axis]:
+                    x = x.narrow(axis, start, rhi - rlo)
+            elif how == "slice":
+                a, b = int(what.lo.ev(env)), int(what.hi.ev(env))
+                x = x.narrow(axis, a - lo[d], b - a)
+            else:
+                e, v, rlo, rhi = what
+                idx = torch.as_tensor(e.ev({**env, v: torch.arange(rlo, rhi)})) - lo[d]
+                x = x.index_select(axis, idx.reshape(-1))
+            axis += 1
+        if self.perm is not None:
+            x = x.permute(*self.perm, *range(len(self.perm), x.dim()))
+        for k in self.insert:
+            x = x.unsqueeze(k)
+        return x
