@@ -43,8 +43,10 @@ def build(env_id: str = "CartPole-v1", n: int | None = None, gamma: float = 0.99
     return ctx
 
 
-def program(num_envs: int = 8, episode_len: int = 500, iterations: int = 60, **kw: object) -> rc.Program:
-    return build(**kw).compile(B=num_envs, T=episode_len, I=iterations)  # type: ignore[arg-type]
+def program(num_envs: int = 8, episode_len: int = 500, iterations: int = 60, memory_budget: int | None = None,
+            **kw: object) -> rc.Program:
+    return build(**kw).compile(B=num_envs, T=episode_len, I=iterations,  # type: ignore[arg-type]
+                               memory_budget=memory_budget)
 
 
 if __name__ == "__main__":

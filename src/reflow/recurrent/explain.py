@@ -1,9 +1,99 @@
-"""Text rendering of a program (placeholder)."""
+"""Text and pictures of a compiled program: the dependence graph before and after the passes, the schedule.
+
+The graph is printed one node per line, ``label = op(inputs at their indices)  over (domain)  shape``, in
+the order the nodes were made; the schedule as the loop nest it is, each run with the dimensions it computes
+at once, the values kept across iterations (ring sizes and blocks), frees and donated buffers.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from reflow.graph.graph import Graph
+from reflow.recurrent.dgraph import domain, kind, label, outs, reads, sccs
+from reflow.recurrent.ops import fmt_shape
+from reflow.recurrent.schedule import Free, Item, Loop, Run
+from reflow.recurrent.symbolic import fmt_index
+
+SHOWN_ATTRS = ("axes", "axis", "gamma", "reverse", "n", "expr", "shape", "perm", "dtype")
+
+
+def node_line(g: Graph, name: str) -> str:
+    n = g.node(name)
+    k = kind(n)
+    args = []
+    for r in reads(g, name):
+        src = g.node(r.src)
+        ident = all(str(e) == d for d, e in zip(domain(src), r.index, strict=True))
+        text = label(src) + (f".{r.src_port}" if r.src_port != "out" else "")
+        text += "" if ident and k not in ("index", "window") else fmt_index(r.index)
+        args.append(f"[{r.cond}] {text}" if k == "merge" else text)
+    extra = [f"{a}={n.attrs[a]}" for a in SHOWN_ATTRS if a in n.attrs and k not in ("merge", "udf")]
+    if k == "udf":
+        extra.append(f"batched={n.attrs.get('batched')}" if n.attrs.get("batched") else "")
+    shapes = ", ".join(fmt_shape(o.shape) for o in outs(n))
+    body = f"{k}({', '.join(args + [e for e in extra if e])})"
+    dom = ", ".join(domain(n))
+    return f"{label(n)} = {body}  over ({dom})  {shapes}"
+
+
+def graph_text(g: Graph) -> str:
+    return "\n".join(node_line(g, n) for n in g.names)
+
+
+def schedule_text(items: list[Item], g: Graph, keep: dict[tuple[str, str], dict[str, int]],
+                  depth: int = 0) -> list[str]:
+    out: list[str] = []
+    pad = "  " * depth
+    for it in items:
+        if isinstance(it, Loop):
+            out.append(f"{pad}for {it.dim} {'backward' if it.reverse else 'forward'}:")
+            out += schedule_text(it.body, g, keep, depth + 1)
+        elif isinstance(it, Run):
+            n = g.node(it.node)
+            kept = []
+            for o in outs(n):
+                for d, size in keep.get((it.node, o.port), {}).items():
+                    kept.append(f"{d}: block" if size == 0 else f"{d}: ring {size}" if size > 1 else "")
+            notes = [f"all {', '.join(it.vec)} at once" if it.vec else "one point"]
+            notes += [k for k in kept if k]
+            if it.donate:
+                notes.append(f"result in the buffer of input {it.donate}")
+            out.append(f"{pad}{label(n)} = {kind(n)}  [{'; '.join(notes)}]")
+        elif isinstance(it, Free):
+            out.append(f"{pad}free {', '.join(label(g.node(n)) for n in it.nodes)}")
+    return out
+
 
 def explain(prog: Any) -> str:
-    return ""
+    """The program before and after the passes, the pass log and the schedule, as text."""
+    src: Graph = prog.source
+    g: Graph = prog.graph
+    cyc = [c for c in sccs(g) if len(c) > 1 or c[0] in g.successors(c[0])]
+    lines = [f"program {src.name}: bounds {', '.join(f'{k}={v}' for k, v in prog.bounds.items())}",
+             "", f"== dependence graph as written ({len(src)} nodes) ==", graph_text(src),
+             "", "== passes =="]
+    lines += [f"{name:<16} {before:>4} -> {after:>4} nodes" for name, before, after in prog.pass_log]
+    lines += ["", f"== dependence graph after the passes ({len(g)} nodes, {len(cyc)} recurrences) ==",
+              graph_text(g), "", "== schedule =="]
+    if prog.schedule is not None:
+        lines += schedule_text(prog.schedule.items, g, prog.schedule.keep)
+    return "\n".join(lines) + "\n"
+
+
+def drawable(g: Graph) -> Graph:
+    """``g`` without the edges that go back in a loop (``x[t - 1]``, ``w[i - 1]``), so it can be laid out
+    by level; each node's label says which of its reads were dropped."""
+    from reflow.graph.graph import Node
+
+    comp = {n: k for k, c in enumerate(sccs(g)) for n in c}
+    out = Graph(g.name)
+    for n in g:
+        back = [e for e in g.in_edges(n.name) if comp[e.src] == comp[n.name]]
+        attrs = {**n.attrs}
+        name = label(n) + (" (+ recurrence)" if back else "")
+        out.add_node(Node(n.name, f"{kind(n)}: {name}"[:40], n.inputs, n.outputs, n.cost, attrs))
+    for e in g.edges:
+        if comp[e.src] != comp[e.dst]:
+            out.connect(e.src, e.src_port, e.dst, e.dst_port, e.size)
+    return out
