@@ -32,7 +32,7 @@ examples:
   reflow envs CartPole-v1 --num-envs 64 --workers 2        env steps/s of an env bank
   reflow train CartPole-v1 --algo ppo --seed 0             train, plot the learning curve
   reflow serve examples/serve/cascade.py --port 8000       serve an inference pipeline over HTTP
-  reflow recurrent explain examples/recurrent/ppo.py       a recurrent-tensor program, compiled
+  reflow recurrent explain examples/recurrent/reinforce.py  RL as recurrence equations, compiled
   reflow <command> --help                                  options of one command
 """
 

@@ -99,6 +99,7 @@ def _command(args: argparse.Namespace) -> int:
     for rec in result.logs:
         print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
     peak = result.stats.get("peak_tracked_bytes", 0)
-    print(f"reflow recurrent run: {len(result.logs)} log records in {result.seconds:.2f} s; values held peaked "
+    print(f"reflow recurrent run: {len(result.logs)} log records in {result.seconds:.2f} s; values held "
+          "peaked "
           f"at {peak / 2**20:.1f} MiB")
     return 0
