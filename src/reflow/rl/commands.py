@@ -41,6 +41,10 @@ def register(subparsers: Any) -> None:
                    "negative targets work, e.g. -100 for Acrobot; 'none' trains for --steps)")
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default runs/<env>-<algo>-<seed>/)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="step the envs on the nodes of a Ray cluster (the one at ADDRESS, else RAY_ADDRESS, "
+                   "else a local Ray), --workers slices spread over them; the learner stays here and the "
+                   "results are the same as without --ray")
     p.set_defaults(func=_train_cmd)
 
     e = subparsers.add_parser(
@@ -81,7 +85,8 @@ def _train_cmd(args: argparse.Namespace) -> int:
     target = args.target_return
     cfg = TrainConfig(env_id=args.env_id, algo=args.algo, num_envs=args.envs, num_workers=args.workers,
                       seed=args.seed, total_steps=args.steps, target_return=target,
-                      fit_workers=not args.keep_workers)
+                      fit_workers=not args.keep_workers,
+                      backend="local" if args.ray is None else "ray", ray_address=args.ray or None)
     out: Path = args.out or Path("runs") / f"{args.env_id.replace('/', '_')}-{args.algo}-{args.seed}"
     bar = tqdm(total=args.steps, desc=f"{args.algo} {args.env_id}", unit="step", file=sys.stderr)
 
@@ -106,7 +111,8 @@ def _train_cmd(args: argparse.Namespace) -> int:
         save_checkpoint(out / "model.pt", cfg.algo, cfg.env_id, result.net, result.obs_dim, result.n_actions,
                         hidden)
         log = {"env_id": cfg.env_id, "algo": cfg.algo, "num_envs": cfg.num_envs,
-               "num_workers": cfg.num_workers, "seed": cfg.seed, "steps": result.steps,
+               "num_workers": cfg.num_workers, "seed": cfg.seed, "backend": cfg.backend,
+               "steps": result.steps,
                "seconds": round(result.seconds, 3), "target_return": target,
                "reached_target": result.reached_target, "interrupted": result.interrupted,
                "curve": [[s, r] for s, r in result.curve], "episode_returns": result.episode_returns}

@@ -73,6 +73,8 @@ class TrainConfig:
     target_return: float | None = 475.0
     window: int = 20
     fit_workers: bool = True  # the env bank may use fewer processes when fewer cores are free
+    backend: str = "local"  # "ray": the envs on the nodes of a Ray cluster, the learner here (same results)
+    ray_address: str | None = None  # backend="ray": the cluster (None: the connected one, RAY_ADDRESS, local)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
 
@@ -146,7 +148,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
 
     _validate(cfg)
     with make_vec(cfg.env_id, cfg.num_envs, num_workers=cfg.num_workers, seed=cfg.seed,
-                  autoreset_mode=AutoresetMode.SAME_STEP, fit_workers=cfg.fit_workers) as env:
+                  autoreset_mode=AutoresetMode.SAME_STEP, fit_workers=cfg.fit_workers,
+                  backend=cfg.backend, ray_address=cfg.ray_address) as env:
         return train_on(env, cfg, progress)
 
 

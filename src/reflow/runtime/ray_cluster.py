@@ -27,11 +27,14 @@ import os
 import shutil
 import socket
 import tempfile
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import Any
 
 from reflow.errors import ClusterError, RayUnavailable
+from reflow.transport.shm import SHM_DIR, process_alive, unlink_segments_of
 
 RAY_EXTRA = "ray"
 DEFAULT_OBJECT_STORE_MB = 256
@@ -79,6 +82,45 @@ def nodes() -> list[NodeInfo]:
                       "node:__internal_head__" in n["Resources"])
              for n in ray.nodes() if n.get("Alive")]
     return sorted(alive, key=lambda n: (n.node_id != here, n.address, n.node_id))
+
+
+def affinity(node_id: str) -> Any:
+    """A Ray scheduling strategy that puts an actor or task on node ``node_id`` and nowhere else."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id, soft=False)
+
+
+def unlink_after_exit(pids: Sequence[int], names: Sequence[str] = (), timeout: float = 5.0) -> None:
+    """Wait (up to ``timeout``) for processes ``pids`` of this machine to be gone, then unlink the shared
+    memory they could not unlink themselves: reflow segments they created, and ``names`` in /dev/shm.
+
+    Ray kills an actor with SIGKILL, and its children (Python's resource tracker among them) with it, so
+    whoever started an actor that holds shared memory cleans up after it; ``ray.kill`` returns before the
+    process is gone, hence the wait."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if any(process_alive(pid) for pid in pids):
+        return  # still running: what they hold is theirs
+    for pid in pids:
+        unlink_segments_of(pid)
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(SHM_DIR, name))
+
+
+def clean_up_after(node: NodeInfo, pids: Sequence[int], names: Sequence[str] = ()) -> Any:
+    """``unlink_after_exit(pids, names)`` on ``node``: here if the node is this machine (even when its
+    raylet is gone, as for a ``LocalCluster`` node that was removed), else as a small task on the node.
+    Returns the task's ref (None when done here); nothing happens on a node that is gone."""
+    ray = require_ray()
+    if node.address == ray.util.get_node_ip_address():
+        unlink_after_exit(pids, names)
+        return None
+    return ray.remote(unlink_after_exit).options(num_cpus=0, scheduling_strategy=affinity(node.node_id)) \
+        .remote(list(pids), list(names))
 
 
 class RayCluster:

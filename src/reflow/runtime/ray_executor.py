@@ -35,16 +35,22 @@ from reflow.errors import ClusterError, NodeLost, WorkerCrashed
 from reflow.graph import Graph
 from reflow.runtime.executor import Executor, Invocation, ReactionHost, Result, run_invocation
 from reflow.runtime.placement import LOCAL
-from reflow.runtime.ray_cluster import NodeInfo, RayCluster, connect, nodes, require_ray
+from reflow.runtime.ray_cluster import (
+    NodeInfo,
+    RayCluster,
+    affinity,
+    clean_up_after,
+    connect,
+    nodes,
+    require_ray,
+)
 from reflow.runtime.ray_node import (
     LARGE_BYTES,
     GroupSpec,
     NodeAgent,
     NodeGroups,
     RefCache,
-    affinity,
     start_groups,
-    unlink_after_exit,
 )
 from reflow.runtime.ray_placement import Site, place_on_nodes
 
@@ -234,21 +240,15 @@ class RayExecutor(Executor):
                         f"running reactors {self.held_on(node)}; their state is lost. Cause: {detail}")
 
     def _unlink_leftovers(self) -> None:
-        """Unlink what killed processes left in the shared memory of their nodes: here for nodes on this
-        machine (also when their raylet is gone), by a small task on each other node that is still up."""
+        """Unlink what killed processes left in the shared memory of the other nodes (node 0's groups were
+        cleaned up by ``NodeGroups.close``)."""
         ray = require_ray()
-        here = self.cluster_nodes[0].address if self.cluster_nodes else None
         tasks = []
         for node, pids in self._pids.items():
-            if node == 0:
-                continue
-            info = self.cluster_nodes[node]
-            if info.address == here:
-                unlink_after_exit(pids)
-            else:
+            if node != 0:
                 with contextlib.suppress(Exception):
-                    tasks.append(ray.remote(unlink_after_exit).options(
-                        num_cpus=0, scheduling_strategy=affinity(info.node_id)).remote(pids))
+                    task = clean_up_after(self.cluster_nodes[node], pids)
+                    tasks += [task] if task is not None else []
         with contextlib.suppress(Exception):
             ray.wait(tasks, num_returns=len(tasks), timeout=CLOSE_TIMEOUT_S)
 

@@ -25,7 +25,6 @@ import itertools
 import os
 import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +34,10 @@ import numpy as np
 from reflow.errors import ChannelClosed, ClusterError, WorkerCrashed
 from reflow.runtime.executor import Invocation, ReactionHost, Result
 from reflow.runtime.process_executor import serve_hosts
-from reflow.runtime.ray_cluster import require_ray
+from reflow.runtime.ray_cluster import affinity, require_ray, unlink_after_exit
 from reflow.runtime.workers import THREAD_VARS
 from reflow.transport import Channel
-from reflow.transport.shm import process_alive, unlink_segments_of
+from reflow.transport.shm import process_alive
 
 LARGE_BYTES = 100 * 1024  # from here on a value crosses nodes as an object ref (Ray inlines smaller ones)
 POLL_S = 0.05  # how often a wait for a group's reply checks that the group is alive
@@ -171,13 +170,6 @@ class GroupSpec:
     hosts_pickle: bytes
 
 
-def affinity(node_id: str) -> Any:
-    """A Ray scheduling strategy that puts an actor or task on node ``node_id`` and nowhere else."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    return NodeAffinitySchedulingStrategy(node_id, soft=False)
-
-
 def start_groups(node_id: str, specs: Sequence[GroupSpec], threads: int) -> list[Any]:
     """Start a ``ReactorGroup`` actor per spec on node ``node_id`` (returns at once; they start meanwhile)."""
     actor = require_ray().remote(ReactorGroup)
@@ -263,17 +255,6 @@ class NodeGroups:
             ch.close()
         unlink_after_exit(self.pids)
         self._chans, self._actors = [], []
-
-
-def unlink_after_exit(pids: Sequence[int], timeout: float = 5.0) -> None:
-    """Wait (up to ``timeout``) for processes of this machine that were killed to be gone (``ray.kill``
-    returns before), then unlink the shared memory they could not unlink themselves."""
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-        if not process_alive(pid):
-            unlink_segments_of(pid)
 
 
 class NodeAgent:

@@ -47,6 +47,7 @@ import numpy as np
 from reflow.errors import EnvError
 from reflow.rl.envs.bank import EnvBank
 from reflow.rl.envs.episodes import EpisodeLog
+from reflow.rl.envs.ray_bank import RayEnvBank, check_backend
 from reflow.rl.envs.spec import EnvSpec
 from reflow.rl.envs.worker import RESET, STEP
 
@@ -55,9 +56,18 @@ class AsyncBankEnv(EpisodeLog):
     """Envs stepped asynchronously, a slice per process; build it with :func:`make_async`."""
 
     def __init__(self, specs: list[EnvSpec], num_workers: int = 1, seed: int = 0,
-                 batch_size: int | None = None, slices_per_worker: int = 1) -> None:
-        self.bank = EnvBank(specs, num_workers=num_workers, seed=seed, caller_steps=False,
-                            slices_per_worker=slices_per_worker)
+                 batch_size: int | None = None, slices_per_worker: int = 1, backend: str = "local",
+                 ray_address: str | None = None) -> None:
+        check_backend(backend)
+        self.bank: EnvBank | RayEnvBank
+        if backend == "ray":  # a Ray actor per slice, on the nodes of a cluster (ray_bank.py)
+            if slices_per_worker != 1:
+                raise EnvError("slices_per_worker is for the local backend; with backend='ray' every slice "
+                               "is an actor of its own")
+            self.bank = RayEnvBank(specs, num_workers, per_node=False, address=ray_address)
+        else:
+            self.bank = EnvBank(specs, num_workers=num_workers, seed=seed, caller_steps=False,
+                                slices_per_worker=slices_per_worker)
         self.num_envs = self.bank.num_envs
         bounds = self.bank.bounds
         self.slices = [range(bounds[s], bounds[s + 1]) for s in range(self.bank.num_slices)]
@@ -212,15 +222,17 @@ def step_each(env: AsyncBankEnv, actions: np.ndarray[Any, Any], rewards: np.ndar
 
 
 def make_async(env_id: str, num_envs: int, num_workers: int = 1, seed: int = 0,
-               batch_size: int | None = None, slices_per_worker: int = 1, **env_kwargs: Any) -> AsyncBankEnv:
+               batch_size: int | None = None, slices_per_worker: int = 1, backend: str = "local",
+               ray_address: str | None = None, **env_kwargs: Any) -> AsyncBankEnv:
     """``num_envs`` copies of gymnasium env ``env_id`` stepped asynchronously by ``num_workers`` worker
     processes, each stepping ``slices_per_worker`` slices (the caller steps none; see the module
-    docstring); other keyword arguments go to ``gymnasium.make``."""
+    docstring); ``backend="ray"`` makes each slice a Ray actor on the nodes of a cluster (``make_vec``
+    says which); other keyword arguments go to ``gymnasium.make``."""
     if num_envs < 1:
         raise EnvError(f"make_async({env_id!r}) needs num_envs >= 1, got {num_envs}")
     specs = [EnvSpec(env_id, dict(env_kwargs)) for _ in range(num_envs)]
     return AsyncBankEnv(specs, num_workers=num_workers, seed=seed, batch_size=batch_size,
-                        slices_per_worker=slices_per_worker)
+                        slices_per_worker=slices_per_worker, backend=backend, ray_address=ray_address)
 
 
 __all__ = ["AsyncBankEnv", "collect", "make_async", "step_each"]

@@ -320,6 +320,13 @@ class EnvBank:
             self.close()
             raise
 
+    def shm_names(self) -> list[str]:
+        """This bank's entries in /dev/shm (its segment, its processes' semaphores), for a supervisor that
+        must remove them should this process be killed (a Ray actor is killed with SIGKILL)."""
+        sems = [self._ready, *(s for w in self.workers for s in (w.cmd_sem, *w.done_sems.values()))]
+        names = [f"sem.{str(getattr(s, '_semlock').name).lstrip('/')}" for s in sems]  # noqa: B009
+        return names + ([self._segment.name] if self._segment is not None else [])
+
     @property
     def obs(self) -> np.ndarray[Any, Any]:
         """The observations of the last step or reset (the bank's own buffer: copy what you keep)."""

@@ -41,6 +41,7 @@ from reflow.errors import EnvArgumentError, EnvError
 from reflow.rl.envs.bank import EnvBank
 from reflow.rl.envs.contract import ActionCheck, check_reset_mask, env_seeds, per_env_values
 from reflow.rl.envs.episodes import EpisodeLog
+from reflow.rl.envs.ray_bank import RayEnvBank, check_backend
 from reflow.rl.envs.slice import MODE_CODES
 from reflow.rl.envs.spec import EnvSpec, Wrapper
 
@@ -51,10 +52,16 @@ class BankVectorEnv(EpisodeLog, VectorEnv[Any, Any, Any]):
     def __init__(self, specs: list[EnvSpec], num_workers: int = 1, seed: int | None = 0,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, copy: bool = True,
                  episode_infos: bool = True, step_timeout: float | None = None,
-                 fit_workers: bool = True) -> None:
+                 fit_workers: bool = True, backend: str = "local", ray_address: str | None = None) -> None:
         mode = AutoresetMode(autoreset_mode)
-        self.bank = EnvBank(specs, num_workers=num_workers, seed=seed, autoreset_mode=MODE_CODES[mode],
-                            step_timeout=step_timeout, fit_workers=fit_workers)
+        check_backend(backend)
+        self.bank: EnvBank | RayEnvBank
+        if backend == "ray":  # the same bank, with its envs on the nodes of a Ray cluster (ray_bank.py)
+            self.bank = RayEnvBank(specs, num_workers, autoreset_mode=MODE_CODES[mode],
+                                   step_timeout=step_timeout, fit_workers=fit_workers, address=ray_address)
+        else:
+            self.bank = EnvBank(specs, num_workers=num_workers, seed=seed, autoreset_mode=MODE_CODES[mode],
+                                step_timeout=step_timeout, fit_workers=fit_workers)
         self.num_envs = self.bank.num_envs
         self.copy = copy
         self.episode_infos = episode_infos
@@ -183,7 +190,7 @@ def make_vec(env: str | EnvFn | Sequence[EnvFn], /, num_envs: int | None = None,
              seed: int | None = 0, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
              copy: bool = True, wrappers: Sequence[Wrapper] = (), env_kwargs: dict[str, Any] | None = None,
              episode_infos: bool | None = None, step_timeout: float | None = None, fit_workers: bool = True,
-             **kwargs: Any) -> BankVectorEnv:
+             backend: str = "local", ray_address: str | None = None, **kwargs: Any) -> BankVectorEnv:
     """``num_envs`` envs over ``num_workers`` processes (the caller's included).
 
     ``env`` is a gymnasium id (``gym.make(env, **env_kwargs, **kwargs)`` per env), a list of env
@@ -197,7 +204,10 @@ def make_vec(env: str | EnvFn | Sequence[EnvFn], /, num_envs: int | None = None,
     reproducible). ``autoreset_mode`` and ``copy`` are taken like gymnasium's; ``episode_infos`` (default:
     True for an id) adds the bank's episode statistics to the infos. ``step_timeout`` (seconds, off by
     default) turns a step or reset that hangs into ``EnvTimeout``. ``fit_workers`` lets the bank use fewer
-    processes when fewer cores are free (``EnvBank``). Any keyword argument not named here goes to the env;
+    processes when fewer cores are free (``EnvBank``). ``backend="ray"`` spreads the slices over the nodes
+    of a Ray cluster (the one connected, else ``ray_address``, else a local Ray), each node stepping its
+    own slices on shared memory; same interface, same trajectories. Any keyword argument not named here goes
+    to the env;
     ``env_kwargs`` passes those whose names are taken here (``seed``, ``copy``, ...).
     Raises EnvError for an unknown id or an env that cannot be made.
     """
@@ -221,7 +231,8 @@ def make_vec(env: str | EnvFn | Sequence[EnvFn], /, num_envs: int | None = None,
         raise EnvError(f"make_vec needs num_envs >= 1, got {num_envs}")
     vec = BankVectorEnv(specs, num_workers=num_workers, seed=seed, autoreset_mode=autoreset_mode, copy=copy,
                         episode_infos=isinstance(env, str) if episode_infos is None else episode_infos,
-                        step_timeout=step_timeout, fit_workers=fit_workers)
+                        step_timeout=step_timeout, fit_workers=fit_workers, backend=backend,
+                        ray_address=ray_address)
     if isinstance(env, str):
         vec.spec = _vector_spec(vec.bank.specs[0], len(specs), wrappers)
     return vec
