@@ -39,7 +39,7 @@ def rollout(env: Any, seed: int = 0) -> list[Any]:
 def same(a: list[Any], b: list[Any]) -> bool:
     def eq(x: Any, y: Any) -> bool:
         if isinstance(x, list):
-            return isinstance(y, list) and len(x) == len(y) and all(eq(p, q) for p, q in zip(x, y, strict=True))
+            return isinstance(y, list) and len(x) == len(y) and all(map(eq, x, y))
         return bool(np.array_equal(x, y)) if x is not None else y is None
     return eq(a, b)
 
