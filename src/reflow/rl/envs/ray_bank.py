@@ -29,7 +29,7 @@ import numpy as np
 from gymnasium import spaces
 
 from reflow.errors import EnvError, NodeLost
-from reflow.rl.envs.bank import OBS_BUFFERS, START_TIMEOUT_S, EnvBank, slice_bounds
+from reflow.rl.envs.bank import OBS_BUFFERS, START_TIMEOUT_S, BankStats, EnvBank, slice_bounds
 from reflow.rl.envs.slice import Events
 from reflow.rl.envs.spec import EnvSpec, array_shape, bank_layout, resolve
 from reflow.rl.envs.worker import RESET, STEP
@@ -69,7 +69,7 @@ class BankUnit:
         b = self.bank
         return {"spaces": b.spaces, "metadata": b.metadata, "render_mode": b.render_mode,
                 "pids": [os.getpid(), *(w.proc.pid for w in b.workers if w.proc is not None)],
-                "shm": b.shm_names()}
+                "shm": b.shm_names(), "stats": b.stats}
 
     def _reply(self) -> dict[str, Any]:
         """What the driver copies out after a step or reset: observations, per-env arrays, infos."""
@@ -146,6 +146,10 @@ class RayEnvBank:
         self.single_action_space: spaces.Space[Any] = infos[0]["spaces"][1]
         self.metadata: dict[str, Any] = infos[0]["metadata"]
         self.render_mode: str | None = infos[0]["render_mode"]
+        every = [info["stats"] for info in infos]  # each node's bank, summed up
+        self.stats = BankStats(sum(s.requested_workers for s in every), sum(s.workers for s in every),
+                               sum(s.usable_cores for s in every), round(sum(s.free_cores for s in every), 2),
+                               any(s.oversubscribed for s in every), any(s.spinning for s in every))
         for u, info in enumerate(infos[1:], start=1):
             if info["spaces"] != self.spaces:
                 raise EnvError(f"envs {self.bounds[u]}.. ({self.specs[self.bounds[u]].name!r}) have spaces "
