@@ -147,8 +147,9 @@ class RayEnvBank:
         self.metadata: dict[str, Any] = infos[0]["metadata"]
         self.render_mode: str | None = infos[0]["render_mode"]
         every = [info["stats"] for info in infos]  # each node's bank, summed up
+        free = [s.free_cores for s in every if s.free_cores is not None]
         self.stats = BankStats(sum(s.requested_workers for s in every), sum(s.workers for s in every),
-                               sum(s.usable_cores for s in every), round(sum(s.free_cores for s in every), 2),
+                               sum(s.usable_cores for s in every), round(sum(free), 2) if free else None,
                                any(s.oversubscribed for s in every), any(s.spinning for s in every))
         for u, info in enumerate(infos[1:], start=1):
             if info["spaces"] != self.spaces:
