@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from reflow.onnx.costmodel import random_inputs
 from reflow.onnx.importer import import_model
-from reflow.onnx.models import light_model, wide_model
+from reflow.onnx.models import light_model, set_batch, transformer_model, wide_model
 from reflow.onnx.pipeline import parallelize
 
 FULL_MODELS = [
@@ -55,9 +55,31 @@ QUICK_MODELS = ["inception_v1", "wide4"]
 VARIANTS = ("torch serial", "reflow", "ort seq", "ort parallel")
 
 
+# torchvision models, exported by benchmarks/onnx_export_models.py (`make onnx-models`) into this folder
+EXPORTED = (
+    "resnet18",
+    "googlenet",
+    "inception_v3",
+    "mobilenet_v2",
+    "efficientnet_b0",
+    "densenet121",
+    "vit_b_16",
+)
+MODEL_CACHE = Path(os.environ.get("REFLOW_ONNX_MODELS", "~/.cache/reflow/onnx-models")).expanduser()
+
+
 def make_model(name: str, batch: int) -> onnx.ModelProto:
+    """A benchmark model at ``batch``: a light model or a wide graph (random weights, made here), the small
+    transformer encoder (exported here under the pinned torch) or a torchvision model from the cache."""
     if name.startswith("wide"):
         return wide_model(int(name[4:]), batch=batch, size=28, channels=64, blocks=4)
+    if name == "transformer":
+        return set_batch(transformer_model(), batch)
+    if name in EXPORTED:
+        path = MODEL_CACHE / f"{name}.onnx"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run `make onnx-models` (exports the torchvision models)")
+        return set_batch(onnx.load(os.fspath(path)), batch)
     return light_model(name, seed=0, batch=batch)
 
 

@@ -104,3 +104,15 @@ def test_nodes_that_reach_no_output_are_dropped() -> None:
     )
     names = import_model(helper.make_model(g)).graph.names
     assert "used" in names and "dead" not in names and "input:x" in names
+
+
+def test_a_dynamic_batch_model_still_gets_its_convs_fused() -> None:
+    """Issue 18: with the batch left dynamic, ONNX shape inference knows no conv input shape, and no conv
+    was fused (0 of 26 in a dynamic-batch squeezenet); a run on random inputs now tells the shapes."""
+    from reflow.onnx.pipeline import prepare
+
+    proto = light_model("squeezenet")
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    model = prepare(proto)
+    convs = [n.op for n in model.graph if n.op in ("onnx.Conv", "onnx.FusedConv")]
+    assert convs and set(convs) == {"onnx.FusedConv"}

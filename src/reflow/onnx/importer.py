@@ -8,6 +8,15 @@ weights table. Only values that depend on an input flow along edges, so the grap
 is exactly the model's run-time work. Ports are ``i<k>``/``o<k>`` by ONNX position; edge sizes are bytes
 from ONNX shape inference (or from a run, when inference leaves a shape unknown).
 
+When every model input has a static shape, the importer also runs the model once on ones as it goes
+(ones, not zeros, which integer division trips over; each value freed after its last reader), so every
+value's shape is known exactly, not only where ONNX shape inference could tell; and a ``Shape`` or
+``Size`` of a value whose shape cannot change between runs is folded too. An exporter that wrote
+``x.reshape(x.shape[0] * heads, seq, -1)`` as ``Shape -> Gather -> Mul -> Concat -> Reshape`` (the
+TorchScript exporter, in every attention block) then leaves only the Reshape, with a constant target. A
+value's shape is *static* when the shapes of the node's run-time inputs are, and no run-time input gives
+a size by its value (a Reshape target computed from data, NonZero, ...).
+
 Node names are the ONNX node names, or ``<OpType>_<index>`` when a node has none, made unique.
 """
 
@@ -21,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import torch
 from onnx import helper, numpy_helper
 
 from reflow.errors import OnnxImportError
@@ -33,6 +43,17 @@ from reflow.onnx.ops import rule
 NOT_FOLDABLE = frozenset(
     {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 )
+# Ops whose value is their input's shape: constants once that shape is static.
+SHAPE_OF_INPUT = frozenset({"Shape", "Size"})
+# Ops whose output shape depends on the values of their inputs after the first (a target shape, axes,
+# starts, sizes, pads, ...): static only when those inputs are constants.
+VALUE_SIZED = frozenset(
+    {"Reshape", "Expand", "Tile", "Slice", "Split", "Squeeze", "Unsqueeze", "Pad", "TopK", "OneHot"}
+    | {"Resize", "Upsample", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1"}
+    | {"ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "CenterCropPad"}
+)
+# Ops whose output shape depends on the values of any input: never static when one is a run-time value.
+DATA_SIZED = frozenset({"NonZero", "Compress", "Unique", "NonMaxSuppression", "ConstantOfShape", "Range"})
 
 
 @dataclass(frozen=True)
@@ -141,6 +162,7 @@ def import_model(
         producer[vi.name] = (node_name, "out")
 
     folded = 0
+    tracer = _ShapeTracer.start(inputs, g_proto, values) if fold else None
     for index, n in enumerate(g_proto.node):
         if n.domain not in ("", "ai.onnx"):
             raise OnnxImportError(
@@ -154,20 +176,20 @@ def import_model(
         op_rule = rule(n.op_type, n.name or f"{n.op_type}_{index}")
         attrs = {a.name: _attr_value(a) for a in n.attribute}
         ins, outs = list(n.input), list(n.output)
-        if (
-            fold
-            and op_rule.foldable
-            and n.op_type not in NOT_FOLDABLE
-            and all(not v or v in consts for v in ins)
-        ):
+        constant = all(not v or v in consts for v in ins)
+        if fold and op_rule.foldable and n.op_type not in NOT_FOLDABLE and constant:
             fn = compile_call(n.op_type, [bool(v) for v in ins], attrs, len(outs), opset, n.name)
-            results = fn(*(to_torch(consts[v]) for v in ins if v))
-            for v, t in zip(outs, results, strict=False):
-                if v:
-                    consts[v] = to_numpy(t)
-                    values[v] = ValueInfo(v, consts[v].dtype.name, tuple(consts[v].shape))
+            _store(consts, values, outs, fn(*(to_torch(consts[v]) for v in ins if v)))
             folded += 1
             continue
+        if tracer is not None and not constant:
+            results = tracer.run(index, n, attrs, opset, consts)
+            if results is None:  # the op failed on the tracer's made-up values: no more shapes from it
+                tracer = None
+            elif n.op_type in SHAPE_OF_INPUT and tracer.static.get(ins[0], False):
+                _store(consts, values, outs, results)  # the shape of a static value: a constant
+                folded += 1
+                continue
         node_name = _unique(g, n.name or f"{n.op_type}_{index}")
         in_ports = tuple(Port(f"i{k}") for k, v in enumerate(ins) if v and v not in consts)
         out_ports = tuple(Port(f"o{k}") for k in range(len(outs)))
@@ -206,6 +228,80 @@ def import_model(
     used = {v for node in g for v in node.attrs.get("_inputs", ())}
     weights = {k: v for k, v in consts.items() if k in used}
     return ImportedModel(name, g, weights, inputs, outputs, values, opset, folded)
+
+
+def _store(
+    consts: dict[str, np.ndarray[Any, Any]],
+    values: dict[str, ValueInfo],
+    outs: list[str],
+    results: tuple[torch.Tensor, ...],
+) -> None:
+    for v, t in zip(outs, results, strict=False):
+        if v:
+            consts[v] = to_numpy(t)
+            values[v] = ValueInfo(v, consts[v].dtype.name, tuple(consts[v].shape))
+
+
+@dataclass
+class _ShapeTracer:
+    """Runs the model on ones while it is imported: every run-time value's exact shape, and whether that
+    shape is static (the same on every run with inputs of these shapes)."""
+
+    live: dict[str, torch.Tensor]
+    static: dict[str, bool]
+    last_use: dict[str, int]
+    values: dict[str, ValueInfo]
+
+    @classmethod
+    def start(
+        cls, inputs: list[ValueInfo], g: onnx.GraphProto, values: dict[str, ValueInfo]
+    ) -> _ShapeTracer | None:
+        if any(vi.shape is None or None in vi.shape for vi in inputs):
+            return None  # a dynamic dimension: shapes come from a profiling run instead
+        live = {
+            vi.name: torch.ones(tuple(d or 0 for d in vi.shape or ()), dtype=_dtype(vi.dtype))
+            for vi in inputs
+        }
+        last_use = {v: i for i, n in enumerate(g.node) for v in n.input if v}
+        for o in g.output:
+            last_use[o.name] = len(g.node)
+        return cls(live, {v: True for v in live}, last_use, values)
+
+    def run(
+        self,
+        index: int,
+        n: onnx.NodeProto,
+        attrs: Mapping[str, Any],
+        opset: int,
+        consts: Mapping[str, np.ndarray[Any, Any]],
+    ) -> tuple[torch.Tensor, ...] | None:
+        """The node's outputs on the traced values; None if the op fails on them (an index out of range
+        on made-up data, or a lowering that needs what a later rewrite adds: a Conv's kernel_shape)."""
+        ins = list(n.input)
+        try:
+            fn = compile_call(n.op_type, [bool(v) for v in ins], attrs, len(n.output), opset, n.name)
+            args = [to_torch(consts[v]) if v in consts else self.live[v] for v in ins if v]
+            with torch.inference_mode():
+                results = fn(*args)
+        except Exception:
+            return None
+        dynamic = [v for v in ins if v and v not in consts]
+        static = n.op_type not in DATA_SIZED and all(self.static.get(v, False) for v in dynamic)
+        if n.op_type in VALUE_SIZED:
+            static = static and all(not v or v in consts for v in ins[1:])
+        for v, t in zip(n.output, results, strict=False):
+            if v:
+                self.live[v] = t
+                self.static[v] = static
+                self.values[v] = ValueInfo(v, str(t.dtype).removeprefix("torch."), tuple(t.shape))
+        for v in ins:  # free what no later node reads
+            if v in self.live and self.last_use.get(v, -1) <= index:
+                del self.live[v]
+        return tuple(results)
+
+
+def _dtype(name: str) -> torch.dtype:
+    return getattr(torch, name) if hasattr(torch, name) else torch.float32
 
 
 def _dead_code_elimination(g: Graph) -> Graph:

@@ -214,3 +214,32 @@ def wide_model(
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def transformer_model(
+    layers: int = 2, d_model: int = 256, heads: int = 4, seq: int = 64, ff: int = 1024, seed: int = 0
+) -> onnx.ModelProto:
+    """A ``torch.nn.TransformerEncoder`` (batch first, seeded random weights) exported by torch's TorchScript
+    ONNX exporter at batch 1 with a dynamic batch axis, as most transformer ONNX files were made."""
+    import tempfile
+
+    import torch
+
+    torch.manual_seed(seed)
+    layer = torch.nn.TransformerEncoderLayer(d_model, heads, ff, dropout=0.0, batch_first=True)
+    encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).eval()
+    x = torch.randn(1, seq, d_model, generator=torch.Generator().manual_seed(seed + 1))
+    # grad stays on: under no_grad eval-mode attention takes torch's fused fast path, which has no export
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "transformer.onnx"
+        torch.onnx.export(
+            encoder,
+            (x,),
+            path,
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+        )
+        return onnx.load(os.fspath(path))

@@ -10,7 +10,8 @@ from reflow.onnx.affine_folding import fold_affine_into_conv
 from reflow.onnx.codegen import GeneratedCode, generate
 from reflow.onnx.conv_fusion import fuse_conv_activations
 from reflow.onnx.costmodel import apply_costs, flop_costs, measure_graph, profile, random_inputs
-from reflow.onnx.importer import ImportedModel, import_model
+from reflow.onnx.eager import run_graph
+from reflow.onnx.importer import ImportedModel, ValueInfo, import_model, with_value_shapes
 from reflow.onnx.models import randomize_weights, set_batch
 from reflow.onnx.plan import Plan, serial_plan
 
@@ -44,7 +45,7 @@ def parallelize(
         proto = randomize_weights(proto, seed)
     if batch is not None:
         proto = set_batch(proto, batch)
-    model = _costed(inference_rewrites(import_model(proto)), profile_ops, progress)
+    model = _costed(prepare(proto), profile_ops, progress)
     measured = measure_graph(model, random_inputs(model), repeats=3)
     if workers == 1:
         plan = serial_plan(model.graph)
@@ -55,10 +56,30 @@ def parallelize(
         b = _batch(model)
         if b > 1:
             small = set_batch(proto, -(-b // min(workers, b)))
-            sliced = _costed(inference_rewrites(import_model(small)), profile_ops, False)
+            sliced = _costed(prepare(small), profile_ops, False)
             slice_cost = sliced.graph.total_cost()
         plan = make_plan(model.graph, workers, slice_cost=slice_cost, batch=b)
     return Result(model, plan, generate(model, plan), measured)
+
+
+def prepare(proto: onnx.ModelProto) -> ImportedModel:
+    """Import ``proto`` and make the inference rewrites: the graph the planner and code generator see.
+
+    Where a shape is still unknown after import (a dynamic batch, or a value ONNX shape inference cannot
+    follow), one run on random inputs (unknown dimensions 1) tells it first, so that every rewrite that
+    needs a shape (a Conv's input rank, say) still applies: the generated code stays shape-generic."""
+    model = import_model(proto)
+    if any(vi.shape is None or None in vi.shape for vi in _node_values(model)):
+        values = run_graph(model, random_inputs(model), keep_all=True)
+        shapes = {k: tuple(v.shape) for k, v in values.items()}
+        dtypes = {k: str(v.dtype).removeprefix("torch.") for k, v in values.items()}
+        model = with_value_shapes(model, shapes, dtypes)
+    return inference_rewrites(model)
+
+
+def _node_values(model: ImportedModel) -> list[ValueInfo]:
+    names = {v for n in model.graph for v in n.attrs.get("_inputs", ()) if v and v not in model.weights}
+    return [model.values.get(v, ValueInfo(v, "float32", None)) for v in sorted(names)]
 
 
 def inference_rewrites(model: ImportedModel) -> ImportedModel:
