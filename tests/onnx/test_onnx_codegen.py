@@ -112,8 +112,10 @@ def test_failing_cluster_raises_in_caller_without_deadlock() -> None:
 
 
 def test_batch_mode_splits_the_batch() -> None:
-    model, proto = costed(2, batch=4)
-    x = random_inputs(model, seed=3)
+    """Batch mode runs one slice's graph (batch 2) on each half of a batch of 4."""
+    whole, proto = costed(2, batch=4)
+    model, _ = costed(2, batch=2)
+    x = random_inputs(whole, seed=3)
     (ref,) = ort_run(proto, x)  # type: ignore[arg-type]
     total = model.graph.total_cost()
     plan = Plan(
@@ -174,14 +176,14 @@ def test_batch_mode_on_a_light_model_with_a_literal_reshape() -> None:
     from reflow.onnx.models import light_model
 
     proto = light_model("inception_v1", batch=4)
-    model = import_model(proto)
+    model = import_model(light_model("inception_v1", batch=2))
     model = apply_costs(model, flop_costs(model))
     total = model.graph.total_cost()
     compute = (tuple(n.name for n in model.graph if n.op.startswith("onnx.")),)
     code = generate(
         model, Plan(model.graph, compute, 2, "batch", 1, 2, total, total / 2, total, 1, len(compute[0]))
     )
-    x = random_inputs(model, seed=5)
+    x = random_inputs(import_model(proto), seed=5)
     (ref,) = ort_run(proto, x)  # type: ignore[arg-type]
     ns = exec_generated(code.source, "sq_batch")
     with ns["ParallelModel"]({k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}) as par:

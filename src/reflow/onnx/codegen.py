@@ -142,7 +142,7 @@ def _cluster_name(g: Graph, index: int, cluster: tuple[str, ...]) -> str:
 
 
 def generate(model: ImportedModel, plan: Plan) -> GeneratedCode:
-    """The parallel module for ``model`` under ``plan``."""
+    """The parallel module for ``model`` under ``plan`` (in batch mode, ``model`` is one slice's graph)."""
     g = plan.graph
     order = {n: i for i, n in enumerate(topo_order(g))}
 
@@ -231,10 +231,7 @@ def generate(model: ImportedModel, plan: Plan) -> GeneratedCode:
 
     code_so_far = "\n".join([*body, *serial, "onnx_channels_last("])
     helpers = _helpers_used(code_so_far)
-    signature = {
-        vi.name: (tuple(d if d is not None else 1 for d in (vi.shape or ())), _torch_dtype(vi.dtype))
-        for vi in model.inputs
-    }
+    signature = {vi.name: (_full_shape(vi.shape, plan), _torch_dtype(vi.dtype)) for vi in model.inputs}
     sig_lines = ", ".join(f'"{k}": ({s!r}, {d})' for k, (s, d) in signature.items())
     header = _HEADER.format(
         name=model.name,
@@ -273,6 +270,13 @@ def generate(model: ImportedModel, plan: Plan) -> GeneratedCode:
         _RUNTIME,
     ]
     return GeneratedCode("\n".join(parts), dict(weights))
+
+
+def _full_shape(shape: tuple[int | None, ...] | None, plan: Plan) -> tuple[int, ...]:
+    """An input's shape as the caller passes it (unknown dimensions 1): in batch mode ``model`` is the graph
+    of one slice, and the caller passes all slices at once."""
+    dims = tuple(d if d is not None else 1 for d in (shape or ()))
+    return (dims[0] * plan.batch_slices, *dims[1:]) if plan.mode == "batch" and dims else dims
 
 
 def _torch_dtype(np_name: str) -> str:
@@ -389,11 +393,12 @@ class ParallelModel:
         self._serial = _Worker(SERIAL_THREADS, "reflow-serial")
         self._threads = [w.thread for w in [*self._workers, self._serial]]
         # weights are packed on a thread with the torch thread count that will use them (see prepare_weights)
+        # in batch mode the code is the graph of one slice, and the serial reference runs the slices in turn
         full = next((shape[0] for shape, _ in INPUTS.values() if shape), 1)
-        part = -(-full // BATCH_SLICES) if MODE == "batch" else full
+        part = full // BATCH_SLICES if MODE == "batch" else full
         self.w = self._prepare(self._workers[0], weights, part)
-        same = SERIAL_THREADS == INTRA_OP_THREADS and part == full
-        self.serial_w = self.w if same else self._prepare(self._serial, weights, full)
+        same = SERIAL_THREADS == INTRA_OP_THREADS
+        self.serial_w = self.w if same else self._prepare(self._serial, weights, part)
 
     @staticmethod
     def _prepare(worker, weights, batch):
@@ -423,12 +428,18 @@ class ParallelModel:
         return {name: torch.cat([r[name] for r in results]) for name in OUTPUTS}
 
     def serial(self, **inputs):
-        """The serial reference, on its own thread with SERIAL_THREADS intra-op threads."""
+        """The serial reference, on its own thread with SERIAL_THREADS intra-op threads (in batch mode the
+        slices one after another)."""
         inputs = {k: onnx_channels_last(torch.as_tensor(x)) for k, x in inputs.items()}
         out = {}
 
         def run():
-            out.update(forward_serial(self.serial_w, inputs))
+            if MODE != "batch":
+                out.update(forward_serial(self.serial_w, inputs))
+                return
+            parts = zip(*(x.chunk(BATCH_SLICES) for x in inputs.values()))
+            results = [forward_serial(self.serial_w, dict(zip(inputs, p))) for p in parts]
+            out.update({name: torch.cat([r[name] for r in results]) for name in OUTPUTS})
 
         _run_all([self._serial], [(run, ())], {})
         return out

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from reflow.graph import topo_order
-from reflow.onnx.eager import NodeFn, compile_node, load_weights, run_graph
+from reflow.onnx.eager import NodeFn, compile_node, load_weights, node_error, run_graph
 from reflow.onnx.importer import ImportedModel, with_value_shapes
 from reflow.onnx.kernels import onnx_channels_last
 from reflow.onnx.ops import FlopCall, rule
@@ -165,6 +165,7 @@ def measure_graph(
     inputs = inputs if inputs is not None else random_inputs(model)
     g = model.graph
     steps: list[tuple[NodeFn, list[str], list[str]]] = []
+    names = [n for n in topo_order(g) if g.node(n).op.startswith("onnx.")]
     for name in topo_order(g):
         node = g.node(name)
         if node.op.startswith("onnx."):
@@ -177,10 +178,20 @@ def measure_graph(
             for v, t in zip(outs, fn(*(values[i] for i in ins if i)), strict=False):
                 values[v] = t
 
+    def first_run() -> None:  # as run, naming the node that fails
+        values = dict(base)
+        for (fn, ins, outs), name in zip(steps, names, strict=True):
+            args = [values[i] for i in ins if i]
+            try:
+                results = fn(*args)
+            except Exception as e:
+                raise node_error(g.node(name), args, e) from e
+            values.update({v: t for v, t in zip(outs, results, strict=False)})
+
     def timed() -> float:
         base.update(load_weights(model))  # on this thread: see load_weights
         base.update({k: onnx_channels_last(torch.as_tensor(np.asarray(v))) for k, v in inputs.items()})
-        run()
+        first_run()
         return _median_time(run, repeats)
 
     return on_own_thread(timed, threads)

@@ -120,6 +120,16 @@ def load_weights(model: Any) -> dict[str, torch.Tensor]:
     return weights
 
 
+def node_error(node: Node, args: Sequence[torch.Tensor], e: Exception) -> OnnxImportError:
+    """The error for ``node`` failing on ``args``: names the node, its op and the input shapes."""
+    shapes = [tuple(a.shape) for a in args]
+    return OnnxImportError(
+        f"node {node.name!r} ({node.op.removeprefix('onnx.')}) fails on inputs of shapes {shapes}: {e}. "
+        "If the model was exported for one batch size, a reshape may spell that batch in a target shape: "
+        "export it with a dynamic batch axis instead of changing its batch."
+    )
+
+
 def to_torch(a: np.ndarray[Any, Any] | torch.Tensor) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a
@@ -145,7 +155,11 @@ def run_graph(model: Any, inputs: Mapping[str, Any], *, keep_all: bool = False) 
         if not node.op.startswith("onnx."):
             continue
         fn = compile_node(node)
-        outs = fn(*(values[v] for v in node.attrs["_inputs"] if v))
+        args = [values[v] for v in node.attrs["_inputs"] if v]
+        try:
+            outs = fn(*args)
+        except Exception as e:  # name the node: a bare torch error says nothing of where it happened
+            raise node_error(node, args, e) from e
         for v, t in zip(node.attrs["_outputs"], outs, strict=False):
             if v:
                 values[v] = t

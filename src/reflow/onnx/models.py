@@ -217,10 +217,17 @@ def wide_model(
 
 
 def transformer_model(
-    layers: int = 2, d_model: int = 256, heads: int = 4, seq: int = 64, ff: int = 1024, seed: int = 0
+    layers: int = 2,
+    d_model: int = 256,
+    heads: int = 4,
+    seq: int = 64,
+    ff: int = 1024,
+    seed: int = 0,
+    dynamic_batch: bool = True,
 ) -> onnx.ModelProto:
     """A ``torch.nn.TransformerEncoder`` (batch first, seeded random weights) exported by torch's TorchScript
-    ONNX exporter at batch 1 with a dynamic batch axis, as most transformer ONNX files were made."""
+    ONNX exporter at batch 1 with a dynamic batch axis, as most transformer ONNX files were made (without
+    it, the exporter writes batch x heads into its reshape targets as a number)."""
     import tempfile
 
     import torch
@@ -240,6 +247,6 @@ def transformer_model(
             opset_version=17,
             input_names=["input"],
             output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None,
         )
         return onnx.load(os.fspath(path))

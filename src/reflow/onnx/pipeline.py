@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import onnx
 
@@ -14,6 +14,7 @@ from reflow.onnx.eager import run_graph
 from reflow.onnx.importer import ImportedModel, ValueInfo, import_model, with_value_shapes
 from reflow.onnx.models import randomize_weights, set_batch
 from reflow.onnx.plan import Plan, serial_plan
+from reflow.onnx.transformer_fusion import fuse_transformer_ops
 
 
 @dataclass(frozen=True)
@@ -48,17 +49,19 @@ def parallelize(
     model = _costed(prepare(proto), profile_ops, progress)
     measured = measure_graph(model, random_inputs(model), repeats=3)
     if workers == 1:
-        plan = serial_plan(model.graph)
-    else:
-        from reflow.onnx.planner import make_plan
+        return Result(model, serial_plan(model.graph), generate(model, serial_plan(model.graph)), measured)
+    from reflow.onnx.planner import batch_slices, make_plan
 
-        slice_cost = None
-        b = _batch(model)
-        if b > 1:
-            small = set_batch(proto, -(-b // min(workers, b)))
-            sliced = _costed(prepare(small), profile_ops, False)
-            slice_cost = sliced.graph.total_cost()
-        plan = make_plan(model.graph, workers, slice_cost=slice_cost, batch=b)
+    b = _batch(model)
+    slices = batch_slices(b, workers)
+    sliced = None
+    if slices > 1:  # the whole graph on batch / slices rows: a model of its own (its shapes are folded)
+        sliced = _costed(prepare(set_batch(proto, b // slices)), profile_ops, False)
+    slice_cost = sliced.graph.total_cost() if sliced is not None else None
+    plan = make_plan(model.graph, workers, slice_cost=slice_cost, batch=b)
+    if plan.mode == "batch" and sliced is not None:  # the code runs the slice's graph on each slice
+        code_plan = replace(plan, graph=sliced.graph, clusters=serial_plan(sliced.graph).clusters)
+        return Result(model, plan, generate(sliced, code_plan), measured)
     return Result(model, plan, generate(model, plan), measured)
 
 
@@ -84,8 +87,9 @@ def _node_values(model: ImportedModel) -> list[ValueInfo]:
 
 def inference_rewrites(model: ImportedModel) -> ImportedModel:
     """The inference rewrites onnxruntime also makes: BatchNorm and per-channel affine ops folded into
-    convolutions, then each convolution fused with its residual Add and Relu."""
-    return fuse_conv_activations(fold_affine_into_conv(model))
+    convolutions, then each convolution fused with its residual Add and activation, and the transformer
+    patterns (dense layers, GELU, attention) made torch's fused kernels."""
+    return fuse_transformer_ops(fuse_conv_activations(fold_affine_into_conv(model)))
 
 
 def _costed(model: ImportedModel, profile_ops: bool, progress: bool) -> ImportedModel:

@@ -29,6 +29,12 @@ from reflow.onnx.plan import Plan
 THREAD_WAKEUP = 30e-6  # seconds one thread takes to see another's event: the comm latency per cross edge
 
 
+def batch_slices(batch: int, workers: int) -> int:
+    """How many equal batch slices to run at once: the most, up to ``workers``, that divide ``batch`` (every
+    slice then runs the same code, whose shapes were fixed for one slice)."""
+    return max(d for d in range(1, min(workers, batch) + 1) if batch % d == 0)
+
+
 def make_plan(
     g: Graph,
     workers: int,
@@ -56,7 +62,7 @@ def make_plan(
     makespan = simulate(planned_g, planned, comm).makespan
     k = sum(1 for c in planned.clusters if any(planned_g.node(n).op.startswith("onnx.") for n in c))
     if workers > 1 and batch > 1 and slice_cost is not None:
-        slices = min(workers, batch)
+        slices = batch_slices(batch, workers)
         hyper = slice_cost + THREAD_WAKEUP  # all slices run at once, one per thread
         if hyper < makespan:
             return Plan(

@@ -56,17 +56,23 @@ register("Conv", _conv, _conv_flops)
 
 # FusedConv is reflow's own op, made by reflow.onnx.conv_fusion from a 2-D float Conv and the Add and Relu
 # that follow it (onnxruntime's com.microsoft FusedConv has the same inputs): X, W, B, Z (added, optional);
-# attributes as Conv's (symmetric pads only), ``activation`` ("none" or "relu") and ``kernel``: "onednn" (one
-# fused oneDNN call on a prepacked weight) or "aten" (F.conv2d, then the add and ReLU in place: cheaper to
-# call, so better for small convolutions).
+# attributes as Conv's (symmetric pads only), ``activation`` ("none", "relu", "hardtanh" clamping to the
+# two ``scalars``, or "swish") and ``kernel``: "onednn" (one fused oneDNN call on a prepacked weight) or
+# "aten" (F.conv2d, then the add and activation in place: cheaper to call, so better for small convolutions).
 def _fused_conv(c: Call) -> str:
     strides, dilations, pads = _spatial(c, tuple(c.attrs["kernel_shape"]))
     args = f"{lit(strides)}, {lit(pads[:2])}, {lit(dilations)}, {c.attrs.get('group', 1)}"
+    activation, scalars = c.attrs["activation"], tuple(c.attrs.get("scalars", ()))
     if c.attrs.get("kernel") == "aten":
         expr = f"F.conv2d({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {args})"
         expr += f".add_({c.arg(3)})" if c.has(3) else ""
-        return expr + (".relu_()" if c.attrs["activation"] == "relu" else "")
-    return f"onnx_conv({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {c.arg(3)}, {args}, {c.attrs['activation']!r})"
+        if activation == "relu":
+            return expr + ".relu_()"
+        if activation == "hardtanh":
+            return expr + f".clamp_({lit(scalars[0])}, {lit(scalars[1])})"
+        return f"F.silu({expr}, inplace=True)" if activation == "swish" else expr
+    extra = f", {lit(scalars)}" if scalars else ""
+    return f"onnx_conv({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {c.arg(3)}, {args}, {activation!r}{extra})"
 
 
 def _pack_conv_weight(c: Call, input_shape: str) -> str | None:
@@ -187,6 +193,23 @@ def _matmul_flops(f: FlopCall) -> float:
 
 
 register("Gemm", _gemm, _matmul_flops)
+# Linear and DotProductAttention are reflow's own ops, made by reflow.onnx.transformer_fusion:
+# Linear(X, W, B) is F.linear (W is (out, in), transposed at import); DotProductAttention(Q, K, V) is
+# softmax(Q K^T * scale) V in one F.scaled_dot_product_attention call (``k_transposed``: input K is K^T).
+register("Linear", lambda c: f"F.linear({c.arg(0)}, {c.arg(1)}, {c.arg(2)})", _matmul_flops)
+
+
+def _attention(c: Call) -> str:
+    k = f"{c.arg(1)}.transpose(-2, -1)" if c.attrs.get("k_transposed") else c.arg(1)
+    return f"F.scaled_dot_product_attention({c.arg(0)}, {k}, {c.arg(2)}, scale={lit(c.attrs['scale'])})"
+
+
+def _attention_flops(f: FlopCall) -> float:
+    q = f.ins[0] or (1,)
+    return float(4 * numel(q) * (f.ins[1] or q)[-2])
+
+
+register("DotProductAttention", _attention, _attention_flops)
 register("MatMul", lambda c: f"torch.matmul({c.arg(0)}, {c.arg(1)})", _matmul_flops)
 register(
     "Einsum",

@@ -59,7 +59,15 @@ def _slice(c: Call) -> str:
 
 
 register("Slice", _slice, no_flops)
-register("Gather", lambda c: f"onnx_gather({c.arg(0)}, {c.arg(1)}, {c.attrs.get('axis', 0)})", no_flops)
+
+
+def _gather(c: Call) -> str:
+    if "index" in c.attrs:  # one constant index (reflow.onnx.transformer_fusion): a view, no copy
+        return f"{c.arg(0)}.select({c.attrs.get('axis', 0)}, {c.attrs['index']})"
+    return f"onnx_gather({c.arg(0)}, {c.arg(1)}, {c.attrs.get('axis', 0)})"
+
+
+register("Gather", _gather, no_flops)
 
 
 def _shape(c: Call) -> str:

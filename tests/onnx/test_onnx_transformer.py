@@ -1,0 +1,132 @@
+"""Issue 18's per-thread levers on models nobody here wrote: a torch TransformerEncoder exported by torch's
+own ONNX exporter, and the activation patterns of mobilenet_v2 (Clip) and efficientnet (SiLU)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from onnx_oracle import exec_generated, ort_run, rel_err
+
+from reflow.errors import OnnxImportError
+from reflow.onnx.codegen import generate
+from reflow.onnx.costmodel import apply_costs, flop_costs, random_inputs
+from reflow.onnx.models import set_batch, transformer_model
+from reflow.onnx.pipeline import parallelize, prepare
+from reflow.onnx.plan import serial_plan
+
+
+@pytest.fixture(scope="module")
+def encoder() -> onnx.ModelProto:
+    return transformer_model(layers=1, d_model=32, heads=4, seq=12, ff=64)
+
+
+def run_generated(model, x: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    code = generate(model, serial_plan(model.graph))
+    ns = exec_generated(code.source, model.name)
+    weights = {k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}
+    with ns["ParallelModel"](weights) as par:
+        out: dict[str, torch.Tensor] = par.serial(**{k: torch.from_numpy(v) for k, v in x.items()})
+    return out
+
+
+def test_exported_encoder_becomes_fused_kernels_and_matches_onnxruntime(encoder: onnx.ModelProto) -> None:
+    proto = set_batch(encoder, 2)
+    model = prepare(proto)
+    ops = Counter(n.op.removeprefix("onnx.") for n in model.graph)
+    assert ops["DotProductAttention"] == 1 and ops["Linear"] == 4
+    assert "MatMul" not in ops and "Softmax" not in ops
+    assert "Shape" not in ops and "Concat" not in ops  # the shape arithmetic was folded at import
+    x = random_inputs(model, seed=1)
+    (ref,) = ort_run(proto, x)
+    assert rel_err(ref, run_generated(apply_costs(model, flop_costs(model)), x)["output"].numpy()) < 1e-4
+
+
+def test_encoder_in_batch_slices_matches_onnxruntime(encoder: onnx.ModelProto) -> None:
+    """Batch mode runs one slice's graph (its reshape targets were folded for the slice) on each slice."""
+    proto = set_batch(encoder, 4)
+    result = parallelize(proto, workers=2, profile_ops=False)
+    x = random_inputs(result.model, seed=2)
+    (ref,) = ort_run(proto, x)
+    ns = exec_generated(result.code.source, "encoder_batch")
+    weights = {k: torch.from_numpy(np.array(v)) for k, v in result.code.weights.items()}
+    with ns["ParallelModel"](weights) as par:
+        for out in (par(input=torch.from_numpy(x["input"])), par.serial(input=torch.from_numpy(x["input"]))):
+            assert rel_err(ref, out["output"].numpy()) < 1e-4
+
+
+def test_a_batch_baked_into_a_reshape_is_an_error_naming_the_node() -> None:
+    """Issue 18: `--batch 8` on an export made for batch 1 failed inside the profiler with a bare torch
+    error; now the error names the node (and says how to export instead)."""
+    proto = transformer_model(layers=1, d_model=16, heads=2, seq=8, ff=32, dynamic_batch=False)
+    with pytest.raises(OnnxImportError, match=r"node '.*Reshape.*' \(Reshape\) fails on inputs of shapes"):
+        parallelize(set_batch(proto, 3), workers=1, profile_ops=False)
+
+
+def _conv_then(activation: list[onnx.NodeProto], channels: int = 8) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(0.3 * rng.standard_normal((channels, 3, 3, 3)).astype(np.float32), "w")
+    lo, hi = (
+        numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+        numpy_helper.from_array(np.array(6.0, np.float32), "hi"),
+    )
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]), *activation]
+    g = helper.make_graph(
+        nodes,
+        "act",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, 12, 12])],
+        [w, lo, hi],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+CLIP = [helper.make_node("Clip", ["c", "lo", "hi"], ["y"])]
+SILU = [helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"], ["y"])]
+
+
+@pytest.mark.parametrize(("nodes", "fused"), [(CLIP, "hardtanh"), (SILU, "swish")])
+@pytest.mark.parametrize("channels", [8, 64])  # small: F.conv2d + in-place op; bigger: one oneDNN call
+def test_clip_and_silu_fold_into_the_conv(nodes: list[onnx.NodeProto], fused: str, channels: int) -> None:
+    proto = _conv_then(nodes, channels)
+    model = prepare(proto)
+    (conv,) = [n for n in model.graph if n.op.startswith("onnx.")]
+    assert conv.op == "onnx.FusedConv" and conv.attrs["activation"] == fused
+    x = random_inputs(model, seed=3)
+    (ref,) = ort_run(proto, x)
+    assert rel_err(ref, run_generated(model, x)["y"].numpy()) < 1e-5
+
+
+def test_erf_gelu_becomes_one_gelu() -> None:
+    rng = np.random.default_rng(1)
+    consts = {
+        "w": rng.standard_normal((16, 24)).astype(np.float32),
+        "sqrt2": np.array(np.sqrt(2.0), np.float32),
+        "one": np.array(1.0, np.float32),
+        "half": np.array(0.5, np.float32),
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"]),
+        helper.make_node("Div", ["h", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["a"]),
+        helper.make_node("Mul", ["h", "a"], ["m"]),
+        helper.make_node("Mul", ["m", "half"], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "gelu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 24])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model = prepare(proto)
+    assert sorted(n.op for n in model.graph if n.op.startswith("onnx.")) == ["onnx.Gelu", "onnx.Linear"]
+    x = random_inputs(model, seed=4)
+    (ref,) = ort_run(proto, x)
+    assert rel_err(ref, run_generated(model, x)["y"].numpy()) < 1e-5
