@@ -13,8 +13,10 @@ from round to round). Reported as ratios:
 results/onnx_parallel.json
 and results/onnx_parallel.png.
 
-    flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/onnx_parallel.py            # full run
-    flock /tmp/reflow-bench.lock .venv/bin/python benchmarks/onnx_parallel.py --quick    # a short run
+    flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/onnx_parallel.py          # full run (P = all cores)
+    flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/onnx_parallel.py --quick  # a short run
+
+The torchvision models come from `make onnx-models` (see benchmarks/onnx_export_models.py).
 """
 
 from __future__ import annotations
@@ -41,17 +43,19 @@ from reflow.onnx.importer import import_model
 from reflow.onnx.models import light_model, set_batch, transformer_model, wide_model
 from reflow.onnx.pipeline import parallelize
 
-FULL_MODELS = [
-    "inception_v1",
-    "inception_v2",
-    "squeezenet",
-    "resnet50",
-    "densenet121",
-    "wide2",
-    "wide4",
-    "wide8",
+LIGHT = ["inception_v1", "inception_v2", "squeezenet", "resnet50", "densenet121", "wide4"]
+TORCHVISION = [
+    "resnet18",
+    "googlenet",
+    "inception_v3",
+    "mobilenet_v2",
+    "efficientnet_b0",
+    "densenet121_tv",
+    "vit_b_16",
+    "transformer",
 ]
-QUICK_MODELS = ["inception_v1", "wide4"]
+FULL_MODELS = LIGHT + TORCHVISION
+QUICK_MODELS = ["inception_v1", "transformer"]
 VARIANTS = ("torch serial", "reflow", "ort seq", "ort parallel")
 
 
@@ -75,8 +79,8 @@ def make_model(name: str, batch: int) -> onnx.ModelProto:
         return wide_model(int(name[4:]), batch=batch, size=28, channels=64, blocks=4)
     if name == "transformer":
         return set_batch(transformer_model(), batch)
-    if name in EXPORTED:
-        path = MODEL_CACHE / f"{name}.onnx"
+    if name.removesuffix("_tv") in EXPORTED:  # densenet121_tv: torchvision's, beside the light one
+        path = MODEL_CACHE / f"{name.removesuffix('_tv')}.onnx"
         if not path.exists():
             raise SystemExit(f"{path} is missing: run `make onnx-models` (exports the torchvision models)")
         return set_batch(onnx.load(os.fspath(path)), batch)
@@ -151,6 +155,7 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
         "workers": workers,
         "times_ms": {k: v * 1e3 for k, v in t.items()},
         "speedup_vs_serial": t["torch serial"] / t["reflow"],
+        "measured_speedup": result.measured_serial / t["reflow"],  # over one thread, as predicted
         "speedup_vs_best_ort": best_ort / t["reflow"],
         "mode": plan.mode,
         "clusters": len(plan.clusters),
@@ -166,7 +171,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
         f"{'model':<14}{'batch':>6}{'P':>3}{'mode':>10}{'clus':>5}  "
         + "".join(f"{v:>14}" for v in VARIANTS)
-        + f"{'vs serial':>11}{'vs best ort':>12}{'predicted':>10}{'bound':>7}{'cm err':>8}"
+        + f"{'vs serial':>11}{'vs best ort':>12}{'predicted':>10}{'measured':>9}{'bound':>7}{'cm err':>8}"
     )
     print(head)
     print("-" * len(head))
@@ -176,7 +181,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['model']:<14}{r['batch']:>6}{r['workers']:>3}{r['mode']:>10}{r['clusters']:>5}  "
             + "".join(f"{t[v]:>11.2f} ms" for v in VARIANTS)
             + f"{r['speedup_vs_serial']:>10.2f}x{r['speedup_vs_best_ort']:>11.2f}x"
-            + f"{r['predicted_speedup']:>9.2f}x{r['bound']:>6.2f}x{r['cost_model_error']:>+8.0%}"
+            + f"{r['predicted_speedup']:>9.2f}x{r['measured_speedup']:>8.2f}x{r['bound']:>6.2f}x"
+            + f"{r['cost_model_error']:>+8.0%}"
         )
 
 
@@ -205,13 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="two models, fewer repeats")
     ap.add_argument("--models", nargs="*", help=f"models (default: {' '.join(FULL_MODELS)})")
     ap.add_argument("--batches", nargs="*", type=int, default=[1, 8])
-    ap.add_argument("--workers", nargs="*", type=int, default=None, help="budgets P (default: 1 2 all)")
+    ap.add_argument("--workers", nargs="*", type=int, default=None, help="budgets P (default: all cores)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--out", default="results")
     args = ap.parse_args(argv)
     cores = os.cpu_count() or 1
     models = args.models or (QUICK_MODELS if args.quick else FULL_MODELS)
-    workers = args.workers or sorted({1, 2, cores})
+    workers = args.workers or [cores]
     repeats = args.repeats or (5 if args.quick else 15)
     out = Path(args.out)
     out.mkdir(exist_ok=True)
@@ -220,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         for m, b, p in tqdm(jobs, desc="onnx_parallel", unit="config"):
             rows.append(bench_one(m, b, p, repeats, Path(d)))
+            print_table(rows[-1:])
     print_table(rows)
     meta = {
         "machine": f"{cores} cores, shared box (other jobs running), no GPU",

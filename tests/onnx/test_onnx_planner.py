@@ -40,12 +40,29 @@ def test_plan_for_wide_graph_is_parallel_and_correct(branches: int) -> None:
     assert rel_err(ref, out) < 1e-4
 
 
-def test_hyperclustering_is_chosen_when_slices_are_cheaper() -> None:
-    model = import_model(wide_model(2, size=12, channels=16, batch=8))
-    model = apply_costs(model, flop_costs(model))
-    cheap_slice = model.graph.total_cost() / 4
-    plan = make_plan(model.graph, 2, slice_cost=cheap_slice, batch=8)
+def _slow_wide(batch: int) -> object:
+    model = import_model(wide_model(2, size=12, channels=16, batch=batch))
+    return apply_costs(model, {k: 100 * v for k, v in flop_costs(model).items()})  # ms-sized ops
+
+
+def test_batch_slice_plans_never_predict_more_than_the_slice_count() -> None:
+    """Issue 18: a slice profiled at a quarter of the serial cost predicted 4x on 2 workers."""
+    g = _slow_wide(8).graph  # type: ignore[attr-defined]
+    total = g.total_cost()
+    plan = make_plan(g, 2, slice_cost=total / 4, batch=8, intra_cost=total)
     assert plan.mode == "batch" and plan.batch_slices == 2
+    assert 1.5 < plan.predicted_speedup <= 2.0
+
+
+def test_the_intra_op_plan_wins_where_it_is_measured_faster() -> None:
+    """The planner weighs one cluster on P torch threads (measured) against inter-op clusters."""
+    g = _slow_wide(1).graph  # type: ignore[attr-defined]
+    total = g.total_cost()
+    inter = make_plan(g, 2, measured_serial=total, intra_cost=total)
+    assert len(inter.clusters) == 2 and inter.intra_threads == 1
+    intra = make_plan(g, 2, measured_serial=total, intra_cost=0.55 * total)
+    assert intra.clusters == (tuple(n.name for n in g if n.op.startswith("onnx.")),)
+    assert intra.intra_threads == 2 and intra.predicted_speedup == pytest.approx(1 / 0.55)
 
 
 def test_parallelize_command_writes_module_and_prints_summary(

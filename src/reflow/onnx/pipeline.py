@@ -58,7 +58,10 @@ def parallelize(
     if slices > 1:  # the whole graph on batch / slices rows: a model of its own (its shapes are folded)
         sliced = _costed(prepare(set_batch(proto, b // slices)), profile_ops, False)
     slice_cost = sliced.graph.total_cost() if sliced is not None else None
-    plan = make_plan(model.graph, workers, slice_cost=slice_cost, batch=b)
+    intra = measure_graph(model, random_inputs(model), threads=workers, repeats=3)
+    plan = make_plan(
+        model.graph, workers, slice_cost=slice_cost, batch=b, measured_serial=measured, intra_cost=intra
+    )
     if plan.mode == "batch" and sliced is not None:  # the code runs the slice's graph on each slice
         code_plan = replace(plan, graph=sliced.graph, clusters=serial_plan(sliced.graph).clusters)
         return Result(model, plan, generate(sliced, code_plan), measured)

@@ -9,10 +9,20 @@ Policy. The plan is made by the shared graph passes, in this order:
 4. **simulation** of the result gives the predicted makespan.
 
 Communication between threads costs no copy (they share memory) but a wake-up: the comm model charges a fixed
-``latency`` per cross-cluster edge. For a batch > 1 the planner also weighs **hyperclustering**: split
-the batch into P slices and run the whole graph on each slice in parallel. It is chosen when the slice cost
-(measured at batch/P by the cost model) beats the inter-op makespan. The work / critical-path ratio bounds
-what inter-op parallelism can gain; it is reported with every plan.
+``latency`` per cross-cluster edge: ``WAIT_COST``, what a wait measured in the generated code, where the woken
+thread must win the GIL back from one dispatching Python ops (a thread wake-up alone is ~8 us).
+
+Three plans compete, each predicted in measured time (the summed op costs scaled by the measured whole-graph
+time of one thread over their sum, the cost model's calibration):
+
+* **intra-op**: the whole graph on one thread with P torch intra-op threads (``intra_cost``, measured: a
+  model with little inter-op parallelism still uses every core, as onnxruntime's intra-op pool does);
+* **clusters** (inter-op), one thread each, the simulated makespan;
+* **hyperclustering** (batch > 1): the batch split into equal slices run at once, the slice's own graph
+  (costed at batch / slices) on each; never predicted faster than the serial time over the slices.
+
+The cheapest wins. The work / critical-path ratio bounds what inter-op parallelism can gain; it is
+reported with every plan.
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ from reflow.graph.merge import merge_clusters
 from reflow.graph.simulate import simulate
 from reflow.onnx.plan import Plan
 
-THREAD_WAKEUP = 30e-6  # seconds one thread takes to see another's event: the comm latency per cross edge
+# seconds a cross-cluster wait costs in the generated code (issue 18: ~0.5 ms per wait on shufflenet_v2,
+# whose 2-cluster plan with 46 waits ran 1.84x slower than serial; the 30 us charged before hid that)
+WAIT_COST = 0.5e-3
 
 
 def batch_slices(batch: int, workers: int) -> int:
@@ -43,17 +55,22 @@ def make_plan(
     clone_max_cost: float | None = None,
     slice_cost: float | None = None,
     batch: int = 1,
+    measured_serial: float | None = None,
+    intra_cost: float | None = None,
 ) -> Plan:
     """Cluster ``g`` (node costs in seconds) for ``workers`` threads.
 
-    ``slice_cost`` is the whole-graph cost at batch ``batch / workers``; with it (and batch > 1) the plan may
-    choose hyperclustering.
+    ``slice_cost`` is the summed op cost of one batch slice's graph (see :func:`batch_slices`); with it (and
+    batch > 1) the plan may choose hyperclustering. ``measured_serial`` (the whole graph measured on one
+    thread) calibrates the summed op costs; ``intra_cost`` is the whole graph measured on ``workers`` torch
+    threads (without it, the intra-op plan is predicted at the serial time).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    comm = comm or CommModel(latency=THREAD_WAKEUP)
-    compute = [n.name for n in g if n.op.startswith("onnx.")]
+    comm = comm or CommModel(latency=WAIT_COST)
+    compute = tuple(n.name for n in g if n.op.startswith("onnx."))
     serial = g.total_cost()
+    scale = measured_serial / serial if measured_serial and serial > 0 else 1.0  # the calibration
     _, cp = critical_path(g, NO_COMM)
     linear = linear_clustering(g, comm)
     merged = merge_clusters(g, linear, workers, comm)
@@ -61,50 +78,48 @@ def make_plan(
     planned_g, planned = clone_shared_nodes(g, merged, max_cost, comm)
     makespan = simulate(planned_g, planned, comm).makespan
     k = sum(1 for c in planned.clusters if any(planned_g.node(n).op.startswith("onnx.") for n in c))
-    if workers > 1 and batch > 1 and slice_cost is not None:
-        slices = batch_slices(batch, workers)
-        hyper = slice_cost + THREAD_WAKEUP  # all slices run at once, one per thread
-        if hyper < makespan:
-            return Plan(
-                g,
-                (tuple(compute),),
-                workers,
-                "batch",
-                max(1, workers // slices),
-                slices,
-                serial,
-                hyper,
-                cp,
-                len(linear),
-                len(compute),
-            )
-    if k <= 1 or makespan >= serial:  # one cluster (or parallel would not pay): run it with every thread
+
+    def plan(
+        graph: Graph,
+        clusters: tuple[tuple[str, ...], ...],
+        mode: str,
+        intra: int,
+        slices: int,
+        predicted: float,
+    ) -> Plan:
+        # predictions are kept in summed-op units, so that serial_cost / makespan is the predicted speedup
         return Plan(
-            g,
-            (tuple(compute),),
+            graph,
+            clusters,
             workers,
-            "clusters",
-            workers,
-            1,
+            mode,
+            intra,
+            slices,
             serial,
-            serial,
+            predicted / scale,
             cp,
             len(linear),
             len(compute),
         )
-    return Plan(
-        planned_g,
-        _compute_clusters(planned_g, planned),
-        workers,
-        "clusters",
-        max(1, workers // k),
-        1,
-        serial,
-        makespan,
-        cp,
-        len(linear),
-        len(compute),
-    )
+
+    intra = intra_cost if intra_cost is not None and workers > 1 else serial * scale
+    options = [plan(g, (compute,), "clusters", workers, 1, intra)]
+    if k > 1:
+        options.append(
+            plan(
+                planned_g,
+                _compute_clusters(planned_g, planned),
+                "clusters",
+                max(1, workers // k),
+                1,
+                makespan * scale,
+            )
+        )
+    if workers > 1 and batch > 1 and slice_cost is not None:
+        slices = batch_slices(batch, workers)
+        hyper = max(slice_cost, serial / slices) * scale + WAIT_COST  # all slices at once, one per thread
+        options.append(plan(g, (compute,), "batch", max(1, workers // slices), slices, hyper))
+    return min(options, key=lambda p: p.makespan)
 
 
 def _compute_clusters(g: Graph, c: Clustering) -> tuple[tuple[str, ...], ...]:
