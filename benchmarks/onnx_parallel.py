@@ -13,7 +13,7 @@ from round to round). Reported as ratios:
 results/onnx_parallel.json
 and results/onnx_parallel.png.
 
-    flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/onnx_parallel.py          # full run (P = all cores)
+    flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/onnx_parallel.py          # P = all cores
     flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/onnx_parallel.py --quick  # a short run
 
 The torchvision models come from `make onnx-models` (see benchmarks/onnx_export_models.py).
