@@ -17,7 +17,7 @@ $(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml constraints.txt
 install: $(VENV)/.installed-test
 
 demo: install
-	$(VENV)/bin/reflow train CartPole-v1 --algo ppo --envs 16 --workers 2 --seed 0 --out runs/demo
+	$(VENV)/bin/reflow train CartPole-v1 --algo ppo --envs 8 --workers 2 --seed 0 --out runs/demo
 
 test: install
 	$(PY) -m pytest tests

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "reflow.rl.commands",
     "reflow.serve.commands",
     "reflow.recurrent.commands",
+    "reflow.wield.commands",
 )
 
 EPILOG = """\
@@ -33,6 +34,7 @@ examples:
   reflow train CartPole-v1 --algo ppo --seed 0             train, plot the learning curve
   reflow serve examples/serve/cascade.py --port 8000       serve an inference pipeline over HTTP
   reflow recurrent explain examples/recurrent/reinforce.py  RL as recurrence equations, compiled
+  reflow wield run suite.toml --workers 2                  seeds x envs, IQM with confidence intervals
   reflow <command> --help                                  options of one command
 """
 

@@ -218,3 +218,25 @@ class NotDifferentiable(RecurrentError):
 
 class ScheduleError(RecurrentError):
     """The dependences of a recurrent program admit no loop schedule (e.g. a cycle no dimension carries)."""
+
+
+# --- components (RLgraph-style agents) and Wield ---
+class ComponentError(ReflowError):
+    """An agent's component graph cannot be built; the message names the component and the API method."""
+
+
+class ComponentSpaceError(ComponentError):
+    """An input has the wrong space for a component (wrong kind, or a shape that does not match what the
+    component was built for)."""
+
+
+class MissingInputError(ComponentError):
+    """An API method was called without one of its inputs."""
+
+
+class ReplayMemoryError(ComponentError):
+    """A replay buffer does not fit in the memory available; the message gives sizes and what to change."""
+
+
+class WieldError(ReflowError):
+    """An evaluation suite or experiment store was asked for something impossible (no runs, unknown env)."""

@@ -80,7 +80,7 @@ def test_short_ppo_run_on_ray_is_bit_identical_to_the_local_one(ray_cluster: Loc
                       ppo=PPOConfig(epochs=2, minibatch_size=64))
     local = train(cfg)
     on_ray = train(TrainConfig(**{**cfg.__dict__, "backend": "ray"}))
-    a, b = local.net.state_dict(), on_ray.net.state_dict()
+    a, b = local.agent.state_dict(), on_ray.agent.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert local.episode_returns == on_ray.episode_returns and local.curve == on_ray.curve
 

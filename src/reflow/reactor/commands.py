@@ -33,17 +33,24 @@ def parse_duration(text: str) -> int:
 
 def load_main(path: str | Path) -> Reactor:
     """The main reactor of program file ``path`` (see the module docstring for the convention)."""
+    main = load_object(path)
+    if not isinstance(main, Reactor):
+        raise ReactorError(f"{path}: main() returned {type(main).__name__}, not a Reactor; make it return "
+                           "the top-level reactor")
+    return main
+
+
+def load_object(path: str | Path) -> object:
+    """What ``main`` of program file ``path`` is or returns: a Reactor, or anything with a ``graph()``
+    method (an agent of ``reflow.components``) for ``reflow graph``."""
     file = Path(path)
     module = import_file(file, "reflow_program", "program file", ReactorError)
     main: Any = getattr(module, "main", None)
     if isinstance(main, Reactor):
         return main
     if callable(main):
-        made = main()
-        if isinstance(made, Reactor):
-            return made
-        raise ReactorError(f"{file}: main() returned {type(made).__name__}, not a Reactor; make it return "
-                           "the top-level reactor")
+        made: object = main()
+        return made
     raise ReactorError(f"{file} has no main reactor: define a function `main() -> Reactor` that builds the "
                        "top-level reactor (or a top-level Reactor instance named `main`)")
 
@@ -74,10 +81,11 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_run_cmd)
 
     g = subparsers.add_parser(
-        "graph", help="draw the reaction graph of a reactor program",
+        "graph", help="draw the reaction graph of a reactor program, or an agent's component graph",
         description="Draw a program's reaction graph (one node per reaction) as SVG or DOT, grouped by "
         "level (reactions that may run in parallel) or by the placement of reactors onto --workers worker "
-        "processes (what `reflow run --processes` would use).")
+        "processes (what `reflow run --processes` would use). If main() returns a built agent (anything "
+        "with a graph() method), its component graph is drawn instead.")
     g.add_argument("file", help="Python file defining main()")
     g.add_argument("--out", "-o", default="reactions.svg", help="output file, .svg or .dot")
     g.add_argument("--color", choices=("level", "placement"), default="level",
@@ -143,7 +151,13 @@ def _graph_cmd(args: argparse.Namespace) -> int:
     from reflow.reactor.run import reaction_graph_of
 
     try:
-        graph = reaction_graph_of(load_main(args.file))
+        main = load_object(args.file)
+        if not isinstance(main, Reactor) and callable(getattr(main, "graph", None)):
+            return _draw_graph(main.graph(), args.out)  # type: ignore[attr-defined]
+        if not isinstance(main, Reactor):
+            raise ReactorError(f"{args.file}: main() returned {type(main).__name__}, neither a Reactor nor "
+                               "something with a graph() method (such as a built agent)")
+        graph = reaction_graph_of(main)
     except ReflowError as e:
         print(f"reflow graph: error: {e}", file=sys.stderr)
         return 1
@@ -160,4 +174,15 @@ def _graph_cmd(args: argparse.Namespace) -> int:
     write_graph(graph, args.out, clustering=clustering)
     print(f"reflow graph: wrote {args.out}: {len(graph)} reactions, {len(graph.edges)} dependencies, "
           f"{len(clustering.clusters)} {'levels' if args.color == 'level' else 'workers'}")
+    return 0
+
+
+def _draw_graph(graph: Any, out: str) -> int:
+    """Draw a logical graph (an agent's components), grouped by level."""
+    from reflow.graph.clustering import Clustering
+    from reflow.graph.export import write_graph
+    from reflow.graph.order import level_sets
+
+    write_graph(graph, out, clustering=Clustering(tuple(tuple(level) for level in level_sets(graph))))
+    print(f"reflow graph: wrote {out}: {len(graph)} nodes, {len(graph.edges)} edges (graph {graph.name!r})")
     return 0

@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint: greedy actions (argmax of logits or Q-values) over N full episodes."""
+"""Evaluate a checkpoint: the greedy policy (argmax, Gaussian mean) over N full episodes."""
 
 from __future__ import annotations
 
@@ -7,25 +7,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reflow.rl.algos.networks import ActorCritic
+from reflow.components import Agent
+from reflow.components.agent import obs_tensor
 from reflow.rl.checkpoint import load_checkpoint
 
 
 def evaluate(path: Path, episodes: int, env_id: str | None = None, seed: int = 1000) -> list[float]:
-    """Returns of ``episodes`` greedy episodes, one env per episode, env i seeded ``seed + i``."""
-    from reflow.rl import make_vec
+    """Returns of ``episodes`` greedy episodes of a checkpoint, one env each, env i seeded ``seed + i``."""
+    trained_on, agent = load_checkpoint(path, env_id)
+    return evaluate_agent(agent, trained_on, episodes, seed)
 
-    ck = load_checkpoint(path, env_id)
-    ck.net.eval()
+
+def evaluate_agent(
+    agent: Agent, env_id: str, episodes: int, seed: int = 1000, num_workers: int = 1
+) -> list[float]:
+    """Returns of ``episodes`` greedy episodes of ``agent`` on ``env_id``."""
+    from reflow.rl import make_vec
+    from reflow.rl.atari import env_for
+
+    make_id, kwargs = env_for(env_id)
     returns: list[float] = []
-    with make_vec(ck.env_id, episodes, seed=seed) as env:
+    gen = torch.Generator().manual_seed(seed)
+    with make_vec(make_id, episodes, num_workers=num_workers, seed=seed, env_kwargs=kwargs) as env:
         obs, _ = env.reset(seed=seed)
         finished = np.zeros(episodes, dtype=bool)
         while not finished.all():
-            x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(episodes, -1)
-            with torch.no_grad():
-                scores = ck.net.logits(x) if isinstance(ck.net, ActorCritic) else ck.net(x)
-            obs, _, _, _, infos = env.step(scores.argmax(dim=1).numpy())
+            act = agent.act(obs_tensor(obs, agent.obs_spec), gen, explore=False)
+            obs, _, _, _, infos = env.step(act.env_actions)
             if "_episode" in infos:
                 for i in np.flatnonzero(infos["_episode"] & ~finished):
                     returns.append(float(infos["episode"]["r"][i]))

@@ -26,7 +26,9 @@ def test_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "CartPole-v1", "--algo", "sac", "--out", str(tmp_path)]) == 1
-    assert "unknown algo 'sac'" in capsys.readouterr().err
+    assert main(["train", "CartPole-v1", "--algo", "a2c", "--out", str(tmp_path)]) == 1
+    assert "unknown algo 'a2c'" in capsys.readouterr().err
+    assert main(["train", "Pendulum-v1", "--algo", "dqn", "--out", str(tmp_path)]) == 1
+    assert "needs a Discrete action space" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing.pt")]) == 1
     assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,119 @@
+"""An agent is the root component of an algorithm, with the interface the training program drives.
+
+The training program (``reflow.rl.train``) runs an agent in two roles, each an instance of the same class:
+the *policy* role, made with ``learner=False``, holds only what acting needs (torsos, heads, the observation
+normaliser); the *learner* role holds everything (memories, losses, optimizers, target networks). The
+policy calls ``act``; the learner calls ``observe`` with each step's transition, and when that returns True
+(the weights changed) publishes ``policy_state()``, which the policy loads. Checkpoints hold the policy
+state and the agent's config, and ``reflow eval`` rebuilds a policy-role agent from them.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from reflow.components.build import Built, build
+from reflow.components.component import Component
+from reflow.components.spaces import Spec
+from reflow.errors import ComponentError
+from reflow.graph import Graph
+
+
+@dataclass(frozen=True)
+class Act:
+    """What the policy did for one batch of observations: ``obs`` as the networks saw them, ``actions`` as
+    the algorithm keeps them, ``env_actions`` as the envs get them, and algorithm-specific ``extras``."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    env_actions: np.ndarray[Any, Any]
+    extras: Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The envs' answer to an ``Act``: rewards and flags, the true next observations (the final one where an
+    episode ended) and the observations the policy sees next (after any reset)."""
+
+    rewards: torch.Tensor
+    terminations: torch.Tensor
+    truncations: torch.Tensor
+    next_obs: torch.Tensor
+    obs: torch.Tensor
+
+
+def obs_tensor(obs: Any, spec: Spec) -> torch.Tensor:
+    """A batch of raw observations as a tensor: frames stay uint8, everything else becomes float32."""
+    dtype = torch.uint8 if spec.dtype == "uint8" else torch.float32
+    return torch.as_tensor(np.asarray(obs)).to(dtype).reshape(-1, *spec.shape)
+
+
+class Agent(Component):
+    """Base of the agents in ``reflow.rl.algos``. Subclasses add their components in ``__init__`` (learner
+    components only when ``learner``), name the ones acting needs in ``POLICY``, and implement
+    ``build_inputs``, ``act`` and ``observe``."""
+
+    algo: ClassVar[str]
+    POLICY: ClassVar[tuple[str, ...]]
+
+    def __init__(self, obs: Spec, action: Spec, config: Any, num_envs: int, seed: int, learner: bool) -> None:
+        super().__init__(self.algo)
+        self.obs_spec, self.action_spec, self.config = obs, action, config
+        self.num_envs, self.agent_seed, self.learner = num_envs, seed, learner
+        self.progress = 0.0  # fraction of the training budget used, for schedules
+        self.built: Built | None = None
+
+    def build(self, backend: str = "eager") -> Built:
+        """Run the staged build (``reflow.components.build``) on this agent's API inputs."""
+        self.built = build(self, self.build_inputs(), self.agent_seed, backend)
+        return self.built
+
+    def graph(self) -> Graph:
+        """The logical graph of the last build (``reflow graph`` draws it)."""
+        if self.built is None:
+            raise ComponentError(f"agent {self.path!r} is not built yet; call build() first")
+        return self.built.graph
+
+    @abstractmethod
+    def build_inputs(self) -> dict[str, dict[str, Any]]:
+        """API method -> input name -> Spec (or a plain value), for the role this agent plays."""
+
+    @abstractmethod
+    def act(self, obs: torch.Tensor, gen: torch.Generator, explore: bool = True) -> Act:
+        """Choose actions for a batch of observations (``explore=False``: the greedy policy)."""
+
+    @abstractmethod
+    def observe(self, act: Act, tr: Transition) -> bool:
+        """Learner role: take in one step of every env; True if the policy's weights changed."""
+
+    def env_actions(self, actions: torch.Tensor) -> np.ndarray[Any, Any]:
+        """Actions as the env takes them: clipped into a box's bounds."""
+        a = actions.detach()
+        if self.action_spec.low is not None and self.action_spec.high is not None:
+            a = torch.clamp(
+                a,
+                torch.tensor(self.action_spec.low).view(self.action_spec.shape),
+                torch.tensor(self.action_spec.high).view(self.action_spec.shape),
+            )
+        return a.numpy()
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """A snapshot (copies) of the variables of the components acting needs."""
+        return {
+            f"{name}/{k}": v.detach().clone()
+            for name in self.POLICY
+            for k, v in self.components[name].state_dict().items()
+        }
+
+    def load_policy_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        for name in self.POLICY:
+            prefix = f"{name}/"
+            self.components[name].load_state_dict(
+                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            )

@@ -1,0 +1,153 @@
+"""Preprocessors: observation normalisation, reward scaling, frame stacking and Atari frame processing.
+
+``ObsNormalizer`` and ``RewardScaler`` keep running statistics (Welford / Chan's parallel update) the way
+Stable-Baselines3's ``VecNormalize`` does. The normaliser keeps two sets: ``running`` statistics updated
+from every observation the learner sees, and the ``frozen`` ones the policy uses, copied from the running
+ones at each publication; so an observation is always normalised the same way by the policy that acted on
+it and by the learner that trains on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from reflow.components.component import Component, api, building
+from reflow.components.spaces import Spec
+from reflow.errors import ComponentSpaceError
+
+
+class RunningStats(nn.Module):
+    """Mean and variance of a stream of batches."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    def update(self, x: torch.Tensor) -> None:
+        x = x.double()
+        b_mean, b_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        mean, var, count = self.get_buffer("mean"), self.get_buffer("var"), self.get_buffer("count")
+        delta, total = b_mean - mean, count + n
+        m2 = var * count + b_var * n + delta.pow(2) * count * n / total
+        mean += delta * n / total
+        var.copy_(m2 / total)
+        count.fill_(float(total))
+
+
+class ObsNormalizer(Component):
+    """``normalize(obs)`` with the frozen statistics, clipped to +-``clip``; ``update(obs)`` the running
+    ones; ``freeze()`` copies running to frozen."""
+
+    def __init__(self, name: str, clip: float = 10.0, enabled: bool = True) -> None:
+        super().__init__(name)
+        self.clip, self.enabled = clip, enabled
+
+    def check(self, method: str, specs: Mapping[str, Spec]) -> None:
+        if not specs["obs"].is_float:
+            raise ComponentSpaceError(
+                f"component {self.path!r} (ObsNormalizer), API method {method!r}: obs is "
+                f"{specs['obs']}; normalise float observations only (frames: divide by "
+                "255, as NatureCNN does)"
+            )
+
+    def create_variables(self, method: str, specs: Mapping[str, Spec]) -> None:
+        shape = specs["obs"].shape
+        self.module = nn.ModuleDict({"running": RunningStats(shape), "frozen": RunningStats(shape)})
+
+    def _stats(self, which: str) -> RunningStats:
+        assert isinstance(self.module, nn.ModuleDict)
+        stats = self.module[which]
+        assert isinstance(stats, RunningStats)
+        return stats
+
+    @api
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return obs
+        s = self._stats("frozen")
+        z = (obs.double() - s.get_buffer("mean")) / torch.sqrt(s.get_buffer("var") + 1e-8)
+        return z.clamp(-self.clip, self.clip).to(obs.dtype)
+
+    @api
+    def update(self, obs: torch.Tensor) -> None:
+        if self.enabled and not building():
+            self._stats("running").update(obs)
+
+    def freeze(self) -> None:
+        self._stats("frozen").load_state_dict(self._stats("running").state_dict())
+
+
+class RewardScaler(Component):
+    """Divides rewards by the running standard deviation of the discounted return (per env, reset at episode
+    ends), clipped to +-``clip``: ``VecNormalize``'s reward normalisation."""
+
+    def __init__(self, name: str, gamma: float, clip: float = 10.0) -> None:
+        super().__init__(name)
+        self.gamma, self.clip = gamma, clip
+        self.returns: torch.Tensor | None = None
+
+    def create_variables(self, method: str, specs: Mapping[str, Spec]) -> None:
+        self.module = RunningStats(())
+
+    @api
+    def scale(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        assert isinstance(self.module, RunningStats)
+        if not building():
+            ret = self.returns if self.returns is not None else torch.zeros_like(rewards, dtype=torch.float64)
+            ret = ret * self.gamma + rewards.double()
+            self.module.update(ret)
+            self.returns = ret * (1.0 - dones.double())
+        std = torch.sqrt(self.module.get_buffer("var") + 1e-8)
+        return (rewards.double() / std).clamp(-self.clip, self.clip).float()
+
+
+class FrameStack(Component):
+    """Keeps the last ``k`` observations of each env stacked on a new first axis: ``stack(obs, first)``,
+    where ``first`` marks envs whose episode just began (their stack is filled with this observation)."""
+
+    def __init__(self, name: str, k: int) -> None:
+        super().__init__(name)
+        self.k = k
+        self.frames: torch.Tensor | None = None
+
+    @api
+    def stack(self, obs: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        frames = self.frames
+        fresh = obs.unsqueeze(1).expand(obs.shape[0], self.k, *obs.shape[1:])
+        if frames is None or frames.shape[0] != obs.shape[0]:
+            frames = fresh.clone()
+        else:
+            frames = torch.cat([frames[:, 1:], obs.unsqueeze(1)], dim=1)
+            frames[first.bool()] = fresh[first.bool()]
+        if not building():
+            self.frames = frames
+        return frames
+
+
+class AtariPreprocess(Component):
+    """RGB frames ``(H, W, 3)`` uint8 to grayscale ``size x size`` uint8 (area interpolation), as in the
+    DQN Nature paper; frame skipping and max-pooling stay in the env (ALE's ``frameskip``)."""
+
+    def __init__(self, name: str, size: int = 84) -> None:
+        super().__init__(name)
+        self.size = size
+
+    def check(self, method: str, specs: Mapping[str, Spec]) -> None:
+        f = specs["frames"]
+        if len(f.shape) != 3 or f.shape[2] != 3:
+            raise ComponentSpaceError(
+                f"component {self.path!r} (AtariPreprocess), API method {method!r}: "
+                f"frames are {f}, but it takes RGB frames (height, width, 3)"
+            )
+
+    @api
+    def process(self, frames: torch.Tensor) -> torch.Tensor:
+        rgb = frames.permute(0, 3, 1, 2).float()
+        gray = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        small = nn.functional.interpolate(gray, size=(self.size, self.size), mode="area")
+        return small.squeeze(1).round().clamp(0, 255).to(torch.uint8)
