@@ -19,7 +19,7 @@ def build(env_id: str = "CartPole-v1", n: int | None = None, gamma: float = 0.99
           hidden: int = 32, seed: int = 0, workers: int = 1) -> rc.Context:
     ctx = rc.Context("b i t")
     b, i, t = ctx.dims
-    B, _I, T = ctx.bounds
+    B, T = ctx.bound("b"), ctx.bound("t")
     env = EnvBank(ctx, env_id, domain=(b, i, t), num_workers=workers, seed=seed)
     policy = nn.MLP(ctx, [env.obs_shape[0], hidden, env.num_actions], domain=(i,), seed=seed, out_gain=0.01)
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from reflow.recurrent import Context, Program, RecurrentTensor
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "recurrent"
 
 
 def check_against_oracle(ctx: Context, bounds: dict[str, int], outputs: dict[str, RecurrentTensor],

@@ -24,7 +24,6 @@ def test_returns_and_windows_become_scans() -> None:
 
 def test_iterations_run_one_at_a_time_with_everything_they_own() -> None:
     """Parameters step over i: the whole iteration (acting loop, learning, logging) sits in one loop."""
-    import recurrent_examples  # noqa: F401
     from reinforce import build
 
     from reflow.recurrent.schedule import Loop

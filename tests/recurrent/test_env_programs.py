@@ -4,7 +4,6 @@ and the bank's state is used in the right order (reset, steps, next reset)."""
 from __future__ import annotations
 
 import pytest
-import recurrent_examples  # noqa: F401
 import torch
 from recurrent_programs import check_against_oracle
 from reinforce import build

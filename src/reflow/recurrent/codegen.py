@@ -13,6 +13,7 @@ definition, a window scan, a user op) is a call of a closure the executor prepar
 from __future__ import annotations
 
 import functools
+import re
 from typing import TYPE_CHECKING, Any
 
 from reflow.recurrent.dgraph import Read, domain, is_identity, kind, outs
@@ -71,6 +72,13 @@ class CodeGen:
         self.vec = {r.node: r.vec for r in self.sched.runs()}
         self.var: dict[tuple[str, str], str] = {}
         self.loopvar: dict[str, str] = {}
+        self.idents: dict[str, str] = {}
+
+    def ident(self, text: str) -> str:
+        """A Python identifier for a value: node names may hold any character (``w@k=0``)."""
+        safe = re.sub(r"\W", "_", text)
+        taken = safe in self.idents.values()
+        return self.idents.setdefault(text, f"{safe}_{len(self.idents)}" if taken else safe)
 
     def obj(self, x: Any, stem: str) -> str:
         name = f"{stem}{len(self.names)}"
@@ -142,7 +150,7 @@ class CodeGen:
         if guards:
             self.emit(depth, f"if {' and '.join(guards)}:")
             depth += 1
-        targets = [f"v_{run.node}_{o.port}".replace(".", "_") for o in outs(n)]
+        targets = [self.ident(f"v_{run.node}_{o.port}") for o in outs(n)]
         rds = self.ex.reads[run.node]
         args = [self.trivial(run.node, r) or f"{self.obj(self.ex.reader(run, r), 'R')}.read(E)"
                 if r.src in self.ex.runs else "" for r in rds]  # a case needed nowhere has no run
@@ -184,7 +192,7 @@ class CodeGen:
 
     def point_merge(self, run: Run, args: list[str], depth: int) -> str:
         n = self.g.node(run.node)
-        target = f"m_{run.node}"
+        target = self.ident(f"m_{run.node}")
         live = [(b, a) for b, a in zip(n.attrs["branches"], args, strict=True) if a]
         for pos, (b, a) in enumerate(live):
             word = "if" if pos == 0 else "elif"

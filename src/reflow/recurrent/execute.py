@@ -139,15 +139,20 @@ class Executor:
         return tuple(region[d][1] - region[d][0] for d in run.vec)
 
     def covers(self, run: Run) -> bool:
-        """Whether every vectorized dim is certainly full-sized in the result (some input varies over it)."""
-        k = kind(self.g.node(run.node))
-        if k in ("merge", "window", "udf", "index", "symval", "rand", "powers", "const"):
-            return k not in ("const", "powers", "symval")
-        need = set(run.vec)
-        for r in self.reads[run.node]:
-            for e in r.index:
-                need -= set(e.vars())
-        return not need
+        """Whether the result certainly has full-sized axes for every vectorized dim (some input varies over
+        each of them); if not, the generated code expands it."""
+        n = self.g.node(run.node)
+        k = kind(n)
+        if k in ("udf", "rand"):
+            return True
+        if k in ("const", "powers"):
+            return not run.vec
+        if k == "symval":
+            return bool(set(run.vec) <= n.attrs["expr"].vars())
+        covered = [set().union(*(e.vars() for e in r.index)) for r in self.reads[run.node]]
+        if k == "merge":
+            return all(set(run.vec) <= c for c in covered)
+        return set(run.vec) <= set().union(*covered)
 
     def reader(self, run: Run, r: Read, region: Region | None = None) -> Reader:
         src_dom = domain(self.g.node(r.src))

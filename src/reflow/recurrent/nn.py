@@ -73,3 +73,12 @@ class Categorical:
 
     def entropy(self) -> RecurrentTensor:
         return -(self.logp_all.exp() * self.logp_all).sum(-1)
+
+
+def epsilon_greedy(q: RecurrentTensor, eps: RecurrentTensor | float, seed: int) -> RecurrentTensor:
+    """The action with the largest ``q``, or with probability ``eps`` a uniformly random one."""
+    ctx = q.ctx
+    n = int(q.shape[-1])
+    explore = ctx.rand((), q.domain, seed, q.dtype, name="explore") < eps
+    pick = (ctx.rand((), q.domain, seed + 1, q.dtype, name="uniform_action") * float(n)).cast(torch.int64)
+    return pick.minimum(n - 1).where_(explore, q.argmax(-1))

@@ -7,12 +7,18 @@ in the tests by running the program before and after it against the reference in
   ``reflow.graph.dead_code_elimination`` does it, since reachability does not care about cycles.
 - ``duplicates``: merge nodes computing the same op of the same inputs at the same indices (a network applied
   twice to the same observations in the loss and in acting), so it runs once.
+- ``specialize``: a conditional definition read at a constant index (``w[i, 0]``: the parameters acting uses,
+  at the first epoch of each iteration) is split off as its own node holding only the cases that can hold
+  there (``w[i, 0]`` comes from the previous iteration's last epoch, never from this iteration's epochs).
+  Without this, acting and the epochs would look like one cycle and no loop nest could be found
+  (index-set splitting, in polyhedral terms).
 - ``incrementalize``: see ``incremental.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from reflow.graph.cse import mergeable, values_equal
@@ -82,6 +88,63 @@ def duplicates(g: Graph, roots: list[str]) -> Graph:
         g = out
 
 
+def specialize(g: Graph) -> Graph:
+    """Read each merge read at constant indices through a merge specialized to those indices."""
+    from reflow.graph.graph import Port
+    from reflow.recurrent.context import Branch
+    from reflow.recurrent.dgraph import domain, kind
+    from reflow.recurrent.symbolic import Const, Lin
+
+    out = g.copy()
+    made: dict[tuple[str, tuple[tuple[str, int], ...]], str] = {}
+    for n in list(g):
+        if kind(n) != "index":
+            continue
+        (e,) = g.in_edges(n.name)
+        src = g.node(e.src)
+        if kind(src) != "merge":
+            continue
+        dims = domain(src)
+        fixed = {d: x.c0 for d, x in zip(dims, n.attrs["index"], strict=True)
+                 if isinstance(x, Lin) and not x.coeffs}
+        if not fixed:
+            continue
+        kept: list[tuple[Branch, str, str]] = []
+        feeds = sorted(g.in_edges(src.name), key=lambda x: int(x.dst_port[1:]))
+        for br, edge in zip(src.attrs["branches"], feeds, strict=True):
+            cond = br.cond.subs(fixed)
+            if isinstance(cond, Const) and not cond.value:
+                continue
+            kept.append((Branch(cond, tuple(x.subs(fixed) for x in br.index)), edge.src, edge.src_port))
+            if isinstance(cond, Const):
+                break
+        if len(kept) == len(src.attrs["branches"]):
+            continue  # nothing to gain
+        key = (src.name, tuple(sorted(fixed.items())))
+        name = made.get(key)
+        if name is None:
+            name = made[key] = f"{src.name}@" + ",".join(f"{d}={c}" for d, c in sorted(fixed.items()))
+            attrs = {**src.attrs, "domain": tuple(d for d in dims if d not in fixed),
+                     "branches": tuple(b for b, _, _ in kept), "label": f"{src.attrs.get('label', src.name)}"
+                     + "[" + ", ".join(f"{d}={c}" for d, c in sorted(fixed.items())) + "]"}
+            attrs.pop("param", None)
+            out.add_node(Node(name, "rt.merge", tuple(Port(f"x{k}") for k in range(len(kept))), src.outputs,
+                              src.cost, attrs))
+            for k, (_, s_node, s_port) in enumerate(kept):
+                out.connect(s_node, s_port, name, f"x{k}")
+        rest = tuple(x for d, x in zip(dims, n.attrs["index"], strict=True) if d not in fixed)
+        rebuilt = Graph(out.name)
+        for m in out:
+            rebuilt.add_node(replace(m, attrs={**m.attrs, "index": rest}) if m.name == n.name else m)
+        for edge in out.edges:
+            if edge.dst == n.name:
+                rebuilt.connect(name, edge.src_port, n.name, edge.dst_port)
+            else:
+                rebuilt.connect(edge.src, edge.src_port, edge.dst, edge.dst_port, edge.size)
+        out = rebuilt
+    return out
+
+
 def optimize(prog: Any) -> tuple[Graph, list[tuple[str, int, int]]]:
     """Run the passes on ``prog.source``; returns the graph and (pass, nodes before, nodes after) per pass."""
     from reflow.recurrent.incremental import incrementalize
@@ -96,6 +159,7 @@ def optimize(prog: Any) -> tuple[Graph, list[tuple[str, int, int]]]:
 
     g: Graph = prog.source
     roots: list[str] = prog.roots
+    g = run("specialize", specialize, g)
     g = run("dead code", lambda x: dead_code(x, roots), g)
     g = run("duplicates", lambda x: duplicates(x, roots), g)
     g = run("incrementalize", lambda x: incrementalize(x, prog.sizes), g)

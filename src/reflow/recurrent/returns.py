@@ -54,14 +54,20 @@ def bootstrapped(r: RecurrentTensor, v: RecurrentTensor, t: Expr, n: int, gamma:
     return out
 
 
-def gae(r: RecurrentTensor, v: RecurrentTensor, nonterminal: RecurrentTensor, t: Expr, gamma: float,
-        lam: float) -> RecurrentTensor:
-    """Generalized advantage estimation: the (gamma * lam)-discounted sum of TD errors to the episode's end.
-    ``nonterminal[t]`` is 0 where step t ended the episode (no bootstrap from the next value)."""
+def gae(r: RecurrentTensor, v: RecurrentTensor, v_last: RecurrentTensor | float, nonterminal: RecurrentTensor,
+        t: Expr, gamma: float, lam: float) -> RecurrentTensor:
+    """Generalized advantage estimation, ``A[t] = delta[t] + gamma * lam * nonterminal[t] * A[t + 1]`` with
+    ``delta[t] = r[t] + gamma * nonterminal[t] * v[t + 1] - v[t]``: a reverse recurrence cut where an episode
+    ends (``nonterminal[t] = 0``). ``v_last`` is the value after the last step (0: no bootstrap)."""
     ctx = r.ctx
     T = ctx.bound(str(t))
     v = v.detach()
-    delta = ctx.placeholder((), r.dtype, ctx.order([*r.domain, *v.domain]), name="td_error")
-    delta[t == T - 1] = r - v
-    delta[True] = r + gamma * v[_at(v, t, t + 1)] * nonterminal - v
-    return delta[_window(delta, t, t, T)].discounted_sum(gamma * lam).named("advantage")
+    dom = ctx.order([*r.domain, *v.domain, *nonterminal.domain])
+    v_next = ctx.placeholder((), r.dtype, dom, name="next_value")
+    v_next[t == T - 1] = v_last
+    v_next[True] = v[_at(v, t, t + 1)]
+    delta = (r + gamma * v_next * nonterminal - v).named("td_error")
+    adv = ctx.placeholder((), r.dtype, dom, name="advantage")
+    adv[t == T - 1] = delta
+    adv[True] = delta + (gamma * lam) * nonterminal * adv[_at(delta, t, t + 1)]
+    return adv

@@ -247,7 +247,14 @@ def sequencing(g: Graph, live: list[str], sizes: Mapping[str, int]) -> dict[str,
         if res:
             by_res.setdefault(res, []).append(n)
     out: dict[str, list[Read]] = {}
+
+    def first(n: str) -> tuple[int, ...]:
+        """Calls at the same outer coordinates come in this order: fewer inner dims first (a reset at
+        (b, i) before the steps at (b, i, t)), as the interpreter orders them."""
+        node = g.node(n)
+        return tuple(0 if d in domain(node) and d not in node.attrs.get("batched", ()) else -1 for d in sizes)
     for ops in by_res.values():
+        ops.sort(key=first)  # stable: ties keep creation order
         for rank, y in enumerate(ops):
             ny = g.node(y)
             dom, port = domain(ny), outs(ny)[0].port
@@ -257,13 +264,20 @@ def sequencing(g: Graph, live: list[str], sizes: Mapping[str, int]) -> dict[str,
                     out.setdefault(y, []).append(Read("seq", y, port, index))
             for x in ops[:rank]:
                 nx = g.node(x)
-                xdom = domain(nx)
-                out.setdefault(y, []).append(Read("seq", x, outs(nx)[0].port, tuple(var(d) for d in xdom)))
-                shared = [d for d in xdom if d in dom and d not in nx.attrs.get("batched", ())]
+                xdom, xbatched = domain(nx), nx.attrs.get("batched", ())
+
+                def at(dims: tuple[str, ...], batched: tuple[str, ...], here: tuple[str, ...],
+                       back: str | None = None) -> tuple[Expr, ...]:
+                    """An index into an op over ``dims`` from one over ``here``: the same coordinates where
+                    shared (one less along ``back``), else the op's last call (its first along batched
+                    dims)."""
+                    return tuple(var(d) - 1 if d == back else var(d) if d in here
+                                 else Lin((), 0) if d in batched else Lin((), sizes[d] - 1) for d in dims)
+                out.setdefault(y, []).append(Read("seq", x, outs(nx)[0].port, at(xdom, xbatched, dom)))
+                shared = [d for d in xdom if d in dom and d not in xbatched]
                 if shared:
-                    last: list[Expr] = [var(d) - 1 if d == shared[0] else var(d) if d in xdom
-                                        else Lin((), sizes[d] - 1) for d in dom]
-                    out.setdefault(x, []).append(Read("seq", y, port, tuple(last)))
+                    out.setdefault(x, []).append(
+                        Read("seq", y, port, at(dom, ny.attrs.get("batched", ()), xdom, shared[0])))
     return out
 
 

@@ -106,6 +106,14 @@ class Store:
             got = self.stacked[key] = self._stack(self.lists[key])
         return got
 
+    def part(self, env: Mapping[str, Any], coords: tuple[int, ...]) -> torch.Tensor:
+        """One value of a block (at block coordinates ``coords``), without stacking the block."""
+        key = self.key(env) if self.rings else ()
+        try:
+            return self.lists[key][coords]
+        except KeyError:
+            raise RecurrentError(f"internal: no value at {coords} of a block over {self.block}") from None
+
     def _stack(self, parts: dict[tuple[int, ...], torch.Tensor]) -> torch.Tensor:
         """The block's values as one tensor: block dims first (context order), then the values' axes."""
         coords = sorted(parts)
@@ -165,10 +173,20 @@ class Reader:
         order = [labels.index(v) for v in present] + slices
         self.perm = order if order != list(range(len(labels))) else None
         self.insert = [k for k, v in enumerate(vec) if v not in labels]
+        # a block read at one point of its block dims (a recurrence inside the loop that fills it) takes
+        # that value alone, not the block stacked so far
+        fixed_block = [(d, what) for d, how, what in self.plan if d in store.block and how == "fix"]
+        self.block_point = fixed_block if len(fixed_block) == len(store.block) and store.block else None
+        if self.block_point is not None:
+            self.plan = [p for p in self.plan if p[0] not in store.block]
 
     def read(self, env: Env) -> torch.Tensor:
         store = self.store
-        x = store.get({d: int(e.ev(env)) for d, e in self.ring_plan}) if self.ring_plan else store.get(env)
+        ringenv = {d: int(e.ev(env)) for d, e in self.ring_plan} if self.ring_plan else env
+        if self.block_point is not None:
+            x = store.part(ringenv, tuple(int(e.ev(env)) for _, e in self.block_point))
+        else:
+            x = store.get(ringenv)
         axis = 0
         lo = store.lo
         for d, how, what in self.plan:

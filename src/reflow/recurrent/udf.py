@@ -12,7 +12,10 @@ order of their points, since the resource has state; resources are opened for a 
     obs[b, i, 0] = env.reset()                          # a fresh episode per env at every iteration
     obs[b, i, t + 1], r, term, trunc = env.step(act)
 
-Iteration i resets env k with seed ``seed + i * B + k``, so every episode is reproducible on its own.
+Iteration i resets env k with seed ``seed + i * B + k``, so every episode is reproducible on its own. With
+``env.reset(once=True)`` the envs are reset once and keep running across iterations (CleanRL's rollouts;
+use ``autoreset="same_step"`` so the step that ends an episode returns the next episode's first
+observation). ``env.episode_return`` is, at each step, the return of the episode that step ended (else 0).
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ class EnvBank:
     """A gymnasium env replicated over the batch dimension, stepped by ``reflow.rl.make_vec``."""
 
     def __init__(self, ctx: Context, env_id: str, domain: Sequence[Any], num_workers: int = 1, seed: int = 0,
-                 name: str | None = None, **env_kwargs: Any) -> None:
+                 name: str | None = None, autoreset: str = "next_step", **env_kwargs: Any) -> None:
         import gymnasium as gym
 
         from reflow.rl.envs.spec import EnvSpec, make_env
@@ -100,6 +103,8 @@ class EnvBank:
         self.ctx, self.env_id, self.num_workers, self.seed = ctx, env_id, num_workers, seed
         self.b, self.i, self.t = (str(d) for d in domain)
         self.env_kwargs = env_kwargs
+        self.autoreset = autoreset
+        self.episode_return: RecurrentTensor | None = None
         probe = make_env(EnvSpec(env_id, dict(env_kwargs)), 0)
         try:
             self.obs_space, self.act_space = probe.observation_space, probe.action_space
@@ -116,11 +121,13 @@ class EnvBank:
 
     # -- resource ----------------------------------------------------------------------------------------
     def open(self, run: Run) -> None:
+        from gymnasium.vector import AutoresetMode
+
         from reflow.rl.envs.vector import make_vec
 
         self.run = run
         self.vec = make_vec(self.env_id, run.sizes[self.b], num_workers=self.num_workers, seed=self.seed,
-                            **self.env_kwargs)
+                            autoreset_mode=AutoresetMode[self.autoreset.upper()], **self.env_kwargs)
 
     def close(self) -> None:
         if self.vec is not None:
@@ -134,30 +141,38 @@ class EnvBank:
 
     def _reset(self, point: Mapping[str, int]) -> torch.Tensor:
         assert self.vec is not None and self.run is not None
-        obs, _ = self.vec.reset(seed=self.seed + point[self.i] * self.run.sizes[self.b])
+        obs, _ = self.vec.reset(seed=self.seed + point.get(self.i, 0) * self.run.sizes[self.b])
         return self._obs(obs)
 
     def _step(self, point: Mapping[str, int], act: torch.Tensor) -> tuple[torch.Tensor, ...]:
         assert self.vec is not None
-        obs, r, term, trunc, _ = self.vec.step(act.numpy())
+        obs, r, term, trunc, info = self.vec.step(act.numpy())
+        ep = info.get("episode")
+        ret = torch.from_numpy(ep["r"] if ep is not None else np.zeros(len(r))).to(self.ctx.dtype)
         return (self._obs(obs), torch.from_numpy(r).to(self.ctx.dtype), torch.from_numpy(term),
-                torch.from_numpy(trunc))
+                torch.from_numpy(trunc), ret)
 
-    def reset(self) -> RecurrentTensor:
-        """The first observation of each env's episode, at every iteration."""
-        obs_dtype = self.ctx.dtype if np.issubdtype(self.obs_space.dtype, np.floating) else \
-            torch.from_numpy(np.zeros((), self.obs_space.dtype)).dtype
-        return udf(self.ctx, self._reset, [], (self.b, self.i), [("out", self.obs_shape, obs_dtype)],
+    def _obs_dtype(self) -> torch.dtype:
+        if np.issubdtype(self.obs_space.dtype, np.floating):
+            return self.ctx.dtype
+        return torch.from_numpy(np.zeros((), self.obs_space.dtype)).dtype
+
+    def reset(self, once: bool = False) -> RecurrentTensor:
+        """The first observation of each env's episode: at every iteration, or ``once`` at the start."""
+        dom = (self.b,) if once else (self.b, self.i)
+        return udf(self.ctx, self._reset, [], dom, [("out", self.obs_shape, self._obs_dtype())],
                    batched=(self.b,), resource=self.name, side_effect=True, name=f"{self.name}_reset")[0]
 
     def step(self, action: RecurrentTensor) -> tuple[RecurrentTensor, ...]:
-        """``(next_obs, reward, terminated, truncated)`` after taking ``action`` at every step."""
-        obs_dtype = self.ctx.dtype if np.issubdtype(self.obs_space.dtype, np.floating) else \
-            torch.from_numpy(np.zeros((), self.obs_space.dtype)).dtype
+        """``(next_obs, reward, terminated, truncated)`` after taking ``action`` at every step; the return of
+        each episode a step ends is in ``env.episode_return`` (0 where none ended)."""
         want = torch.int64 if self.discrete else self.ctx.dtype
         if action.dtype != want:
             action = action.cast(want)
-        return tuple(udf(self.ctx, self._step, [action], (self.b, self.i, self.t),
-                         [("obs", self.obs_shape, obs_dtype), ("reward", (), self.ctx.dtype),
-                          ("terminated", (), torch.bool), ("truncated", (), torch.bool)],
-                         batched=(self.b,), resource=self.name, side_effect=True, name=f"{self.name}_step"))
+        f = self.ctx.dtype
+        outs = udf(self.ctx, self._step, [action], (self.b, self.i, self.t),
+                   [("obs", self.obs_shape, self._obs_dtype()), ("reward", (), f),
+                    ("terminated", (), torch.bool), ("truncated", (), torch.bool), ("episode_return", (), f)],
+                   batched=(self.b,), resource=self.name, side_effect=True, name=f"{self.name}_step")
+        self.episode_return = outs[4]
+        return tuple(outs[:4])

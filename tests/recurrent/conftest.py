@@ -1,4 +1,4 @@
-"""Puts examples/recurrent on sys.path, so tests import the example programs as a user would."""
+"""The example programs in examples/recurrent are imported by the tests as a user would import them."""
 
 from __future__ import annotations
 
