@@ -81,8 +81,10 @@ def programs(draw: st.DrawFn) -> tuple[Context, dict[str, RecurrentTensor]]:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(programs(), st.integers(1, 3), st.integers(1, 7))
+@given(programs(), st.integers(1, 3), st.integers(1, 7), st.booleans())
 def test_random_programs_match_the_interpreter(prog: tuple[Context, dict[str, RecurrentTensor]], nb: int,
-                                               nt: int) -> None:
+                                               nt: int, stream: bool) -> None:
+    """Compiled with every pass, vectorized or streaming along t, a random program computes what the
+    interpreter computes."""
     ctx, outs = prog
-    check_against_oracle(ctx, {"B": nb, "T": nt}, outs)
+    check_against_oracle(ctx, {"B": nb, "T": nt}, outs, stream="t" if stream else None)

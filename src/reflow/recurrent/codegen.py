@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from reflow.recurrent.dgraph import Read, domain, is_identity, kind, outs
 from reflow.recurrent.memory import IN_PLACE, loop_paths
 from reflow.recurrent.ops import OPS
-from reflow.recurrent.schedule import Free, Item, Loop, Run
+from reflow.recurrent.schedule import Accumulate, Free, Item, Loop, Run
 from reflow.recurrent.symbolic import Cmp, Cond, Const, Junction, Not
 
 if TYPE_CHECKING:
@@ -69,7 +69,8 @@ class CodeGen:
         self.names: dict[str, Any] = {}
         self.lines: list[str] = []
         self.paths = loop_paths(self.sched.items)
-        self.vec = {r.node: r.vec for r in self.sched.runs()}
+        self.vec = {r.node: r.vec for r in self.sched.runs() if isinstance(r, Run)}
+        self.skew = {r.node: r.skew for r in self.sched.runs()}
         self.var: dict[tuple[str, str], str] = {}
         self.loopvar: dict[str, str] = {}
         self.idents: dict[str, str] = {}
@@ -89,10 +90,15 @@ class CodeGen:
         self.lines.append("    " * depth + line)
 
     # -- which reads travel in local variables ---------------------------------------------------------
-    def trivial(self, consumer: str, r: Read) -> str | None:
-        """The expression of ``r``'s value from a local variable, or None if it must come from a store."""
+    def trivial(self, consumer: str, r: Read, point: bool = False) -> str | None:
+        """The expression of ``r``'s value from a local variable, or None if it must come from a store.
+        ``point``: the consumer accumulates over the loop it sits in, reading one point of ``r``."""
         src = self.g.node(r.src)
-        if (r.src, r.src_port) not in self.var or not is_identity(r.index, domain(src)):
+        if (r.src, r.src_port) not in self.var or self.skew.get(r.src, 0) != self.skew.get(consumer, 0):
+            return None
+        if point:
+            return self.var[(r.src, r.src_port)] if not self.vec.get(r.src) else None
+        if not is_identity(r.index, domain(src)):
             return None
         pn, pc = self.paths.get(r.src, ()), self.paths.get(consumer, ())
         if len(pn) > len(pc) or any(a is not b for a, b in zip(pn, pc, strict=False)):
@@ -119,6 +125,8 @@ class CodeGen:
                 self.loop(it, depth, outer)
             elif isinstance(it, Run):
                 self.run(it, depth)
+            elif isinstance(it, Accumulate):
+                self.accumulate(it, depth)
             elif isinstance(it, Free):
                 for n in it.nodes:
                     for st in self.ex.by_node.get(n, []):
@@ -129,13 +137,69 @@ class CodeGen:
 
     def loop(self, loop: Loop, depth: int, outer: bool) -> None:
         lo, hi = self.ex.loop_range(loop)
+        for it in loop.body:
+            if isinstance(it, Accumulate):
+                self.emit(depth, f"{self.obj(self.ex.stores[(it.node, 'out')], 'S')}.clear()  # sums anew")
         rng = f"range({hi - 1}, {lo - 1}, -1)" if loop.reverse else f"range({lo}, {hi})"
         v = self.loopvar[loop.dim] = f"L_{loop.dim}"
         self.emit(depth, f"for {v} in {f'BAR({rng}, {loop.dim!r})' if outer else rng}:")
         self.emit(depth + 1, f"E[{loop.dim!r}] = {v}")
         self.block(loop.body, depth + 1)
 
+    def shifted(self, node: str, skew: int, depth: int) -> tuple[int, str | None]:
+        """Set up a run ``skew`` iterations behind its loop: the loop variable it sees, and E's entry."""
+        if not skew:
+            return depth, None
+        d = next(d for d in reversed(self.loopvar) if d in self.paths_dims(node))
+        outer = self.loopvar[d]
+        inner = f"{outer}_{skew}"
+        self.emit(depth, f"{inner} = {outer} - {skew}")
+        self.loopvar[d] = inner
+        return depth, d
+
+    def paths_dims(self, node: str) -> list[str]:
+        return [lp.dim for lp in self.paths.get(node, ())]
+
+    def unshift(self, d: str | None, skew: int, depth: int) -> None:
+        if d is not None:
+            outer = self.loopvar[d][: -len(f"_{skew}")]
+            self.loopvar[d] = outer
+            self.emit(depth, f"E[{d!r}] = {outer}")
+
+    def accumulate(self, acc: Accumulate, depth: int) -> None:
+        (r,) = self.ex.reads[acc.node]
+        depth0 = depth
+        depth, d = self.shifted(acc.node, acc.skew, depth)
+        assert d is not None or acc.skew == 0
+        dim = d or self.paths_dims(acc.node)[-1]
+        region = self.sched.regions[r.src]
+        guards = " and ".join(f"{region[x][0]} <= {self.loopvar[x]} < {region[x][1]}"
+                              for x in self.paths_dims(acc.node) if x in region)
+        self.emit(depth, f"if {guards or 'True'}:")
+        self.emit(depth + 1, f"E[{dim!r}] = {self.loopvar[dim]}")
+        arg = self.trivial(acc.node, r, point=True)
+        if arg is None:
+            run = Run(acc.node, ())
+            arg = f"{self.obj(self.ex.reader(run, self._point_read(r, dim)), 'R')}.read(E)"
+        self.emit(depth + 1, f"{self.obj(self.ex.stores[(acc.node, 'out')], 'S')}.accumulate(E, {arg})")
+        self.unshift(d, acc.skew, depth0)
+
+    def _point_read(self, r: Read, d: str) -> Read:
+        from reflow.recurrent.symbolic import var
+
+        src_dom = domain(self.g.node(r.src))
+        return Read(r.port, r.src, r.src_port, tuple(var(d) if x == d else e for x, e in zip(src_dom, r.index,
+                                                                                             strict=True)))
+
     def run(self, run: Run, depth: int) -> None:
+        depth0 = depth
+        depth, d = self.shifted(run.node, run.skew, depth)
+        if d is not None:
+            self.emit(depth, f"E[{d!r}] = {self.loopvar[d]}")
+        self._run(run, depth)
+        self.unshift(d, run.skew, depth0)
+
+    def _run(self, run: Run, depth: int) -> None:
         n = self.g.node(run.node)
         k = kind(n)
         region = self.sched.regions[run.node]
@@ -145,7 +209,8 @@ class CodeGen:
                 continue
             lo, hi = region[d]
             rlo, rhi = self.ex.loop_span[run.node][d]
-            if (lo, hi) != (rlo, rhi):
+            if (lo, hi) != (rlo - (run.skew if d == self.paths_dims(run.node)[-1] else 0),
+                            rhi - (run.skew if d == self.paths_dims(run.node)[-1] else 0)) or run.skew:
                 guards.append(f"{lo} <= {self.loopvar[d]} < {hi}")
         if guards:
             self.emit(depth, f"if {' and '.join(guards)}:")

@@ -20,8 +20,8 @@ from reflow.recurrent.dgraph import Read, domain, is_identity, kind, label, outs
 from reflow.recurrent.incremental import window_dim, window_kernel
 from reflow.recurrent.memory import VIEW_OPS
 from reflow.recurrent.ops import OPS
-from reflow.recurrent.schedule import Item, Loop, Run, Schedule
-from reflow.recurrent.store import Reader, Store, Tracker
+from reflow.recurrent.schedule import Accumulate, Item, Loop, Run, Schedule
+from reflow.recurrent.store import DiskBlock, Reader, Store, Tracker
 from reflow.recurrent.symbolic import Lin, Slice, expr_range, restrict
 
 Env = dict[str, Any]
@@ -69,21 +69,23 @@ class Executor:
     # -- planning ----------------------------------------------------------------------------------------
     def _spans(self, items: list[Item], span: dict[str, tuple[int, int]]) -> None:
         for it in items:
-            if isinstance(it, Run):
+            if isinstance(it, (Run, Accumulate)):
                 self.loop_span[it.node] = dict(span)
             elif isinstance(it, Loop):
                 self._spans(it.body, {**span, it.dim: self.loop_range(it)})
 
     def loop_range(self, loop: Loop) -> tuple[int, int]:
-        def nodes(items: list[Item]) -> list[str]:
-            acc: list[str] = []
+        """The loop's indices: every run's region along the loop's dim, shifted by its skew."""
+        def spans(items: list[Item]) -> list[tuple[int, int]]:
+            acc: list[tuple[int, int]] = []
             for it in items:
-                if isinstance(it, Run):
-                    acc.append(it.node)
+                if isinstance(it, Run) and loop.dim in self.sched.regions[it.node]:
+                    lo, hi = self.sched.regions[it.node][loop.dim]
+                    acc.append((lo + it.skew, hi + it.skew))
                 elif isinstance(it, Loop):
-                    acc += nodes(it.body)
+                    acc += spans(it.body)
             return acc
-        rs = [self.sched.regions[n][loop.dim] for n in nodes(loop.body)]
+        rs = spans(loop.body)
         return min(r[0] for r in rs), max(r[1] for r in rs)
 
     def _plan_stores(self, gen: Any) -> None:
@@ -93,11 +95,19 @@ class Executor:
         for run in self.runs.values():
             n = self.g.node(run.node)
             for o in outs(n):
+                if isinstance(run, Accumulate):
+                    whole.add(run.node)
                 keep = self.sched.keep.get((run.node, o.port), {})
                 ring = {d: s for d, s in keep.items() if s > 0}
                 block = tuple(d for d in domain(n) if keep.get(d) == 0)
-                self.stores[(run.node, o.port)] = Store(domain(n), ring, block, self.sched.regions[run.node],
-                                                        kind(n) not in VIEW_OPS, self.tracker)
+                args = (domain(n), ring, block, self.sched.regions[run.node], kind(n) not in VIEW_OPS,
+                        self.tracker)
+                if (run.node, o.port) in self.prog.offload and block:
+                    import tempfile
+
+                    self.stores[(run.node, o.port)] = DiskBlock(*args, folder=tempfile.gettempdir())
+                else:
+                    self.stores[(run.node, o.port)] = Store(*args)
                 self.stored[(run.node, o.port)] = run.node in whole
         # simulate the generator's local variables: a value is local to the code after its run
         order = [r.node for r in self.sched.runs()]
@@ -112,6 +122,8 @@ class Executor:
 
     def _local_ok(self, gen: Any, consumer: str, r: Read) -> bool:
         k = kind(self.g.node(consumer))
+        if isinstance(self.runs[consumer], Accumulate):
+            return gen.trivial(consumer, r, point=True) is not None
         if k in ("merge", "window") and not (k == "merge" and self.point_merge(self.runs[consumer])):
             return False  # their closures read stores
         if k in ("merge",) and not is_identity(r.index, domain(self.g.node(r.src))):

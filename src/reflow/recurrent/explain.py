@@ -12,7 +12,7 @@ from typing import Any
 from reflow.graph.graph import Graph
 from reflow.recurrent.dgraph import domain, kind, label, outs, reads, sccs
 from reflow.recurrent.ops import fmt_shape
-from reflow.recurrent.schedule import Free, Item, Loop, Run
+from reflow.recurrent.schedule import Accumulate, Free, Item, Loop, Run
 from reflow.recurrent.symbolic import fmt_index
 
 SHOWN_ATTRS = ("axes", "axis", "gamma", "reverse", "n", "expr", "shape", "perm", "dtype")
@@ -49,16 +49,23 @@ def schedule_text(items: list[Item], g: Graph, keep: dict[tuple[str, str], dict[
         if isinstance(it, Loop):
             out.append(f"{pad}for {it.dim} {'backward' if it.reverse else 'forward'}:")
             out += schedule_text(it.body, g, keep, depth + 1)
+        elif isinstance(it, Accumulate):
+            out.append(f"{pad}{label(g.node(it.node))} += this step's part" + (f"  [{it.skew} steps behind]"
+                                                                               if it.skew else ""))
         elif isinstance(it, Run):
             n = g.node(it.node)
-            kept = []
+            kept: list[str] = []
             for o in outs(n):
                 for d, size in keep.get((it.node, o.port), {}).items():
-                    kept.append(f"{d}: block" if size == 0 else f"{d}: ring {size}" if size > 1 else "")
+                    what = f"{d}: block" if size == 0 else f"{d}: ring {size}" if size > 1 else ""
+                    if what and what not in kept:
+                        kept.append(what)
             notes = [f"all {', '.join(it.vec)} at once" if it.vec else "one point"]
             notes += [k for k in kept if k]
             if it.donate:
                 notes.append(f"result in the buffer of input {it.donate}")
+            if it.skew:
+                notes.append(f"{it.skew} steps behind")
             out.append(f"{pad}{label(n)} = {kind(n)}  [{'; '.join(notes)}]")
         elif isinstance(it, Free):
             out.append(f"{pad}free {', '.join(label(g.node(n)) for n in it.nodes)}")
@@ -76,6 +83,12 @@ def explain(prog: Any) -> str:
     lines += [f"{name:<16} {before:>4} -> {after:>4} nodes" for name, before, after in prog.pass_log]
     lines += ["", f"== dependence graph after the passes ({len(g)} nodes, {len(cyc)} recurrences) ==",
               graph_text(g), "", "== schedule =="]
+    mode = f"learning runs behind acting along {prog.stream_dim}" if prog.stream_dim else \
+        "each loop runs to its end before what reads it"
+    lines.append(f"{mode}; values kept at most ~{prog.memory_estimate / 2**20:.2f} MiB (estimate)")
+    if prog.offload:
+        lines.append(f"on disk while their loop runs: "
+                     f"{', '.join(sorted(label(g.node(n)) for n, _ in prog.offload))}")
     if prog.schedule is not None:
         lines += schedule_text(prog.schedule.items, g, prog.schedule.keep)
     return "\n".join(lines) + "\n"

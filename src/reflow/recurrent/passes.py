@@ -163,5 +163,10 @@ def optimize(prog: Any) -> tuple[Graph, list[tuple[str, int, int]]]:
     g = run("dead code", lambda x: dead_code(x, roots), g)
     g = run("duplicates", lambda x: duplicates(x, roots), g)
     g = run("incrementalize", lambda x: incrementalize(x, prog.sizes), g)
+    d = prog.stream_dim
+    if d is not None:
+        from reflow.recurrent.stream import rewrite
+
+        g = run("stream", lambda x: rewrite(x, d, prog.sizes, prog.ctx.dim_names), g)
     g = run("dead code", lambda x: dead_code(x, roots), g)
     return g, log

@@ -150,6 +150,9 @@ class Program:
         self.options = dict(options)
         self.graph: Graph = source
         self.schedule: Schedule | None = None
+        self.stream_dim: str | None = None  # set when the learner runs behind acting (option stream)
+        self.memory_estimate = 0  # bytes the schedule keeps at its peak (an upper bound)
+        self.offload: set[tuple[str, str]] = set()  # values kept on disk while their loop runs
         self.pass_log: list[tuple[str, int, int]] = []  # (pass, nodes before, nodes after)
 
     def _resources(self) -> dict[str, Any]:
@@ -244,14 +247,38 @@ def compile_program(ctx: Context, bounds: Mapping[str, int], *, outputs: Sequenc
     from reflow.recurrent.analysis import check_domains
 
     check_domains(prog)
+    from reflow.recurrent.stream import stream_dim
+
+    stream = options.get("stream")
+    prog.stream_dim = stream if isinstance(stream, str) else stream_dim(source) if stream else None
+    _plan(prog, optimize)
+    budget = options.get("memory_budget")
+    if budget is not None and prog.memory_estimate > budget and stream is None:
+        # over budget: learn behind acting (values live a few steps), if that keeps less
+        before = prog.memory_estimate
+        prog.stream_dim = stream_dim(source)
+        if prog.stream_dim is not None:
+            _plan(prog, optimize)
+            if prog.memory_estimate >= before:
+                prog.stream_dim = None
+                _plan(prog, optimize)
+    if budget is not None and prog.memory_estimate > budget:
+        from reflow.recurrent.memory import plan_offload
+
+        plan_offload(prog, budget)
+    return prog
+
+
+def _plan(prog: Program, optimize: bool) -> None:
+    from reflow.recurrent.memory import estimate
+    from reflow.recurrent.schedule import build_schedule
+
     if optimize:
         from reflow.recurrent.passes import optimize as run_passes
 
         prog.graph, prog.pass_log = run_passes(prog)
-    from reflow.recurrent.schedule import build_schedule
-
     prog.schedule = build_schedule(prog)
-    return prog
+    prog.memory_estimate = estimate(prog.schedule, prog.graph)
 
 
 def node_text(n: Node) -> str:

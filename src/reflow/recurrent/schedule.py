@@ -36,11 +36,21 @@ from reflow.recurrent.symbolic import Expr, Lin, Slice, expr_range, var
 
 @dataclass
 class Run:
-    """Compute ``node`` at the current values of the enclosing loops, vectorized over ``vec``."""
+    """Compute ``node`` at the current values of the enclosing loops, vectorized over ``vec``; inside a loop,
+    ``skew`` iterations behind it (at t = loop index - skew: the learner running behind acting)."""
 
     node: str
     vec: tuple[str, ...]
     donate: str | None = None  # input port whose buffer receives the result
+    skew: int = 0
+
+
+@dataclass
+class Accumulate:
+    """Inside a loop over d, ``skew`` steps behind: add this step's partial to ``node``, a sum over d."""
+
+    node: str
+    skew: int = 0
 
 
 @dataclass
@@ -57,7 +67,7 @@ class Free:
     nodes: list[str]
 
 
-Item = Run | Loop | Free
+Item = Run | Loop | Free | Accumulate
 
 
 @dataclass
@@ -68,10 +78,10 @@ class Schedule:
     # (node, port) -> {loop dim: ring size, or 0: a block over the loop's range}
     keep: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
-    def runs(self) -> Iterator[Run]:
-        def walk(items: list[Item]) -> Iterator[Run]:
+    def runs(self) -> Iterator[Run | Accumulate]:
+        def walk(items: list[Item]) -> Iterator[Run | Accumulate]:
             for it in items:
-                if isinstance(it, Run):
+                if isinstance(it, (Run, Accumulate)):
                     yield it
                 elif isinstance(it, Loop):
                     yield from walk(it.body)
@@ -295,6 +305,11 @@ def build_schedule(prog: object) -> Schedule:
     order: tuple[str, ...] = prog.ctx.dim_names  # type: ignore[attr-defined]
     s = Scheduler(g, sizes, roots, order)
     items = s.build(s.live, ())
+    d = prog.stream_dim  # type: ignore[attr-defined]
+    if d is not None:
+        from reflow.recurrent.stream import fuse
+
+        items = fuse(items, g, d, s.regions, s.reads)
     sched = Schedule(items, s.regions, s.loop_of)
     from reflow.recurrent.memory import plan_memory
 

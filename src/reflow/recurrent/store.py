@@ -80,6 +80,17 @@ class Store:
         if self.owned:
             self._account(value.nbytes)
 
+    def accumulate(self, env: Mapping[str, Any], value: torch.Tensor) -> None:
+        """Add ``value`` to this store's value at ``env`` (an accumulator over a loop)."""
+        key = self.key(env) if self.rings else ()
+        old = self.slots.get(key)
+        if old is None:
+            self.slots[key] = value.clone()
+            self._account(value.nbytes)
+        else:
+            old.add_(value)
+        self.last = key
+
     def _account(self, delta: int) -> None:
         self.bytes += delta
         self.tracker.add(delta)
@@ -105,6 +116,13 @@ class Store:
         if got is None:
             got = self.stacked[key] = self._stack(self.lists[key])
         return got
+
+    def empty_like_values(self) -> torch.Tensor:
+        """A stack of no values (an empty window), shaped like the values kept."""
+        some = next(iter(self.slots.values()), None)
+        if some is None:
+            raise RecurrentError("internal: an empty window of a store that holds nothing yet")
+        return torch.zeros((0, *some.shape), dtype=some.dtype)
 
     def part(self, env: Mapping[str, Any], coords: tuple[int, ...]) -> torch.Tensor:
         """One value of a block (at block coordinates ``coords``), without stacking the block."""
@@ -147,12 +165,17 @@ class Reader:
         self.store = store
         self.plan: list[tuple[str, str, Any]] = []
         self.ring_plan: list[tuple[str, Any]] = []
+        self.ring_slice: tuple[str, Slice] | None = None  # a window read from a ring, value by value
         labels: list[Any] = []
         for d, e in zip(src_dom, r.index, strict=True):
             if d in store.ring:
-                if isinstance(e, Slice) or (e.vars() & set(vec)):
-                    raise RecurrentError(f"internal: dimension {d} of a ring is read over a range")
-                self.ring_plan.append((d, e))
+                if e.vars() & set(vec) or (isinstance(e, Slice) and self.ring_slice is not None):
+                    raise RecurrentError(f"internal: dimension {d} of a ring is read over a vectorized range")
+                if isinstance(e, Slice):
+                    self.ring_slice = (d, e)
+                    labels.insert(0, ("slice", d))
+                else:
+                    self.ring_plan.append((d, e))
                 continue
             if isinstance(e, Slice):
                 self.plan.append((d, "slice", e))
@@ -183,11 +206,17 @@ class Reader:
     def read(self, env: Env) -> torch.Tensor:
         store = self.store
         ringenv = {d: int(e.ev(env)) for d, e in self.ring_plan} if self.ring_plan else env
-        if self.block_point is not None:
+        axis = 0
+        if self.ring_slice is not None:
+            d, sl = self.ring_slice
+            a, b = int(sl.lo.ev(env)), int(sl.hi.ev(env))
+            vals = [store.get({**ringenv, d: j}) for j in range(a, b)]
+            x = torch.stack(vals) if vals else store.empty_like_values()
+            axis = 1
+        elif self.block_point is not None:
             x = store.part(ringenv, tuple(int(e.ev(env)) for _, e in self.block_point))
         else:
             x = store.get(ringenv)
-        axis = 0
         lo = store.lo
         for d, how, what in self.plan:
             if how == "fix":
@@ -211,3 +240,61 @@ class Reader:
         for k in self.insert:
             x = x.unsqueeze(k)
         return x
+
+
+class DiskBlock(Store):
+    """A block kept on disk while its loop runs (``--memory-budget``): each value is appended to a file as it
+    is made, and the block is read back whole when something after the loop reads it. On a machine whose
+    compute device is the CPU, disk is the tier below memory (on a GPU it would be host memory)."""
+
+    __slots__ = ("files", "folder", "meta")
+
+    def __init__(self, *args: Any, folder: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.folder = folder
+        self.files: dict[tuple[int, ...], Any] = {}
+        self.meta: dict[tuple[int, ...], tuple[list[tuple[int, ...]], tuple[int, ...], torch.dtype]] = {}
+
+    def write(self, env: Mapping[str, Any], value: torch.Tensor) -> None:
+        key = self.key(env) if self.rings else ()
+        self.last = key
+        f = self.files.get(key)
+        if f is None:
+            import os
+            import tempfile
+
+            fd, path = tempfile.mkstemp(dir=self.folder, suffix=".block")
+            os.unlink(path)  # the open file lives on; nothing is left behind on any exit
+            f = self.files[key] = os.fdopen(fd, "w+b")
+            self.meta[key] = ([], tuple(value.shape), value.dtype)
+        coords, _, _ = self.meta[key]
+        coords.append(tuple(env[d] for d in self.block))
+        f.write(value.contiguous().numpy().tobytes())
+        self.stacked.pop(key, None)
+
+    def get(self, env: Mapping[str, Any]) -> torch.Tensor:
+        key = self.key(env) if self.rings else ()
+        got = self.stacked.get(key)
+        if got is None:
+            import numpy as np
+
+            coords, shape, dtype = self.meta[key]
+            f = self.files[key]
+            f.flush()
+            f.seek(0)
+            flat = np.fromfile(f, dtype=torch.empty((), dtype=dtype).numpy().dtype)
+            parts = dict(zip(coords, torch.from_numpy(flat).reshape(len(coords), *shape), strict=True))
+            got = self.stacked[key] = self._stack(parts)
+        return got
+
+    def part(self, env: Mapping[str, Any], coords: tuple[int, ...]) -> torch.Tensor:
+        at = dict(zip(self.block, coords, strict=True))
+        axes = [d for d in self.dims if d not in self.ring]
+        return self.get(env)[tuple(at[d] - self.lo[d] if d in at else slice(None) for d in axes)]
+
+    def clear(self) -> None:
+        super().clear()
+        for f in self.files.values():
+            f.close()
+        self.files.clear()
+        self.meta.clear()
