@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -64,6 +64,8 @@ class Agent(Component):
 
     def __init__(self, obs: Spec, action: Spec, config: Any, num_envs: int, seed: int, learner: bool) -> None:
         super().__init__(self.algo)
+        if obs.dtype != "uint8":  # what obs_tensor makes of them: MuJoCo's float64 observations become float32
+            obs = replace(obs, dtype="float32")
         self.obs_spec, self.action_spec, self.config = obs, action, config
         self.num_envs, self.agent_seed, self.learner = num_envs, seed, learner
         self.progress = 0.0  # fraction of the training budget used, for schedules

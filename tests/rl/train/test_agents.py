@@ -13,7 +13,7 @@ import torch
 
 from reflow.cli import main
 from reflow.errors import TrainConfigError
-from reflow.rl.algos import DQNConfig, SACConfig
+from reflow.rl.algos import DQNConfig, PPOConfig, SACConfig
 from reflow.rl.atari import area_resize, area_weights, make_atari
 from reflow.rl.config import resolve
 from reflow.rl.train import TrainConfig, train
@@ -108,6 +108,14 @@ def test_atari_frames_are_bytes_and_dqn_builds_a_cnn(tmp_path: Path) -> None:
                        DQNConfig(buffer_size=2000, learning_starts=100, batch_size=32), 2, 0, True)
     assert agent.memory.storage["obs"].dtype == torch.uint8 and agent.memory.capacity == 2000
     assert type(agent.torso).__name__ == "NatureCNN"
+
+
+def test_ppo_on_mujoco_float64_observations() -> None:
+    """MuJoCo envs observe float64; the agent sees float32 (a Gaussian head for the Box actions)."""
+    r = train(TrainConfig(env_id="InvertedPendulum-v5", num_envs=2, total_steps=256, target_return=None,
+                          ppo=PPOConfig(num_steps=64, epochs=1, normalize_obs=True, normalize_reward=True)))
+    assert r.agent.obs_spec.dtype == "float32" and type(r.agent.pi_head).__name__ == "DiagGaussianHead"
+    assert r.episode_returns and r.steps == 256
 
 
 def test_negative_targets_and_none(tmp_path: Path) -> None:
