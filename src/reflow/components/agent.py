@@ -64,7 +64,7 @@ class Agent(Component):
 
     def __init__(self, obs: Spec, action: Spec, config: Any, num_envs: int, seed: int, learner: bool) -> None:
         super().__init__(self.algo)
-        if obs.dtype != "uint8":  # what obs_tensor makes of them: MuJoCo's float64 observations become float32
+        if obs.dtype != "uint8":  # as obs_tensor makes them: MuJoCo's float64 observations become float32
             obs = replace(obs, dtype="float32")
         self.obs_spec, self.action_spec, self.config = obs, action, config
         self.num_envs, self.agent_seed, self.learner = num_envs, seed, learner

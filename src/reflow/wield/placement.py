@@ -57,12 +57,12 @@ def onnx_graphs(names: Sequence[str]) -> list[tuple[Graph, CommModel]]:
     from reflow.onnx.costmodel import flop_costs
     from reflow.onnx.importer import import_model
     from reflow.onnx.models import light_model_path
-    from reflow.onnx.planner import THREAD_WAKEUP
+    from reflow.onnx.planner import WAIT_COST
 
     out = []
     for n in names:
         m = import_model(light_model_path(n))
-        out.append((m.graph.with_costs(flop_costs(m)), CommModel(latency=THREAD_WAKEUP)))
+        out.append((m.graph.with_costs(flop_costs(m)), CommModel(latency=WAIT_COST)))
     return out
 
 
