@@ -378,3 +378,29 @@ def test_recv_with_zero_timeout_on_an_empty_topic_times_out(no_leaks: None) -> N
 def test_negative_spin_is_refused() -> None:
     with pytest.raises(ValueError, match="spin"):
         Subscriber(unique("neg"), spin=-1)
+
+
+def test_an_event_loop_can_watch_a_subscriber(no_leaks: None) -> None:
+    import asyncio
+
+    async def main() -> list[Any]:
+        got: list[Any] = []
+        done = asyncio.get_running_loop().create_future()
+        with Publisher("watched") as pub, Subscriber("watched") as sub:
+            def readable() -> None:
+                while True:
+                    try:
+                        got.append(sub.recv(timeout=0))
+                    except TimeoutError:
+                        break
+                if len(got) == 3 and not done.done():
+                    done.set_result(None)
+            asyncio.get_running_loop().add_reader(sub.fileno(), readable)
+            pub.wait_for_subscribers(1)
+            for v in (1, np.arange(100_000), "three"):
+                pub.publish(v)
+            await asyncio.wait_for(done, 10)
+            asyncio.get_running_loop().remove_reader(sub.fileno())
+        return got
+    got = asyncio.run(main())
+    assert got[0] == 1 and int(got[1][-1]) == 99_999 and got[2] == "three"

@@ -93,6 +93,13 @@ class Subscriber:
         if self._sock is None:
             self._sock = self._connect(time.monotonic() + timeout)
 
+    def fileno(self) -> int:
+        """The socket's file descriptor, readable when a message has arrived: for an event loop to watch
+        (``loop.add_reader(sub.fileno(), ...)``, then ``recv(timeout=0)`` until it raises TimeoutError)."""
+        if self._sock is None:
+            self._sock = self._connect(None)
+        return self._sock.fileno()
+
     def recv(self, timeout: float | None = None) -> Any:
         """The next message; ``timeout`` in seconds (``TimeoutError``), ``None`` to wait for ever."""
         if self._closed:
