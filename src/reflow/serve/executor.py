@@ -163,6 +163,8 @@ class LocalExecutor:
         for h in self._wake.values():
             h.cancel()
         slots, self.slots = self.slots, []
+        for slot in slots:
+            slot.detach()
 
         def stop_all() -> None:  # in parallel: each waits for its own process
             threads = [threading.Thread(target=slot.close) for slot in slots]

@@ -1,10 +1,12 @@
-"""The server's handles on its worker processes, each with a thread that receives what the worker sends.
+"""The server's handles on its worker processes.
 
-A ``WorkerSlot`` is one place in the pool: it starts a worker (``reflow.runtime.workers.WorkerProcess``, the
-serve worker's ``worker_main``) from a thread, so the event loop never blocks on a spawn, and keeps a receiver
-thread on the channel. Answers go to the event loop (``loop.call_soon_threadsafe``); a lookup's fetch is
-answered right in the receiver thread from the flow's stores (the worker waits for it mid-batch). When the
-worker dies, the slot reports it once, and ``restart`` starts a fresh one in its place.
+A ``WorkerSlot`` is one place in the pool. It starts a worker (``reflow.runtime.workers.WorkerProcess``
+running the serve worker's ``worker_main``) from a thread, so the event loop never blocks on a spawn, and
+once the worker says it is ready, the event loop itself watches the worker's channel (``loop.add_reader`` on
+the subscriber's socket): an answer is handled where it lands, with no thread hand-off or extra wake-up in
+between. A lookup's fetch is answered right there from the flow's stores (the worker waits for it
+mid-batch). A worker that dies closes its end of the channel, which the loop sees at once (a periodic check
+catches the rest); the slot reports the death once, and ``restart`` starts a fresh worker in its place.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from reflow.runtime.workers import WorkerProcess
 from reflow.serve.store import Store
 from reflow.serve.worker import CANCEL_SIGNAL, STOP, worker_main
 
-POLL = 0.1  # seconds between liveness checks while a worker is quiet
+ALIVE_EVERY = 0.5  # seconds between checks that a worker still runs (deaths usually show on the socket first)
 
 
 class WorkerSlot:
-    """Worker ``index``: its process, its receiver thread, and the batch it is running."""
+    """Worker ``index``: its process, its channel, and the batch it is running (``busy``)."""
 
     def __init__(self, index: int, payload: bytes, stores: Mapping[str, Store],
                  loop: asyncio.AbstractEventLoop, on_message: Callable[[WorkerSlot, Any], None],
@@ -40,54 +42,79 @@ class WorkerSlot:
         self.busy: Any = None  # the batch it runs (the executor's bookkeeping)
         self.generation = 0
         self.restarts = 0
-        self._send_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._fd: int | None = None
+        self._check: asyncio.TimerHandle | None = None
+        self._starting: threading.Thread | None = None
         self._cancel = mp.get_context("spawn").RawValue("q", -1)
 
     def start(self) -> None:
-        """Start the worker (in a thread): ``on_message(slot, ("ready", pid))`` when it can take batches."""
+        """Start a worker (from a thread); ``on_message(slot, ("ready", pid))`` once it takes batches."""
         self.ready, self.busy = False, None
         self.generation += 1
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(self.generation,), daemon=True,
-                                        name=f"reflow-serve-recv-{self.index}")
-        self._thread.start()
+        self._starting = threading.Thread(target=self._spawn, args=(self.generation,), daemon=True,
+                                          name=f"reflow-serve-start-{self.index}")
+        self._starting.start()
 
-    def _post(self, fn: Callable[..., None], *args: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    def _run(self, generation: int) -> None:
+    def _spawn(self, generation: int) -> None:
         try:
             proc = WorkerProcess(worker_main, (self.payload, self._cancel), label=f"serve-{self.index}",
                                  threads=self.threads, spin=0.0)
             self.proc = proc
             proc.connect(self.start_timeout)
+            hello = proc.channel.recv(timeout=self.start_timeout)
         except BaseException as e:
-            if not self._stop.is_set():
-                self._post(self._died, generation, f"could not start: {type(e).__name__}: {e}")
+            why = f"could not start: {type(e).__name__}: {e}"
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self._died, generation, why)
             return
-        while not self._stop.is_set():
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped meanwhile
+            self.loop.call_soon_threadsafe(self._attach, generation, hello)
+
+    def _attach(self, generation: int, hello: Any) -> None:
+        if generation != self.generation or self.proc is None:
+            return
+        self._fd = self.proc.channel.inp.fileno()
+        self.loop.add_reader(self._fd, self._readable, generation)
+        self._check = self.loop.call_later(ALIVE_EVERY, self._alive, generation)
+        self.on_message(self, hello)
+
+    def _detach(self) -> None:
+        if self._fd is not None:
+            self.loop.remove_reader(self._fd)
+            self._fd = None
+        if self._check is not None:
+            self._check.cancel()
+            self._check = None
+
+    def _readable(self, generation: int) -> None:
+        proc = self.proc
+        while generation == self.generation and proc is not None:
             try:
-                msg = proc.channel.recv(timeout=POLL)
+                msg = proc.channel.recv(timeout=0)
             except TimeoutError:
-                if not proc.alive():
-                    break
-                continue
+                return
             except (ChannelClosed, TransportError):
-                break
+                proc.proc.join(1.0)
+                self._died(generation, f"exit code {proc.proc.exitcode}")
+                return
             if isinstance(msg, tuple) and msg[0] == "fetch":
                 self._fetch(msg[1], msg[2])
             else:
-                self._post(self.on_message, self, msg)
-        if not self._stop.is_set():
-            proc.proc.join(1.0)
-            self._post(self._died, generation, f"exit code {proc.proc.exitcode}")
+                self.on_message(self, msg)
+
+    def _alive(self, generation: int) -> None:
+        if generation != self.generation or self.proc is None:
+            return
+        if not self.proc.alive():
+            self._died(generation, f"exit code {self.proc.proc.exitcode}")
+            return
+        self._check = self.loop.call_later(ALIVE_EVERY, self._alive, generation)
 
     def _died(self, generation: int, why: str) -> None:
-        if generation == self.generation and not self._stop.is_set():
+        if generation == self.generation:
+            self.generation += 1  # later news of this worker is stale
             self.ready = False
+            self._detach()
             self.on_death(self, why)
 
     def _fetch(self, store: str, keys: list[Any]) -> None:
@@ -98,8 +125,7 @@ class WorkerSlot:
 
     def send(self, msg: Any) -> None:
         assert self.proc is not None
-        with self._send_lock:
-            self.proc.channel.send(msg)
+        self.proc.channel.send(msg)
 
     def cancel(self, batch: int) -> None:
         """Interrupt batch ``batch`` if it is what the worker runs (see ``reflow.serve.worker``)."""
@@ -108,30 +134,32 @@ class WorkerSlot:
             self.proc.signal(CANCEL_SIGNAL)
 
     def kill(self) -> None:
-        """Kill the process (a batch stuck in native code); the receiver thread then reports the death."""
+        """Kill the process (a batch stuck in native code); its channel closing reports the death."""
         if self.proc is not None and self.proc.proc.pid is not None:
             with contextlib.suppress(Exception):
                 self.proc.proc.kill()
 
     def restart(self) -> None:
-        """Replace a dead worker with a fresh one."""
+        """Replace a dead worker with a fresh one (call from the event loop)."""
         self.restarts += 1
-        self._close_process(join=False)
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            threading.Thread(target=proc.close, args=(STOP, 2.0), daemon=True).start()
         self.start()
 
-    def _close_process(self, join: bool = True) -> None:
-        proc, thread = self.proc, self._thread
-        self._stop.set()
-        if thread is not None and thread is not threading.current_thread() and join:
-            thread.join(POLL * 20)
-        if proc is not None:
-            proc.close(STOP, timeout=2.0)
-        self.proc, self._thread = None, None
+    def detach(self) -> None:
+        """Stop watching the worker (call from the event loop, before ``close``)."""
+        self.generation += 1
+        self.ready = False
+        self._detach()
 
     def close(self) -> None:
-        """Stop the worker and its thread; free the channel and shared memory. Idempotent."""
+        """Stop the worker; free its channel and shared memory (any thread). Idempotent."""
         self.ready = False
-        deadline = time.monotonic() + 10
-        while self._thread is not None and self.proc is None and time.monotonic() < deadline:
-            time.sleep(0.01)  # a start in progress: let it get its process before we stop it
-        self._close_process()
+        end = time.monotonic() + self.start_timeout
+        starting = self._starting
+        if starting is not None and starting.is_alive():
+            starting.join(max(0.0, end - time.monotonic()))  # a start in progress: let it finish first
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.close(STOP, timeout=2.0)

@@ -131,7 +131,7 @@ def worker_main(channel: str, payload: bytes, cancel: Any) -> None:
     stages: dict[str, Node] = cloudpickle.loads(payload)
     inners = {name: inner_graph(node) for name, node in stages.items()}
     warm(stages)
-    with Channel(channel, "b") as ch:
+    with Channel(channel, "b", spin=float(os.environ.get("REFLOW_SPIN", "0.0002"))) as ch:
         set_fetcher(_fetcher(ch))
         ch.send(("ready", os.getpid()))
         while True:
