@@ -91,3 +91,19 @@ def cached_lookups() -> Flow:
     flow = Flow("cached", {"key": str})
     flow.lookup(VECTORS, "key", column="v").map(total)
     return flow
+
+
+class Broken:
+    """A model that cannot load: its worker dies while starting."""
+
+    def __init__(self) -> None:
+        raise RuntimeError("no model file here")
+
+    def __call__(self, x: int) -> int:
+        return x
+
+
+def broken() -> Flow:
+    flow = Flow("broken", {"x": int})
+    flow.map(Broken, name="broken_model")
+    return flow

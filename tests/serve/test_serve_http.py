@@ -202,6 +202,23 @@ def test_overload_sheds_with_503_and_queues_stay_bounded(no_leaks: None) -> None
         assert _count(srv, 'reflow_serve_shed_total{flow="faulty"}') == codes.count(503)
 
 
+def test_a_server_that_cannot_start_says_why(no_leaks: None) -> None:
+    import threading
+
+    from serve_pipelines import broken
+
+    from reflow.errors import ServeError
+    from reflow.serve import Flow
+
+    with pytest.raises(ServeError, match=r"worker \d could not start"):
+        Server(broken(), workers=1).start()
+    lock = threading.Lock()
+    flow = Flow("locked", {"x": int})
+    flow.map(lambda x: x if lock else 0, output={"y": int}, name="uses_a_lock")
+    with pytest.raises(ServeError, match=r"stages \['uses_a_lock'\].*pickle"):
+        Server(flow, workers=1).start()
+
+
 def test_shutdown_drains_requests_in_flight(no_leaks: None) -> None:
     srv = Server(faulty(), workers=1).start()
     results: list[tuple[int, Any]] = []

@@ -18,12 +18,15 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from reflow.errors import WorkerCrashed
 from reflow.transport import Channel
 from reflow.transport.shm import unlink_segments_of
 
+POLL = 0.05  # seconds between checks that the process is still alive while waiting for it
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _names = itertools.count()
 
@@ -63,8 +66,32 @@ class WorkerProcess:
         return self.proc.pid
 
     def connect(self, timeout: float) -> None:
-        """Wait until the process has opened its side of the channel."""
-        self.channel.connect(timeout)
+        """Wait until the process has opened its side of the channel; WorkerCrashed if it exits first."""
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                self.channel.connect(min(POLL, max(0.0, end - time.monotonic())))
+                return
+            except TimeoutError:
+                if not self.proc.is_alive():
+                    raise WorkerCrashed(f"worker process {self.label} (pid {self.proc.pid}) exited with code "
+                                        f"{self.proc.exitcode} before it connected; its output says why") \
+                        from None
+                if time.monotonic() > end:
+                    raise
+
+    def recv(self, timeout: float) -> Any:
+        """The next message from the process; WorkerCrashed if it exits first."""
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                return self.channel.recv(timeout=min(POLL, max(0.0, end - time.monotonic())))
+            except TimeoutError:
+                if not self.proc.is_alive():
+                    raise WorkerCrashed(f"worker process {self.label} (pid {self.proc.pid}) exited with code "
+                                        f"{self.proc.exitcode}") from None
+                if time.monotonic() > end:
+                    raise
 
     def alive(self) -> bool:
         return self.proc.is_alive()

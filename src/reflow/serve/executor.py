@@ -105,6 +105,7 @@ class LocalExecutor:
         self.cached: list[dict[str, set[Hashable]]] = [{} for _ in range(plan.workers)]
         self.slots: list[WorkerSlot] = []
         self.accepting = False
+        self.failed: str | None = None  # why start failed, for the server to tell
         self._ids = itertools.count()
         self._batch_ids = itertools.count()
         self._wake: dict[str, asyncio.TimerHandle] = {}
@@ -128,7 +129,7 @@ class LocalExecutor:
         self._loop = asyncio.get_running_loop()
         self._all_ready = self._loop.create_future()
         for w in range(self.plan.workers):
-            payload = cloudpickle.dumps(self.plan.hosted_by(w))
+            payload = self._payload(w)
             slot = WorkerSlot(w, payload, self.stores, self._loop, self._on_message, self._on_death,
                               self.threads, start_timeout=timeout, fetched=self._fetched)
             self.slots.append(slot)
@@ -137,10 +138,22 @@ class LocalExecutor:
             self._all_ready.set_result(None)
         try:
             await asyncio.wait_for(asyncio.shield(self._all_ready), timeout)
-        except BaseException:
+        except BaseException as e:
+            self.failed = f"{type(e).__name__}: {e}"
             await self.close()
             raise
         self.accepting = True
+
+    def _payload(self, worker: int) -> bytes:
+        """The stages worker ``worker`` hosts, pickled (by value where their module is not importable)."""
+        stages = self.plan.hosted_by(worker)
+        try:
+            payload: bytes = cloudpickle.dumps(stages)
+            return payload
+        except Exception as e:
+            self.failed = f"cannot send the operators of stages {sorted(stages)} to a worker process: {e}"
+            raise ServeError(f"{self.failed}; every operator (function, class, and what they use) must "
+                             "pickle with cloudpickle") from e
 
     @property
     def ready(self) -> bool:
@@ -431,6 +444,11 @@ class LocalExecutor:
 
     def _on_death(self, slot: WorkerSlot, why: str) -> None:
         if self._closing:
+            return
+        starting = self._all_ready
+        if starting is not None and not starting.done():  # a worker that never got going: say why, stop
+            starting.set_exception(ServeError(f"worker {slot.index} could not start ({why}); its output "
+                                              "above has the details"))
             return
         self.metrics.restarts.labels(self.plan.graph.name).inc()
         batch, slot.busy = slot.busy, None

@@ -75,11 +75,16 @@ def _target(fn: Any) -> Callable[..., Any]:
 
 
 def _hints(fn: Any, where: str) -> dict[str, Any]:
+    """The annotations, evaluated where they are text: in the function's module and, for a function defined
+    inside another, with the enclosing names it uses (a local NamedTuple it returns, say)."""
     target = _target(fn)
     try:
-        return dict(inspect.get_annotations(target, eval_str=True))
+        nonlocals = dict(inspect.getclosurevars(target).nonlocals) if inspect.isfunction(target) else {}
+        return dict(inspect.get_annotations(target, locals=nonlocals, eval_str=True))
     except Exception as e:
-        raise FlowSchemaError(f"{where}: cannot read the annotations of {label(fn)}: {e}") from None
+        raise FlowSchemaError(f"{where}: cannot read the annotations of {label(fn)}: {e} (a type defined "
+                              "inside a function is found only if the function body uses it; define it at "
+                              "module level)") from None
 
 
 @dataclass(frozen=True)

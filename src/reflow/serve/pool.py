@@ -61,7 +61,7 @@ class WorkerSlot:
                                  threads=self.threads, spin=0.0)
             self.proc = proc
             proc.connect(self.start_timeout)
-            hello = proc.channel.recv(timeout=self.start_timeout)
+            hello = proc.recv(self.start_timeout)
         except BaseException as e:
             why = f"could not start: {type(e).__name__}: {e}"
             with contextlib.suppress(RuntimeError):

@@ -91,11 +91,16 @@ class Server:
         self._thread.start()
         end = time.monotonic() + (timeout or self.options.start_timeout_s)
         while not (self.uvicorn.started and self.executor.ready):
+            if self.executor.failed:
+                self.stop()
+                raise ServeError(f"the server for flow {self.flow.name!r} could not start: "
+                                 f"{self.executor.failed}")
             if not self._thread.is_alive():
                 raise ServeError(f"the server for flow {self.flow.name!r} stopped while starting")
             if time.monotonic() > end:
                 self.stop()
-                raise ServeError(f"the server for flow {self.flow.name!r} was not ready within {timeout} s")
+                raise ServeError(f"the server for flow {self.flow.name!r} was not ready within "
+                                 f"{timeout or self.options.start_timeout_s} s")
             time.sleep(0.01)
         return self
 
