@@ -93,9 +93,10 @@ class LocalExecutor:
 
     def __init__(self, plan: Plan, stores: dict[str, Any] | None = None, *, max_inflight: int = 256,
                  deadline: float | None = 10.0, kill_grace: float = 1.0, threads_per_worker: int = 1,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, interrupt: bool = True) -> None:
         self.plan, self.stores = plan, stores or {}
         self.max_inflight, self.default_deadline, self.kill_grace = max_inflight, deadline, kill_grace
+        self.interrupt = interrupt  # False: work nobody waits for runs to its end (as in Cloudflow)
         self.threads = threads_per_worker
         self.metrics = metrics or Metrics(plan.graph.name)
         self.requests: dict[int, Request] = {}
@@ -387,7 +388,8 @@ class LocalExecutor:
             if item in queue:
                 queue.remove(item)
             return
-        if batch.kill is None and all(i.cancelled for i in batch.items) and batch.id in self.batches:
+        if self.interrupt and batch.kill is None and all(i.cancelled for i in batch.items) \
+                and batch.id in self.batches:
             batch.slot.cancel(batch.id)
             self.metrics.cancelled.labels(self.plan.graph.name, batch.stage).inc()
             assert self._loop is not None

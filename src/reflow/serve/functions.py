@@ -65,7 +65,7 @@ def _resolve(annotation: Any, module: str, where: str) -> Any:
     if not isinstance(text, str):
         return annotation
     try:
-        return eval(text, vars(sys.modules[module]))
+        return eval(text, vars(sys.modules[module]) if module in sys.modules else {})
     except Exception as e:
         raise FlowSchemaError(f"{where}: cannot evaluate the annotation {text!r}: {e}") from None
 

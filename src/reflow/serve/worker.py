@@ -36,6 +36,8 @@ from reflow.transport import Channel
 
 STOP = "stop"
 CANCEL_SIGNAL = signal.SIGUSR1
+WORKER_SPIN = 50e-6  # seconds a worker polls for its next batch before sleeping: short, the server needs the
+#                      cores (a busy server's next batch often comes within it; an idle worker costs nothing)
 
 
 class Cancelled(BaseException):
@@ -131,7 +133,7 @@ def worker_main(channel: str, payload: bytes, cancel: Any) -> None:
     stages: dict[str, Node] = cloudpickle.loads(payload)
     inners = {name: inner_graph(node) for name, node in stages.items()}
     warm(stages)
-    with Channel(channel, "b", spin=float(os.environ.get("REFLOW_SPIN", "0.0002"))) as ch:
+    with Channel(channel, "b", spin=WORKER_SPIN) as ch:
         set_fetcher(_fetcher(ch))
         ch.send(("ready", os.getpid()))
         while True:

@@ -1,0 +1,129 @@
+"""Claim: reflow serves the example pipelines with lower tail latency and more throughput than Ray Serve.
+
+Side by side in one run, on the same machine: ``reflow serve examples/serve/<pipeline>.py --workers 2`` (its
+own process, as a user runs it) and the same pipeline on Ray Serve, fairly tuned (see serve_peers.py), each
+under an open-loop Poisson load (aiohttp, latency from the intended send time into an HdrHistogram) at
+increasing offered rates. For each rate: p50 / p99 / p99.9 latency, throughput, goodput (answers within
+100 ms per second) and the share shed (503). Summary: each system's largest offered rate whose p99 stays
+under 100 ms, and the ratio. The machine is the bottleneck on purpose: the load generator runs on it too.
+
+Writes results/serve_load.json and results/serve_load.png (p99 against offered load, both systems).
+
+    flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/serve_load.py                    # cascade
+    flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/serve_load.py --pipeline recommender
+    flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/serve_load.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from serve_peers import (
+    BODIES,
+    SLO_MS,
+    LoadResult,
+    as_dict,
+    free_port,
+    open_loop,
+    ray_serve,
+    reflow_server,
+    warm,
+)
+from tqdm import tqdm
+
+RATES = {"cascade": [25, 50, 100, 150, 200, 300, 400], "recommender": [50, 100, 200, 300, 400, 600, 800]}
+
+
+def sweep(system: str, url: str, bodies: list[bytes], ctype: str, rates: list[float], seconds: float,
+          bar: Any) -> list[LoadResult]:
+    warm(url, bodies, ctype)
+    out = []
+    for rate in rates:
+        out.append(open_loop(system, url, bodies, ctype, rate, seconds, seed=int(rate)))
+        bar.update(1)
+        bar.set_postfix_str(f"{system} {rate}/s p99 {out[-1].p99_ms:.0f} ms")
+    return out
+
+
+def best_rate(results: list[LoadResult]) -> float:
+    """The largest offered rate whose p99 stayed under the SLO with nothing shed."""
+    ok = [r.offered for r in results if r.ok and r.p99_ms < SLO_MS and r.shed + r.errors == 0]
+    return max(ok, default=0.0)
+
+
+def plot(results: dict[str, list[LoadResult]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for system, rows in results.items():
+        x = [r.offered for r in rows]
+        ax[0].plot(x, [r.p99_ms for r in rows], marker="o", label=f"{system} p99")
+        ax[0].plot(x, [r.p50_ms for r in rows], marker=".", linestyle="--", label=f"{system} p50")
+        ax[1].plot(x, [r.throughput for r in rows], marker="o", label=system)
+    ax[0].axhline(SLO_MS, color="grey", linewidth=0.8)
+    ax[0].set_yscale("log")
+    ax[0].set_xlabel("offered load (requests/s)")
+    ax[0].set_ylabel("latency (ms)")
+    ax[0].legend()
+    ax[1].set_xlabel("offered load (requests/s)")
+    ax[1].set_ylabel("answered (requests/s)")
+    ax[1].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pipeline", choices=sorted(RATES), default="cascade")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds of load per rate")
+    p.add_argument("--rates", type=float, nargs="*", help="offered rates (requests/s)")
+    p.add_argument("--ray-replicas", type=int, default=1, help="replicas per Ray Serve deployment")
+    p.add_argument("--quick", action="store_true", help="three rates, 3 s each")
+    args = p.parse_args()
+    rates = args.rates or RATES[args.pipeline]
+    seconds = args.seconds
+    if args.quick:
+        rates, seconds = rates[1::3], 3.0
+    bodies, ctype = BODIES[args.pipeline]()
+    results: dict[str, list[LoadResult]] = {}
+    with tqdm(total=2 * len(rates), desc=f"serve_load {args.pipeline}") as bar:
+        with reflow_server(args.pipeline, workers=2) as url:
+            results["reflow"] = sweep("reflow", url, bodies, ctype, rates, seconds, bar)
+        with ray_serve(args.pipeline, free_port(), replicas=args.ray_replicas) as url:
+            results["ray serve"] = sweep("ray serve", url, bodies, ctype, rates, seconds, bar)
+    print(f"\n{args.pipeline}: open-loop Poisson load, {seconds:g} s per rate, 2-core VM")
+    print(f"{'offered/s':>9} {'system':>10} {'answered/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
+          f"{'goodput/s':>9} {'shed':>6}")
+    for i, rate in enumerate(rates):
+        for system, rows in results.items():
+            r = rows[i]
+            shed = (r.shed + r.errors) / max(1, r.sent)
+            print(f"{rate:>9g} {system:>10} {r.throughput:>10.1f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} "
+                  f"{r.p999_ms:>9.1f} {r.goodput:>9.1f} {shed:>6.1%}")
+    best = {s: best_rate(rows) for s, rows in results.items()}
+    ratio = best["reflow"] / best["ray serve"] if best["ray serve"] else math.inf
+    print(f"largest offered rate with p99 < {SLO_MS:g} ms: reflow {best['reflow']:g}/s, ray serve "
+          f"{best['ray serve']:g}/s ({ratio:.2f}x)")
+    lower = [rows_r.p99_ms < rows_s.p99_ms for rows_r, rows_s in zip(results["reflow"], results["ray serve"],
+                                                                      strict=True)]
+    print(f"reflow's p99 lower at {sum(lower)} of {len(lower)} rates")
+    out = Path("results")
+    out.mkdir(exist_ok=True)
+    (out / f"serve_load_{args.pipeline}.json").write_text(json.dumps(
+        {"pipeline": args.pipeline, "seconds": seconds, "slo_ms": SLO_MS, "best_rate": best,
+         "results": {s: [as_dict(r) for r in rows] for s, rows in results.items()}}, indent=1))
+    plot(results, out / f"serve_load_{args.pipeline}.png",
+         f"{args.pipeline}: latency and throughput against offered load (2-core VM)")
+    print(f"wrote results/serve_load_{args.pipeline}.json and .png")
+
+
+if __name__ == "__main__":
+    main()
