@@ -165,8 +165,8 @@ class EnvBank:
                                 step_timeout)
                 self.workers.append(worker)
                 self._owner.update(dict.fromkeys(slices, worker))
-                worker.start(self._segment.name, layout, cloudpickle.dumps(self.specs[lo:hi]), autoreset_mode,
-                             self.discrete, self.spaces)
+                worker.start(self._segment.name, layout, cloudpickle.dumps((self.specs[lo:hi], self.spaces)),
+                             autoreset_mode, self.discrete)
             for worker in self.workers:
                 worker.wait_ready(START_TIMEOUT_S)
             if seed is not None:

@@ -40,7 +40,6 @@ from multiprocessing.synchronize import Semaphore
 from typing import Any
 
 import cloudpickle
-from gymnasium import spaces
 
 from reflow.errors import EnvError, EnvTimeout, WorkerCrashed
 from reflow.rl.envs.launch import start_process
@@ -95,12 +94,12 @@ def _error_reply(runner: SliceRunner, e: Exception) -> tuple[int, str, str, byte
 
 
 def worker_main(conn: Connection, seg_name: str, layout: Layout, spec_bytes: bytes, w: int,
-                slices: list[tuple[int, int, int]], mode: int, discrete: bool,
-                ref_spaces: tuple[spaces.Space[Any], spaces.Space[Any]], cmd_sem: Semaphore,
+                slices: list[tuple[int, int, int]], mode: int, discrete: bool, cmd_sem: Semaphore,
                 done_sems: list[Semaphore], ready_sem: Semaphore, spin_s: float,
                 stack_out: Connection | None) -> None:
-    """Body of worker ``w``: build the envs of its ``slices`` (index, lo, hi; contiguous; their specs are
-    cloudpickled in ``spec_bytes``) and serve commands until CLOSE. Each post of ``cmd_sem`` is one command,
+    """Body of worker ``w``: build the envs of its ``slices`` (index, lo, hi; contiguous; ``spec_bytes`` is
+    their specs and env 0's spaces, cloudpickled: either may come from the caller's script) and serve
+    commands until CLOSE. Each post of ``cmd_sem`` is one command,
     for the first of its slices whose command word is set. ``stack_out`` (with a step timeout) receives
     the worker's stack on SIGUSR1."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -114,7 +113,8 @@ def worker_main(conn: Connection, seg_name: str, layout: Layout, spec_bytes: byt
     first = slices[0][1]
     envs: list[Any] = []
     try:
-        specs: list[EnvSpec] = cloudpickle.loads(spec_bytes)
+        specs: list[EnvSpec]
+        specs, ref_spaces = cloudpickle.loads(spec_bytes)
         for k, spec in enumerate(specs):
             env = make_env(spec, first + k)
             envs.append(env)
@@ -195,11 +195,11 @@ class Worker:
     def describe(self) -> str:
         return f"worker {self.w} (envs {self.lo}..{self.hi - 1} of {self.env_id!r})"
 
-    def start(self, seg_name: str, layout: Layout, spec_bytes: bytes, mode: int, discrete: bool,
-              ref_spaces: tuple[spaces.Space[Any], spaces.Space[Any]]) -> None:
+    def start(self, seg_name: str, layout: Layout, spec_bytes: bytes, mode: int, discrete: bool) -> None:
+        """Start the process; ``spec_bytes``: cloudpickled (specs of its envs, env 0's spaces)."""
         self.proc = start_process(
             worker_main, f"reflow-envbank-{self.w}",
-            (self._child_conn, seg_name, layout, spec_bytes, self.w, self._bounds, mode, discrete, ref_spaces,
+            (self._child_conn, seg_name, layout, spec_bytes, self.w, self._bounds, mode, discrete,
              self.cmd_sem, [self.done_sems[s] for s in self.slices], self.ready_sem, self.spin_s,
              self._stack_out))
         self._child_conn.close()
