@@ -41,6 +41,7 @@ from reflow.errors import EnvArgumentError, EnvError
 from reflow.rl.envs.bank import EnvBank
 from reflow.rl.envs.contract import ActionCheck, check_reset_mask, env_seeds, per_env_values
 from reflow.rl.envs.episodes import EpisodeLog
+from reflow.rl.envs.infos import merge_infos
 from reflow.rl.envs.ray_bank import RayEnvBank, check_backend
 from reflow.rl.envs.slice import MODE_CODES
 from reflow.rl.envs.spec import EnvSpec, Wrapper
@@ -104,10 +105,7 @@ class BankVectorEnv(EpisodeLog, VectorEnv[Any, Any, Any]):
 
     def _infos(self) -> dict[str, Any]:
         """The envs' infos of the last command, merged as ``SyncVectorEnv`` merges them."""
-        infos: dict[str, Any] = {}
-        for i, info in self.bank.events:
-            infos = self._add_info(infos, info, i)
-        return infos
+        return merge_infos(self.bank.events, self.num_envs, self._add_info)
 
     def reset(self, *, seed: int | list[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
