@@ -1,4 +1,4 @@
-"""Merging the envs' info dicts into one vector info dict, as ``VectorEnv._add_info`` does, in one pass per key.
+"""Merging the envs' info dicts into one vector info dict as ``VectorEnv._add_info`` does, one pass per key.
 
 gymnasium merges infos one env and one key at a time: each value costs a few dictionary look-ups, type tests
 and a mask update, about 1.5 us. MuJoCo envs report six floats per step (Hopper: 32 envs, ~190 values, a
