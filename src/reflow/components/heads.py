@@ -97,6 +97,13 @@ class CategoricalHead(_Head):
         return -(logp.exp() * logp).sum(-1)
 
     @api
+    def log_prob_entropy(self, logits: torch.Tensor, actions: torch.Tensor) \
+            -> tuple[torch.Tensor, torch.Tensor]:
+        """Both at once, from one log-softmax (what a PPO update needs)."""
+        logp = torch.log_softmax(logits, dim=-1)
+        return logp.gather(1, actions.long().unsqueeze(1)).squeeze(1), -(logp.exp() * logp).sum(-1)
+
+    @api
     def greedy(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=-1)
 
@@ -140,6 +147,11 @@ class DiagGaussianHead(_Head):
     @api
     def entropy(self, log_std: torch.Tensor) -> torch.Tensor:
         return (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+
+    @api
+    def log_prob_entropy(self, mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) \
+            -> tuple[torch.Tensor, torch.Tensor]:
+        return self.log_prob(mean, log_std, actions), self.entropy(log_std)
 
     @api
     def greedy(self, mean: torch.Tensor) -> torch.Tensor:

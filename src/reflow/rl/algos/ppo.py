@@ -162,11 +162,10 @@ class PPOAgent(Agent):
     ) -> torch.Tensor:
         """One minibatch step (obs already normalised)."""
         if isinstance(self.pi_head, CategoricalHead):
-            logits = self._dist(obs)
-            logp, entropy = self.pi_head.log_prob(logits, actions), self.pi_head.entropy(logits)
+            logp, entropy = self.pi_head.log_prob_entropy(self._dist(obs), actions)
         else:
             mean, log_std = self._dist(obs)
-            logp, entropy = self.pi_head.log_prob(mean, log_std, actions), self.pi_head.entropy(log_std)
+            logp, entropy = self.pi_head.log_prob_entropy(mean, log_std, actions)
         values = self.v_head(self.v_torso(obs))
         loss = self.loss_fn.loss(logp, old_logp, advantages, values, returns, entropy)
         self.optimizer.step(loss)
