@@ -176,8 +176,7 @@ def make_app(executor: LocalExecutor, schema: Schema, out: Schema, *, max_body_b
     state: dict[str, Any] = {}
 
     def done(code: int, t0: float) -> None:
-        metrics.requests.labels(flow, str(code)).inc()
-        metrics.latency.labels(flow).observe(time.perf_counter() - t0)
+        metrics.answered(code, time.perf_counter() - t0)
 
     async def run(request: Request) -> Response:
         t0 = time.perf_counter()

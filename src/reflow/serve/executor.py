@@ -119,7 +119,7 @@ class LocalExecutor:
         self.metrics.track(lambda: len(self.requests), {s: self._depth(s) for s in plan.stages})
 
     def _fetched(self, store: str, n: int) -> None:
-        self.metrics.fetches.labels(self.plan.graph.name, store).inc(n)
+        self.metrics.count(self.metrics.fetches, store, n=n)
 
     def _depth(self, stage: str) -> Callable[[], float]:
         return lambda: len(self.queues[stage])
@@ -195,10 +195,10 @@ class LocalExecutor:
 
         Raises Overloaded (503), DeadlineExceeded (504), OperatorFailed (500) or LookupKeyError (404)."""
         if not self.accepting:
-            self.metrics.shed.labels(self.plan.graph.name).inc()
+            self.metrics.count(self.metrics.shed)
             raise Overloaded("the server is not accepting requests (starting or draining)")
         if len(self.requests) >= self.max_inflight:
-            self.metrics.shed.labels(self.plan.graph.name).inc()
+            self.metrics.count(self.metrics.shed)
             raise Overloaded(f"{len(self.requests)} requests in flight, the most this server takes "
                              f"(max_inflight={self.max_inflight}); retry later")
         loop = asyncio.get_running_loop()
@@ -365,7 +365,7 @@ class LocalExecutor:
         now = time.monotonic()
         for item in items:
             item.batch = batch
-            self.metrics.queue_wait.labels(self.plan.graph.name, sp.name).observe(now - item.since)
+            self.metrics.waited(sp.name, now - item.since)
         slot.busy = batch
         self.batches[batch.id] = batch
         pads = {op: decision.pad for op in sp.batched_ops} if decision.pad else None
@@ -391,7 +391,7 @@ class LocalExecutor:
         if self.interrupt and batch.kill is None and all(i.cancelled for i in batch.items) \
                 and batch.id in self.batches:
             batch.slot.cancel(batch.id)
-            self.metrics.cancelled.labels(self.plan.graph.name, batch.stage).inc()
+            self.metrics.count(self.metrics.cancelled, batch.stage)
             assert self._loop is not None
             batch.kill = self._loop.call_later(self.kill_grace, self._kill_stuck, batch)
 
@@ -430,11 +430,9 @@ class LocalExecutor:
 
     def _record(self, slot: WorkerSlot, batch: Batch, timings: list[tuple[str, float, int]],
                 caches: dict[str, tuple[list[Hashable], list[Hashable]]]) -> None:
-        name = self.plan.graph.name
         total = 0.0
         for op, seconds, rows in timings:
-            self.metrics.operator.labels(name, op).observe(seconds)
-            self.metrics.batch_rows.labels(name, op).observe(rows)
+            self.metrics.ran(op, seconds, rows)
             total += seconds
         sp = self.plan.stages[batch.stage]
         if sp.batch and timings:
@@ -452,7 +450,7 @@ class LocalExecutor:
             starting.set_exception(ServeError(f"worker {slot.index} could not start ({why}); its output "
                                               "above has the details"))
             return
-        self.metrics.restarts.labels(self.plan.graph.name).inc()
+        self.metrics.count(self.metrics.restarts)
         batch, slot.busy = slot.busy, None
         self.cached[slot.index] = {}
         if batch is not None:

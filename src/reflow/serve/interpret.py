@@ -61,6 +61,35 @@ def inner_graph(node: Node) -> tuple[Graph, dict[tuple[str, str], str], str]:
     return g, {(node.name, p.name): p.name for p in node.inputs}, node.name
 
 
+@dataclass(frozen=True)
+class Step:
+    """One operator of a stage: where each of its inputs comes from (an earlier step, or a stage input)."""
+
+    name: str
+    node: Node
+    sources: tuple[tuple[bool, str], ...]  # per input port: (from a step?, the step's name or input port)
+
+
+@dataclass(frozen=True)
+class Program:
+    """A stage compiled once: its operators in order, and which one answers."""
+
+    steps: tuple[Step, ...]
+    tail: str
+
+
+def compile_stage(node: Node) -> Program:
+    """The stage's operators in topological order, each with where its inputs come from."""
+    g, entry, tail = inner_graph(node)
+    steps = []
+    for name in topo_order(g):
+        op = g.node(name)
+        feeds = {e.dst_port: e.src for e in g.in_edges(name)}
+        steps.append(Step(name, op, tuple((True, feeds[p.name]) if p.name in feeds else
+                                          (False, entry[(name, p.name)]) for p in op.inputs)))
+    return Program(tuple(steps), tail)
+
+
 @dataclass
 class StageResult:
     """One table or one exception per request, and (operator, seconds, rows) per operator call."""
@@ -70,31 +99,28 @@ class StageResult:
 
 
 def run_stage(node: Node, items: Sequence[Mapping[str, Table]], pads: Mapping[str, int] | None = None,
-              inner: tuple[Graph, dict[tuple[str, str], str], str] | None = None) -> StageResult:
+              program: Program | None = None) -> StageResult:
     """Run stage ``node`` over several requests; ``items[i]`` maps the stage's input ports to tables."""
-    g, entry, tail = inner if inner is not None else inner_graph(node)
+    prog = program if program is not None else compile_stage(node)
     pads = pads or {}
-    values: list[dict[tuple[str, str], Table]] = [{} for _ in items]
+    values: list[dict[str, Table]] = [{} for _ in items]
     errors: list[BaseException | None] = [None] * len(items)
     timings: list[tuple[str, float, int]] = []
-    for name in topo_order(g):
-        op = g.node(name)
-        live = [i for i, e in enumerate(errors) if e is None]
-        if not live:
-            break
-        feeds = {e.dst_port: (e.src, e.src_port) for e in g.in_edges(name)}
-        args = [[values[i][feeds[p.name]] if p.name in feeds else items[i][entry[(name, p.name)]]
-                 for p in op.inputs] for i in live]
+    live = list(range(len(items)))
+    for step in prog.steps:
+        args = [[values[i][src] if inner else items[i][src] for inner, src in step.sources] for i in live]
         t0 = time.perf_counter()
-        results = _run_isolated(op, args, pads.get(name))
-        timings.append((name, time.perf_counter() - t0, sum(len(a[0]) for a in args if a)))
+        results = _run_isolated(step.node, args, pads.get(step.name))
+        timings.append((step.name, time.perf_counter() - t0, sum(len(a[0]) for a in args if a)))
         for i, r in zip(live, results, strict=True):
             if isinstance(r, BaseException):
                 errors[i] = r
             else:
-                values[i][(name, "out")] = r
-    return StageResult([e if e is not None else values[i][(tail, "out")] for i, e in enumerate(errors)],
-                       timings)
+                values[i][step.name] = r
+        live = [i for i in live if errors[i] is None]
+        if not live:
+            break
+    return StageResult([e if e is not None else values[i][prog.tail] for i, e in enumerate(errors)], timings)
 
 
 def _run_isolated(op: Node, args: list[list[Table]], pad: int | None) -> list[Table | BaseException]:

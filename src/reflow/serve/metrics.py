@@ -8,6 +8,7 @@ Each server has its own registry (two servers in one process, as in tests, do no
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -45,6 +46,30 @@ class Metrics:
         self.queued = Gauge("reflow_serve_queued", "Requests waiting for a stage", ["flow", "stage"],
                             registry=r)
         self.flow = flow
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """The labelled child of ``metric`` (looked up once: ``labels()`` costs microseconds per call)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(self.flow, *labels)
+        return child
+
+    def answered(self, code: int, seconds: float) -> None:
+        self._child(self.requests, str(code)).inc()
+        self._child(self.latency).observe(seconds)
+
+    def ran(self, operator: str, seconds: float, rows: int) -> None:
+        self._child(self.operator, operator).observe(seconds)
+        self._child(self.batch_rows, operator).observe(rows)
+
+    def waited(self, stage: str, seconds: float) -> None:
+        self._child(self.queue_wait, stage).observe(seconds)
+
+    def count(self, metric: Any, *labels: str, n: float = 1.0) -> None:
+        """Add ``n`` to counter ``metric`` (shed, restarts, cancelled, fetches) with ``labels``."""
+        self._child(metric, *labels).inc(n)
 
     def track(self, inflight: Callable[[], float], queued: dict[str, Callable[[], float]]) -> None:
         """Read the in-flight and per-stage queue gauges from the executor when scraped."""

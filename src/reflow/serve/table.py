@@ -58,6 +58,9 @@ class Schema:
     def __len__(self) -> int:
         return len(self._cols)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Schema, (self._cols,))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Schema) and self._cols == other._cols
 
@@ -196,6 +199,9 @@ class Table:
         self.rows.append(tuple(check(t, v, f"row {i}, column {n!r}")
                                for (n, t), v in zip(self.schema.items(), values, strict=True)))
         self.keys.append(self.keys[-1] + 1 if self.keys else 0)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Table.make, (self.schema, self.rows, self.keys))
 
     def column(self, name: str) -> list[Any]:
         if name not in self.schema:

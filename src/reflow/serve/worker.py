@@ -30,7 +30,7 @@ from typing import Any
 from reflow.errors import ChannelClosed, LookupKeyError, OperatorFailed
 from reflow.graph import Node
 from reflow.serve.functions import Instance
-from reflow.serve.interpret import inner_graph, run_stage
+from reflow.serve.interpret import Program, compile_stage, run_stage
 from reflow.serve.store import remote_stores, set_fetcher
 from reflow.transport import Channel
 
@@ -77,12 +77,11 @@ def _on_cancel(signum: int, frame: FrameType | None) -> None:
         raise Cancelled()
 
 
-def warm(stages: dict[str, Node]) -> None:
+def warm(programs: dict[str, Program]) -> None:
     """Build every class-based operator now (load its model), so the first request does not pay for it."""
-    for node in stages.values():
-        g, _, _ = inner_graph(node)
-        for op in g:
-            call = getattr(op.attrs.get("spec"), "call", None)
+    for program in programs.values():
+        for step in program.steps:
+            call = getattr(step.node.attrs.get("spec"), "call", None)
             if call is not None and isinstance(call.fn, Instance):
                 call.fn.build()
 
@@ -100,7 +99,8 @@ def _fetcher(ch: Channel) -> Any:
     return fetch
 
 
-def run_batch(stages: dict[str, Node], inners: dict[str, Any], msg: tuple[Any, ...]) -> tuple[Any, ...]:
+def run_batch(stages: dict[str, Node], programs: dict[str, Program], msg: tuple[Any, ...]) \
+        -> tuple[Any, ...]:
     """Run one ``("run", ...)`` message; returns the ``("done", ...)`` answer."""
     _, batch, stage, items, pads = msg
     now = time.monotonic()
@@ -111,7 +111,7 @@ def run_batch(stages: dict[str, Node], inners: dict[str, Any], msg: tuple[Any, .
     if live:
         try:
             _Running.batch = batch
-            out = run_stage(stages[stage], [ins for _, ins in live], pads, inners[stage])
+            out = run_stage(stages[stage], [ins for _, ins in live], pads, programs[stage])
             _Running.batch = -1
             timings = out.timings
             results += [(i, failure_of(r) if isinstance(r, BaseException) else r)
@@ -131,8 +131,8 @@ def worker_main(channel: str, payload: bytes, cancel: Any) -> None:
     _Running.cancel = cancel
     signal.signal(CANCEL_SIGNAL, _on_cancel)
     stages: dict[str, Node] = cloudpickle.loads(payload)
-    inners = {name: inner_graph(node) for name, node in stages.items()}
-    warm(stages)
+    programs = {name: compile_stage(node) for name, node in stages.items()}
+    warm(programs)
     with Channel(channel, "b", spin=WORKER_SPIN) as ch:
         set_fetcher(_fetcher(ch))
         ch.send(("ready", os.getpid()))
@@ -144,5 +144,5 @@ def worker_main(channel: str, payload: bytes, cancel: Any) -> None:
             if msg == STOP:
                 return
             if isinstance(msg, tuple) and msg[0] == "run":
-                ch.send(run_batch(stages, inners, msg))
+                ch.send(run_batch(stages, programs, msg))
             # anything else is a fetch answer that came after its batch was cancelled: dropped
