@@ -157,10 +157,10 @@ def test_racing_replicas_answer_once_and_the_loser_is_cancelled() -> None:
     with Server(racing(), workers=2) as srv:
         for x in range(12):
             assert _post(srv.url, {"x": x})["rows"] == [{"straggler": 2 * x}]
-        assert _metric(srv, 'reflow_serve_cancelled_batches_total{flow="racing"') >= 6
+        assert _metric(srv, 'reflow_serve_cancelled_batches_total{flow="racing"') >= 3
         count = 'reflow_serve_operator_seconds_count{flow="racing",operator="straggler#'
-        timings = _metric(srv, count + '1"}') + _metric(srv, count + '2"}')
-        assert timings < 24  # cancelled losers report no time: not every replica ran to the end
+        finished = _metric(srv, count + '1"}') + _metric(srv, count + '2"}')
+        assert 12 <= finished <= 18  # a loser interrupted (or withdrawn before it ran) reports no time
 
 
 @pytest.mark.parametrize("locality", [True, False])

@@ -36,6 +36,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads-per-worker", type=int, default=1,
                    help="torch/BLAS threads per worker (default 1)")
     p.add_argument("--drain-s", type=float, default=30.0, help="seconds to finish requests on shutdown")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the workers as Ray actors over a cluster's nodes: 'auto', HOST:PORT or "
+                   "ray://HOST:PORT (no address: a private Ray on this machine)")
     p.set_defaults(func=_serve)
 
 
@@ -46,7 +49,7 @@ def options_from(args: argparse.Namespace) -> Any:
     opts = Optimizations(whole=args.whole, **{n: not getattr(args, f"no_{n}") for n in OPTIMIZATIONS})
     return ServeOptions(workers=args.workers, deadline_ms=args.deadline_ms, max_inflight=args.max_inflight,
                         max_body_bytes=args.max_body_bytes, threads_per_worker=args.threads_per_worker,
-                        drain_s=args.drain_s, optimize=opts)
+                        drain_s=args.drain_s, optimize=opts, ray=args.ray)
 
 
 def _serve(args: argparse.Namespace) -> int:

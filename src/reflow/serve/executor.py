@@ -38,14 +38,12 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
-
 from reflow.errors import DeadlineExceeded, LookupKeyError, OperatorFailed, Overloaded, ServeError
 from reflow.serve.batching import Batcher, Decision
 from reflow.serve.metrics import Metrics
 from reflow.serve.ops import UnionSpec, empty, pick
 from reflow.serve.plan import Plan, StagePlan
-from reflow.serve.pool import WorkerSlot
+from reflow.serve.pool import LocalPool, WorkerSlot
 from reflow.serve.table import Table
 from reflow.serve.worker import Failure
 
@@ -93,11 +91,11 @@ class LocalExecutor:
 
     def __init__(self, plan: Plan, stores: dict[str, Any] | None = None, *, max_inflight: int = 256,
                  deadline: float | None = 10.0, kill_grace: float = 1.0, threads_per_worker: int = 1,
-                 metrics: Metrics | None = None, interrupt: bool = True) -> None:
+                 metrics: Metrics | None = None, interrupt: bool = True, pool: Any = None) -> None:
         self.plan, self.stores = plan, stores or {}
+        self.pool = pool if pool is not None else LocalPool(threads_per_worker, fetched=self._fetched)
         self.max_inflight, self.default_deadline, self.kill_grace = max_inflight, deadline, kill_grace
         self.interrupt = interrupt  # False: work nobody waits for runs to its end (as in Cloudflow)
-        self.threads = threads_per_worker
         self.metrics = metrics or Metrics(plan.graph.name)
         self.requests: dict[int, Request] = {}
         self.queues: dict[str, deque[Item]] = {s: deque() for s in plan.stages}
@@ -129,10 +127,10 @@ class LocalExecutor:
         """Start the workers and wait until each can take batches."""
         self._loop = asyncio.get_running_loop()
         self._all_ready = self._loop.create_future()
+        self.pool.start_timeout = timeout
+        await self._loop.run_in_executor(None, self.pool.open, self.stores)
         for w in range(self.plan.workers):
-            payload = self._payload(w)
-            slot = WorkerSlot(w, payload, self.stores, self._loop, self._on_message, self._on_death,
-                              self.threads, start_timeout=timeout, fetched=self._fetched)
+            slot = self.pool.slot(w, self._payload(w), self._loop, self._on_message, self._on_death)
             self.slots.append(slot)
             slot.start()
         if not self.slots:
@@ -149,7 +147,7 @@ class LocalExecutor:
         """The stages worker ``worker`` hosts, pickled (by value where their module is not importable)."""
         stages = self.plan.hosted_by(worker)
         try:
-            payload: bytes = cloudpickle.dumps(stages)
+            payload: bytes = self.pool.payload(stages)
             return payload
         except Exception as e:
             self.failed = f"cannot send the operators of stages {sorted(stages)} to a worker process: {e}"
@@ -188,6 +186,7 @@ class LocalExecutor:
                 t.join()
         if slots:
             await asyncio.get_running_loop().run_in_executor(None, stop_all)
+        await asyncio.get_running_loop().run_in_executor(None, self.pool.close)
 
     # -- requests --------------------------------------------------------------------------------------------
     async def submit(self, table: Table, deadline: float | None = None) -> Table:

@@ -163,3 +163,29 @@ class WorkerSlot:
         proc, self.proc = self.proc, None
         if proc is not None:
             proc.close(STOP, timeout=2.0)
+
+
+class LocalPool:
+    """Makes the server's workers processes on this machine (what ``LocalExecutor`` uses by default)."""
+
+    def __init__(self, threads: int = 1, start_timeout: float = 120.0,
+                 fetched: Callable[[str, int], None] | None = None) -> None:
+        self.threads, self.start_timeout, self.fetched = threads, start_timeout, fetched
+        self.stores: Mapping[str, Store] = {}
+
+    def open(self, stores: Mapping[str, Store]) -> None:
+        self.stores = stores
+
+    def payload(self, stages: Mapping[str, Any]) -> bytes:
+        import cloudpickle
+
+        data: bytes = cloudpickle.dumps(dict(stages))
+        return data
+
+    def slot(self, index: int, payload: bytes, loop: asyncio.AbstractEventLoop,
+             on_message: Callable[[Any, Any], None], on_death: Callable[[Any, str], None]) -> WorkerSlot:
+        return WorkerSlot(index, payload, self.stores, loop, on_message, on_death, self.threads,
+                          self.start_timeout, self.fetched)
+
+    def close(self) -> None:
+        """Nothing to release: each slot owns its process."""

@@ -36,6 +36,7 @@ class ServeOptions:
     drain_s: float = 30.0
     start_timeout_s: float = 120.0
     optimize: Optimizations = field(default_factory=Optimizations)
+    ray: str | None = None  # None: worker processes here; "local": a private Ray here; else a cluster address
 
 
 class Server:
@@ -57,10 +58,15 @@ class Server:
         if o.workers < 1:
             raise ServeError(f"serving needs at least 1 worker process, got {o.workers}")
         self.plan: Plan = optimize(flow, o.workers, o.optimize)
+        pool = None
+        if o.ray is not None:
+            from reflow.serve.ray_backend import RayPool
+
+            pool = RayPool(None if o.ray == "local" else o.ray)
         self.executor = LocalExecutor(self.plan, dict(flow.stores), max_inflight=o.max_inflight,
                                       deadline=None if o.deadline_ms is None else o.deadline_ms / 1e3,
                                       kill_grace=o.kill_grace_s, threads_per_worker=o.threads_per_worker,
-                                      metrics=Metrics(flow.name))
+                                      metrics=Metrics(flow.name), pool=pool)
         self.app = make_app(self.executor, flow.schema, flow.sink().schema, max_body_bytes=o.max_body_bytes,
                             start_timeout=o.start_timeout_s)
         config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="on",
