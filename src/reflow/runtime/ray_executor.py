@@ -71,8 +71,9 @@ def user_modules(hosts: Mapping[str, ReactionHost]) -> list[str]:
     return sorted(out)
 
 
-def pickle_hosts(hosts: Mapping[str, ReactionHost], by_value: Sequence[str]) -> bytes:
-    """``hosts`` pickled with cloudpickle, the modules ``by_value`` included by value."""
+def pickle_hosts(hosts: Mapping[str, Any], by_value: Sequence[str]) -> bytes:
+    """``hosts`` (reactors, or serving stages) pickled with cloudpickle, the modules ``by_value`` included by
+    value."""
     cloudpickle: Any = importlib.import_module("ray.cloudpickle")
     modules = [importlib.import_module(m) for m in by_value]
     for m in modules:

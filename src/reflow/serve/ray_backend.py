@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import importlib
 import os
 import sys
 import sysconfig
@@ -27,6 +26,7 @@ from typing import Any
 
 from reflow.graph import Node
 from reflow.runtime.ray_cluster import RayCluster, affinity, connect, nodes, require_ray
+from reflow.runtime.ray_executor import pickle_hosts
 from reflow.serve.interpret import compile_stage
 from reflow.serve.store import Store, set_fetcher
 from reflow.serve.worker import Cancelled, run_batch, warm
@@ -113,17 +113,7 @@ class RayPool:
         self._store = store_actor.options(scheduling_strategy=affinity(self.node_ids[0])).remote(data)
 
     def payload(self, stages: Mapping[str, Node]) -> bytes:
-        import cloudpickle
-
-        modules = [importlib.import_module(m) for m in user_modules(stages)]
-        for m in modules:
-            cloudpickle.register_pickle_by_value(m)
-        try:
-            data: bytes = cloudpickle.dumps(dict(stages))
-            return data
-        finally:
-            for m in modules:
-                cloudpickle.unregister_pickle_by_value(m)
+        return pickle_hosts(stages, user_modules(stages))
 
     def node_for(self, index: int) -> str:
         """Worker ``index``'s node: round robin over the nodes alive now (a lost node's workers move)."""
