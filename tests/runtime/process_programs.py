@@ -125,7 +125,7 @@ def run_until_interrupted() -> None:
             time.sleep(0.01)
             return
         announce.done = True  # type: ignore[attr-defined]
-        print(" ".join(str(p.pid) for p in ex._procs), flush=True)
+        print(" ".join(str(pid) for pid in ex.pids), flush=True)
 
     try:
         run(main, executor=ex, on_tag=announce)

@@ -1,7 +1,7 @@
 """The process executor: reactors live in worker processes; invocations and results move over the transport.
 
-Policy. ``start`` places every reactor on a worker (``placement.place``), starts one ``spawn`` process per
-worker and hands it, pickled, the hosts it keeps: from then on their state lives there and only there.
+Policy. ``start`` places every reactor on a worker (``placement.place``) and loads each worker process with
+the hosts it keeps, pickled: from then on their state lives there and only there.
 Each worker talks to the scheduler over one ``reflow.transport.Channel`` (small messages inline, arrays
 through the worker's shared-memory store). ``run_batch`` splits a batch by worker, sends every worker its
 part first, runs the reactors kept local (``local=``) in the calling thread meanwhile, then collects the
@@ -10,6 +10,11 @@ gives the same trace with threads, processes or a mix: placement decides where r
 they do. An array one worker produced and another consumes goes through the scheduler without a copy: the
 scheduler forwards it from the producer's store (``reflow.transport.forward``); ``channel_stats`` counts,
 per worker, the batches sent inline, copied into the scheduler's store, or forwarded.
+
+Processes. By default the executor starts its worker processes itself and stops them with the run. A
+``WorkerPool`` keeps worker processes for many runs: given ``pool=``, an executor loads its program's reactors
+into the pool's workers and leaves them running at the end, so many short programs (a test suite, a
+notebook) pay for starting processes (about a second) once.
 
 Faults. While waiting for a reply the executor checks that the worker is alive; a worker that died (crashed,
 killed) raises ``WorkerCrashed`` naming the worker and the reactors it held. ``close`` (which the scheduler
@@ -33,26 +38,23 @@ live state was in the workers); read results from the trace or from reactors kep
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import multiprocessing as mp
 import os
 import pickle
 import threading
 from collections.abc import Collection, Mapping, Sequence
+from types import TracebackType
 from typing import Any
 
 from reflow.errors import ChannelClosed, SerializationError, UnsendableValue, WorkerCrashed
 from reflow.graph import Graph
 from reflow.runtime.executor import Executor, Invocation, ReactionHost, Result, run_invocation
 from reflow.runtime.placement import LOCAL, place
-from reflow.runtime.workers import thread_caps
+from reflow.runtime.workers import WorkerProcess
 from reflow.transport import Channel
 from reflow.transport.pubsub import PublisherStats
-from reflow.transport.shm import unlink_segments_of
 
 _STOP = "stop"
-_names = itertools.count()
+LOAD, READY = "load", "ready"  # (LOAD, pickled hosts): a worker takes the next program's reactors
 
 
 def _pickles(value: object) -> bool:
@@ -94,19 +96,24 @@ def _failed(result: Result, error: BaseException) -> Result:
                   error_text=str(error), elapsed=result.elapsed)
 
 
-def worker_main(channel: str, hosts_pickle: bytes) -> None:
-    """A worker process: run the invocations it is sent on its own hosts until told to stop."""
-    serve_hosts(channel, pickle.loads(hosts_pickle))
+def worker_main(channel: str) -> None:
+    """A worker process: run the invocations it is sent on the hosts it is loaded with, until stopped."""
+    serve_hosts(channel, {})
 
 
 def serve_hosts(channel: str, hosts: Mapping[str, ReactionHost]) -> None:
     """Run the invocations sent on side ``b`` of ``channel`` on ``hosts`` until told to stop (the loop of a
-    worker process, and of a Ray executor's reactor group)."""
+    worker process, and of a Ray executor's reactor group); a ``(LOAD, pickled hosts)`` message replaces
+    the hosts (the next program of a ``WorkerPool``)."""
     with Channel(channel, "b") as ch:
         while True:
             batch = ch.recv()
             if isinstance(batch, str):
                 return
+            if isinstance(batch, tuple):
+                hosts = pickle.loads(batch[1])
+                ch.send(READY)
+                continue
             results = [run_invocation(hosts[inv.reactor], inv) for inv in batch]
             try:
                 ch.send(results)
@@ -114,25 +121,75 @@ def serve_hosts(channel: str, hosts: Mapping[str, ReactionHost]) -> None:
                 ch.send([sendable(r) for r in results])
 
 
+class WorkerPool:
+    """``workers`` worker processes (``processes[w]``: a ``WorkerProcess``) for one run after another, until
+    ``close`` (idempotent; also at the end of a ``with`` block). Each is capped at ``threads_per_worker``
+    numeric-library threads (default: the cores divided by the workers, at least 1)."""
+
+    def __init__(self, workers: int = 2, *, threads_per_worker: int | None = None,
+                 start_timeout: float = 60.0) -> None:
+        if workers < 1:
+            raise ValueError(f"a worker pool needs at least 1 worker, got {workers}")
+        if threads_per_worker is not None and threads_per_worker < 1:
+            raise ValueError(f"a worker pool needs threads_per_worker >= 1, got {threads_per_worker}")
+        self.workers = workers
+        self.threads_per_worker = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        self.processes: list[WorkerProcess] = []
+        try:
+            for w in range(workers):
+                self.processes.append(WorkerProcess(worker_main, (), label=f"worker-{w}",
+                                                    threads=self.threads_per_worker))
+            for proc in self.processes:
+                proc.connect(start_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [p.pid for p in self.processes]
+
+    def close(self) -> None:
+        """Stop the workers (kill those that do not stop) and free their shared memory."""
+        for proc in self.processes:
+            proc.close(stop=_STOP)
+        self.processes = []
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
 class ProcessExecutor(Executor):
-    """Runs reactors in ``workers`` processes; reactors named in ``local`` stay in the scheduler's process."""
+    """Runs reactors in ``workers`` processes; reactors named in ``local`` stay in the scheduler's process.
+    With ``pool=`` it uses that ``WorkerPool``'s processes (and its size) and leaves them running."""
 
     def __init__(self, workers: int = 2, local: Collection[str] = (), start_timeout: float = 60.0,
-                 threads_per_worker: int | None = None) -> None:
+                 threads_per_worker: int | None = None, pool: WorkerPool | None = None) -> None:
         super().__init__()
         if workers < 1:
             raise ValueError(f"ProcessExecutor needs at least 1 worker, got {workers}")
         if threads_per_worker is not None and threads_per_worker < 1:
             raise ValueError(f"ProcessExecutor needs threads_per_worker >= 1, got {threads_per_worker}")
-        self.workers = workers
-        self.threads_per_worker = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        self.workers = pool.workers if pool is not None else workers
+        self.threads_per_worker = threads_per_worker
         self.local = tuple(local)
         self.start_timeout = start_timeout
         self.placement: dict[str, int] = {}
+        self._pool = pool
+        self._own: WorkerPool | None = None  # the pool this executor started, and stops
         self._procs: list[Any] = []
         self._chans: list[Channel] = []
         self.channel_stats: list[PublisherStats] = []  # of the sends to each worker, kept after close
         self._lock = threading.Lock()
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids (while started)."""
+        return [p.pid for p in self._procs]
 
     def start(self, hosts: Mapping[str, ReactionHost], graph: Graph) -> None:
         super().start(hosts, graph)
@@ -144,20 +201,18 @@ class ProcessExecutor(Executor):
         self.placement = place(graph, self.workers, [p for p in self.local if p in with_reactions])
         for path in hosts:  # a reactor without reactions still gets a home
             self.placement.setdefault(path, LOCAL if path in self.local else 0)
-        ctx = mp.get_context("spawn")
         try:
-            with thread_caps(self.threads_per_worker):
-                for w in range(self.workers):
-                    name = f"reflow-exec-{os.getpid()}-{next(_names)}-{w}"
-                    mine = {p: h for p, h in hosts.items() if self.placement[p] == w}
-                    self._chans.append(Channel(name, "a"))
-                    self.channel_stats.append(self._chans[-1].out.stats)
-                    proc = ctx.Process(target=worker_main, args=(name, pickle.dumps(mine)), daemon=True,
-                                       name=f"reflow-worker-{w}")
-                    proc.start()
-                    self._procs.append(proc)
-            for ch in self._chans:
-                ch.connect(self.start_timeout)
+            pool = self._pool
+            if pool is None:
+                pool = self._own = WorkerPool(self.workers, threads_per_worker=self.threads_per_worker,
+                                              start_timeout=self.start_timeout)
+            self._procs = [p.proc for p in pool.processes]
+            self._chans = [p.channel for p in pool.processes]
+            self.channel_stats = [ch.out.stats for ch in self._chans]
+            for w, ch in enumerate(self._chans):
+                ch.send((LOAD, pickle.dumps({p: h for p, h in hosts.items() if self.placement[p] == w})))
+            for w in range(self.workers):
+                self._reply(w)  # READY, or WorkerCrashed naming the reactors it could not load
         except BaseException:
             self.close()
             raise
@@ -166,12 +221,11 @@ class ProcessExecutor(Executor):
         """The reactors worker ``worker`` keeps."""
         return sorted(p for p, w in self.placement.items() if w == worker)
 
-    def _reply(self, w: int) -> list[Result]:
+    def _reply(self, w: int) -> Any:
         proc, ch = self._procs[w], self._chans[w]
         while True:
             try:
-                reply: list[Result] = ch.recv(timeout=0.05)
-                return reply
+                return ch.recv(timeout=0.05)
             except TimeoutError:
                 if not proc.is_alive():
                     break
@@ -235,20 +289,10 @@ class ProcessExecutor(Executor):
         return messages
 
     def close(self) -> None:
-        """Stop the workers (kill those that do not stop), free their shared memory. Idempotent."""
+        """Stop the workers this executor started (kill those that do not stop), free their shared memory;
+        a borrowed pool's workers keep running. Idempotent."""
         super().close()
-        for ch, proc in zip(self._chans, self._procs, strict=False):
-            if proc.is_alive():
-                with contextlib.suppress(Exception):
-                    ch.send(_STOP)
-        for proc in self._procs:
-            proc.join(5.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5.0)
-        for ch in self._chans:
-            ch.close()
-        for proc in self._procs:
-            if proc.pid is not None:
-                unlink_segments_of(proc.pid)  # what a killed worker could not unlink itself
+        if self._own is not None:
+            self._own.close()
+            self._own = None
         self._procs, self._chans = [], []
