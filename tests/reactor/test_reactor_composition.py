@@ -65,7 +65,7 @@ class Fan(Reactor):
         self.sink = self.add(Gather(log, width))
         self.connect([m.out for m in self.members], self.sink.inp)
         if with_back:
-            self.back = self.input_multiport("back", width, int)
+            self.back = self.input_multiport("back", width, int, required=True)
 
     @reaction(triggers="startup", effects="bank.in")
     def scatter(self) -> None:

@@ -18,20 +18,27 @@ from reflow.reactor import Reactor, reaction, run
 
 
 def test_unconnected_required_input() -> None:
+    class Needy(Reactor):
+        def __init__(self) -> None:
+            super().__init__("lonely")
+            self.inp = self.input("in", required=True)
+
     class Main(Reactor):
         def __init__(self) -> None:
             super().__init__("main")
-            self.add(Add("lonely"))
+            self.add(Needy())
 
     with pytest.raises(ReactorError, match=r"required input main\.lonely\.in .*not connected"):
         run(Main())
 
 
-def test_optional_input_may_stay_unconnected() -> None:
+def test_an_unconnected_input_is_simply_absent() -> None:
+    """As in LF, an input is optional unless declared ``required=True``: unconnected, it never triggers."""
     class Main(Reactor):
         def __init__(self) -> None:
             super().__init__("main")
-            self.inp = self.input("in", required=False)
+            self.inp = self.input("in")
+            self.add(Add("lonely"))
 
         @reaction(triggers="in")
         def never(self) -> None:

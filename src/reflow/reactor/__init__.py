@@ -20,12 +20,36 @@ run(Counter(), timeout=msec(100))
 See docs/reactors.md.
 """
 
-from reflow.reactor.elements import Input, LogicalAction, Output, PhysicalAction, Timer
-from reflow.reactor.reactor import Phase, Reactor, reaction
+from reflow.reactor import clock
+from reflow.reactor.connections import interleaved
+from reflow.reactor.elements import Input, LogicalAction, Mode, Output, PhysicalAction, Timer, Watchdog
+from reflow.reactor.reaction import reaction
+from reflow.reactor.reactor import Phase, Reactor
 from reflow.reactor.run import reaction_graph_of, run
 from reflow.runtime.scheduler import RunResult, TraceEntry
 from reflow.runtime.tag import Tag, minutes, msec, nsec, sec, usec
 
-__all__ = ["Input", "LogicalAction", "Output", "Phase", "PhysicalAction", "Reactor", "RunResult", "Tag",
-           "Timer", "TraceEntry", "minutes", "msec", "nsec", "reaction", "reaction_graph_of", "run", "sec",
-           "usec"]
+__all__ = [
+           "Input",
+           "LogicalAction",
+           "Mode",
+           "Output",
+           "Phase",
+           "PhysicalAction",
+           "Reactor",
+           "RunResult",
+           "Tag",
+           "Timer",
+           "TraceEntry",
+           "Watchdog",
+           "clock",
+           "interleaved",
+           "minutes",
+           "msec",
+           "nsec",
+           "reaction",
+           "reaction_graph_of",
+           "run",
+           "sec",
+           "usec",
+]

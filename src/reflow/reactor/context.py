@@ -9,8 +9,9 @@ its effects, so a reaction cannot touch what the reaction graph does not know ab
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reflow.errors import EffectError, LifecycleError
@@ -19,12 +20,17 @@ from reflow.runtime.executor import Invocation, Result, Scheduled
 
 @dataclass
 class ReactionContext:
-    """The running reaction's view of the world, and the ``Result`` it fills in."""
+    """The running reaction's view of the world, and the ``Result`` it fills in. ``values`` are the
+    invocation's values, with this reaction's own copies of its ``mutable`` inputs; ``transitions`` maps each
+    mode it may switch to onto ``"reset"`` or ``"history"``."""
 
     invocation: Invocation
     readable: frozenset[str]
     writable: frozenset[str]
     result: Result
+    values: Mapping[str, Any]
+    mutable: frozenset[str] = frozenset()
+    transitions: Mapping[str, str] = field(default_factory=dict)
 
     def read(self, key: str) -> tuple[bool, Any]:
         """``(present, value)`` of ``key``; a value this reaction wrote reads back as written."""
@@ -33,12 +39,27 @@ class ReactionContext:
         if key not in self.readable and key not in self.writable:
             raise EffectError(f"reaction {self.invocation.name} reads {key}, which is not among its "
                               "triggers, sources or effects; add it to `sources=` in its @reaction(...)")
-        values = self.invocation.values
+        values = self.values
         return (key in values), values.get(key)
 
     def write(self, key: str, value: Any) -> None:
         self._check(key, "writes to")
         self.result.writes[key] = value
+
+    def replace_input(self, key: str, value: Any) -> None:
+        if key not in self.mutable:
+            raise EffectError(f"reaction {self.invocation.name} assigns to input {key}, which is not "
+                              "mutable; declare it with self.input(..., mutable=True) for a copy of its own")
+        assert isinstance(self.values, dict)
+        self.values[key] = value
+
+    def switch_mode(self, key: str) -> None:
+        kind = self.transitions.get(key)
+        if kind is None:
+            name = key.rsplit(".", 1)[-1]
+            raise EffectError(f"reaction {self.invocation.name} sets mode {key}, which is not among its "
+                              f"effects; add 'reset({name})' or 'history({name})' to `effects=`")
+        self.result.writes[key] = kind
 
     def schedule(self, key: str, delay: int, value: Any) -> None:
         self._check(key, "schedules")

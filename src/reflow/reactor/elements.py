@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from reflow.errors import LifecycleError
 from reflow.reactor.context import current, maybe_current
+from reflow.runtime.program import POLICIES
 
 if TYPE_CHECKING:
     from reflow.reactor.reactor import Reactor
@@ -75,14 +76,28 @@ class Port(Valued[T]):
 
 
 class Input(Port[T]):
-    """An input port. A required input must be connected (or written by the containing reactor)."""
+    """An input port. Unconnected, it is simply absent; a ``required`` one must be connected (or written by
+    the containing reactor). A ``mutable`` one hands each reaction its own copy of the value, which the
+    reaction may change in place, replace (``inp.value = x``) and send on."""
 
     kind = "input"
 
     def __init__(self, owner: Reactor, name: str, dtype: type[T] | type[object] = object,
-                 required: bool = True) -> None:
+                 required: bool = False, mutable: bool = False) -> None:
         super().__init__(owner, name, dtype)
         self.required = required
+        self.mutable = mutable
+
+    @property
+    def value(self) -> T | None:
+        """The value present at the current tag, or None; only inside a reaction that declares it."""
+        value: T | None = current(self.key, "value").read(self.key)[1]
+        return value
+
+    @value.setter
+    def value(self, value: T) -> None:
+        """Replace this reaction's own copy of a mutable input's value (LF's mutable inputs)."""
+        current(self.key, "value = ...").replace_input(self.key, value)
 
 
 class Output(Port[T]):
@@ -105,16 +120,27 @@ class Timer(Element):
 
 
 class LogicalAction(Valued[T]):
-    """An event a reaction schedules into the future, ``min_delay + delay`` ns later (0: next microstep)."""
+    """An event a reaction schedules into the future, ``min_delay + delay`` ns later (0: next microstep).
+
+    With ``min_spacing`` (ns) two events are at least that far apart; ``policy`` says what becomes of one
+    scheduled too soon: ``"defer"`` it to the earliest allowed time (default), ``"drop"`` it, ``"replace"``
+    the value of the pending event with it, or ``"update"``: drop the pending event and keep the new one."""
 
     kind = "logical action"
     physical = False
 
-    def __init__(self, owner: Reactor, name: str, min_delay: int = 0) -> None:
+    def __init__(self, owner: Reactor, name: str, min_delay: int = 0, min_spacing: int | None = None,
+                 policy: str = "defer") -> None:
         super().__init__(owner, name)
         if min_delay < 0:
             raise ValueError(f"action {name!r} needs min_delay >= 0, got {min_delay}")
+        if min_spacing is not None and min_spacing < 0:
+            raise ValueError(f"action {name!r} needs min_spacing >= 0, got {min_spacing}")
+        if policy not in POLICIES:
+            raise ValueError(f"action {name!r}: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         self.min_delay = min_delay
+        self.min_spacing = min_spacing
+        self.policy = policy
 
     def schedule(self, value: T | None = None, delay: int = 0) -> None:
         """Schedule the action from a reaction that declares it as an effect."""
@@ -142,3 +168,54 @@ class PhysicalAction(LogicalAction[T]):
         runtime.schedule_physical(self.key, value, delay)
 
 
+
+
+class Mode(Element):
+    """A mode of a modal reactor (LF's ``mode``): its timers, actions, reactions, contained reactors and
+    connections exist only while it is active. Declare what belongs to it inside ``with mode:``; a reaction
+    joins it with ``@reaction(..., mode="name")``. A reaction that declares ``"reset(name)"`` or
+    ``"history(name)"`` among its effects switches to it with ``mode.set()``, at the end of the tag."""
+
+    kind = "mode"
+
+    def __init__(self, owner: Reactor, name: str, initial: bool = False) -> None:
+        super().__init__(owner, name)
+        self.initial = initial
+
+    def set(self) -> None:
+        """Switch the reactor to this mode at the end of the current tag (by reset or history, as the
+        reaction declared)."""
+        current(self.key, "set()").switch_mode(self.key)
+
+    def __enter__(self) -> Mode:
+        self.owner._enter_mode(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.owner._leave_mode(self)
+
+
+class Watchdog(Element):
+    """A timeout in physical time (LF's ``watchdog``): a reaction that declares it as an effect starts it with
+    ``start()`` (again: restarts it) or ``stop()``s it. If physical time passes the tag's time plus
+    ``timeout`` (plus ``start``'s extra) first, it fires: its handler runs, then the reactions it triggers,
+    at that time as a tag (or the next microstep if logical time is already past it)."""
+
+    kind = "watchdog"
+
+    def __init__(self, owner: Reactor, name: str, timeout: int, handler: str | None = None,
+                 effects: tuple[str, ...] = ()) -> None:
+        super().__init__(owner, name)
+        if timeout < 0:
+            raise ValueError(f"watchdog {name!r} needs timeout >= 0, got {timeout}")
+        self.timeout = timeout
+        self.handler = handler
+        self.effects = effects
+
+    def start(self, extra: int = 0) -> None:
+        """Start (or restart) the watchdog: it expires ``timeout + extra`` ns after the current tag's time."""
+        current(self.key, "start()").write(self.key, int(extra))
+
+    def stop(self) -> None:
+        """Stop the watchdog; it does not fire until started again."""
+        current(self.key, "stop()").write(self.key, None)

@@ -1,11 +1,13 @@
-"""The ``Reactor`` base class and the ``@reaction`` decorator.
+"""The ``Reactor`` base class.
 
-A reactor declares, in its ``__init__``, its ports, timers, actions and contained reactors (with
-``self.input``, ``self.output``, ``self.timer``, ``self.logical_action``, ``self.add``, ``self.bank``, ...)
-and the connections between its children (``self.connect``). Its reactions are methods decorated with
-``@reaction(triggers=..., sources=..., effects=...)``, naming declared elements by their declared names
-(``"in"``, ``"child.out"``, ``"bank.out"`` for every member of a bank, ``"startup"``, ``"shutdown"``); they
-run in the order they are written in the class.
+A reactor declares, in its ``__init__``, its ports, timers, actions, modes, watchdogs and contained reactors
+(with ``self.input``, ``self.output``, ``self.timer``, ``self.logical_action``, ``self.mode``,
+``self.watchdog``, ``self.add``, ``self.bank``, ...) and the connections between its children
+(``self.connect``). Whatever is declared inside ``with self.some_mode:`` belongs to that mode. Its reactions
+are methods decorated with ``@reaction(triggers=..., sources=..., effects=...)``
+(``reflow.reactor.reaction``), naming declared elements by their declared names (``"in"``, ``"child.out"``,
+``"bank.out"`` for every member of a bank, ``"startup"``, ``"shutdown"``, ``"reset"``); they run in the
+order they are written in the class.
 
 Every API call is checked against the program's lifecycle phase, as in reactor-cpp: declarations and
 connections belong to *construction* (before the program is assembled), port reads/writes and
@@ -15,16 +17,31 @@ connections belong to *construction* (before the program is assembled), port rea
 
 from __future__ import annotations
 
+import copy
 import enum
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from reflow.errors import LifecycleError, PortConnectionError, ReactorError
+from reflow.reactor.connections import Connection, check_connection, exclusive, pair
 from reflow.reactor.context import ReactionContext, current, enter, leave, maybe_current
-from reflow.reactor.elements import Element, Input, LogicalAction, Output, PhysicalAction, Port, Timer
+from reflow.reactor.elements import (
+    Element,
+    Input,
+    LogicalAction,
+    Mode,
+    Output,
+    PhysicalAction,
+    Port,
+    Timer,
+    Watchdog,
+)
+from reflow.reactor.reaction import BoundReaction
 from reflow.runtime.executor import Invocation, Result
+from reflow.runtime.program import DEADLINE
 from reflow.runtime.tag import Tag
 
 if TYPE_CHECKING:
@@ -43,75 +60,6 @@ class Phase(enum.Enum):
     DONE = "done"
 
 
-@dataclass(frozen=True)
-class ReactionDecl:
-    """What ``@reaction`` records: declared names, an optional deadline (ns) with its handler, a cost (s)."""
-
-    triggers: tuple[str, ...]
-    sources: tuple[str, ...] = ()
-    effects: tuple[str, ...] = ()
-    deadline: int | None = None
-    on_deadline: str | None = None
-    cost: float | None = None
-
-
-class ReactionDef:
-    """A reaction method in a reactor class (what ``@reaction`` turns a method into)."""
-
-    def __init__(self, fn: Callable[[Any], None], decl: ReactionDecl) -> None:
-        self.fn = fn
-        self.decl = decl
-        self.name: str = fn.__name__
-        self.__doc__ = fn.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-
-def _names(x: str | Sequence[str]) -> tuple[str, ...]:
-    return (x,) if isinstance(x, str) else tuple(x)
-
-
-def reaction(*, triggers: str | Sequence[str], sources: str | Sequence[str] = (),
-             effects: str | Sequence[str] = (), deadline: int | None = None, on_deadline: str | None = None,
-             cost: float | None = None) -> Callable[[Callable[[Any], None]], ReactionDef]:
-    """Declare a reaction. ``deadline`` (ns) needs ``on_deadline``, the name of a method that runs instead
-    of the body when the reaction starts later than ``tag time + deadline`` in physical time. ``cost`` is
-    the expected run time in seconds, for placement (default: measured)."""
-    if (deadline is None) != (on_deadline is None):
-        raise ReactorError("a reaction's `deadline=` and `on_deadline=` go together; give both or neither")
-    decl = ReactionDecl(_names(triggers), _names(sources), _names(effects), deadline, on_deadline, cost)
-    if not decl.triggers:
-        raise ReactorError("a reaction needs at least one trigger (a port, timer, action, startup or "
-                           "shutdown)")
-
-    def wrap(fn: Callable[[Any], None]) -> ReactionDef:
-        return ReactionDef(fn, decl)
-
-    return wrap
-
-
-@dataclass(frozen=True)
-class Connection:
-    """``src`` drives ``dst``, at the same tag or ``after`` ns later (0: next microstep)."""
-
-    src: Port[Any]
-    dst: Port[Any]
-    after: int | None = None
-
-
-@dataclass
-class BoundReaction:
-    """A reaction resolved at assembly: its method's and handler's names (names, not functions, so that a
-    reactor pickles), and the keys it may read and write."""
-
-    name: str
-    method: str
-    handler: str | None
-    readable: frozenset[str]
-    writable: frozenset[str]
-
-
 @dataclass
 class _Declared:
     elements: dict[str, Element] = field(default_factory=dict)
@@ -119,6 +67,10 @@ class _Declared:
     children: dict[str, Reactor] = field(default_factory=dict)
     banks: dict[str, list[Reactor]] = field(default_factory=dict)
     connections: list[Connection] = field(default_factory=list)
+    modes: dict[str, Mode] = field(default_factory=dict)
+    mode_of: dict[str, Mode] = field(default_factory=dict)  # element or child name -> the mode it is in
+    resettable: dict[str | None, dict[str, Any]] = field(default_factory=dict)  # mode name -> initial state
+    current_mode: Mode | None = None
 
 
 class Reactor:
@@ -145,10 +97,14 @@ class Reactor:
         if element.name in self._decl.elements or element.name in self._decl.children:
             raise ReactorError(f"reactor {self.path} already declares {element.name!r}; names must be unique")
         self._decl.elements[element.name] = element
+        if self._decl.current_mode is not None:
+            self._decl.mode_of[element.name] = self._decl.current_mode
 
-    def input(self, name: str, dtype: type[Any] = object, *, required: bool = True) -> Input[Any]:
-        """Declare an input port (``required``: it must be connected)."""
-        port: Input[Any] = Input(self, name, dtype, required)
+    def input(self, name: str, dtype: type[Any] = object, *, required: bool = False,
+              mutable: bool = False) -> Input[Any]:
+        """Declare an input port. Unconnected it is absent (``required``: it must be connected);
+        ``mutable``: each reaction gets its own copy of the value to change and send on."""
+        port: Input[Any] = Input(self, name, dtype, required, mutable)
         self._declare(f"input({name!r})", port)
         return port
 
@@ -158,10 +114,10 @@ class Reactor:
         self._declare(f"output({name!r})", port)
         return port
 
-    def input_multiport(self, name: str, width: int, dtype: type[Any] = object, *,
-                        required: bool = True) -> list[Input[Any]]:
+    def input_multiport(self, name: str, width: int, dtype: type[Any] = object, *, required: bool = False,
+                        mutable: bool = False) -> list[Input[Any]]:
         """Declare ``width`` inputs ``name[0]`` ... ``name[width-1]``; ``name`` in a reaction means all."""
-        ports = [self.input(f"{name}[{i}]", dtype, required=required) for i in range(width)]
+        ports = [self.input(f"{name}[{i}]", dtype, required=required, mutable=mutable) for i in range(width)]
         self._decl.multiports[name] = list(ports)
         return ports
 
@@ -177,17 +133,60 @@ class Reactor:
         self._declare(f"timer({name!r})", t)
         return t
 
-    def logical_action(self, name: str, min_delay: int = 0) -> LogicalAction[Any]:
-        """Declare a logical action with a minimum delay in ns."""
-        a: LogicalAction[Any] = LogicalAction(self, name, min_delay)
+    def logical_action(self, name: str, min_delay: int = 0, *, min_spacing: int | None = None,
+                       policy: str = "defer") -> LogicalAction[Any]:
+        """Declare a logical action with a minimum delay in ns, and optionally a minimum spacing between
+        its events with the ``policy`` for one that comes too soon (``defer``, ``drop``, ``replace``,
+        ``update``)."""
+        a: LogicalAction[Any] = LogicalAction(self, name, min_delay, min_spacing, policy)
         self._declare(f"logical_action({name!r})", a)
         return a
 
-    def physical_action(self, name: str, min_delay: int = 0) -> PhysicalAction[Any]:
+    def physical_action(self, name: str, min_delay: int = 0, *, min_spacing: int | None = None,
+                        policy: str = "defer") -> PhysicalAction[Any]:
         """Declare a physical action (scheduled from other threads, tagged with physical time)."""
-        a: PhysicalAction[Any] = PhysicalAction(self, name, min_delay)
+        a: PhysicalAction[Any] = PhysicalAction(self, name, min_delay, min_spacing, policy)
         self._declare(f"physical_action({name!r})", a)
         return a
+
+    def mode(self, name: str, *, initial: bool = False) -> Mode:
+        """Declare a mode (exactly one per modal reactor is ``initial``); use it as ``with mode:`` to
+        declare what belongs to it."""
+        if initial and any(m.initial for m in self._decl.modes.values()):
+            raise ReactorError(f"reactor {self.path} already has an initial mode; exactly one is initial")
+        m = Mode(self, name, initial)
+        self._declare(f"mode({name!r})", m)
+        self._decl.modes[name] = m
+        return m
+
+    def watchdog(self, name: str, timeout: int, *, handler: str | None = None,
+                 effects: str | Sequence[str] = ()) -> Watchdog:
+        """Declare a watchdog of ``timeout`` ns of physical time. ``handler`` names a method that runs when
+        it fires (before the reactions it triggers), which may schedule the actions named in ``effects``."""
+        w = Watchdog(self, name, timeout, handler, (effects,) if isinstance(effects, str) else tuple(effects))
+        self._declare(f"watchdog({name!r})", w)
+        return w
+
+    def resettable(self, **state: Any) -> None:
+        """Set state attributes and restore them (a deep copy of these values) whenever their mode is
+        entered by a reset transition (LF's ``reset state``): the mode of the ``with`` block this is called
+        in, else the mode the reactor sits in."""
+        self._constructing("resettable(...)")
+        mode = self._decl.current_mode
+        self._decl.resettable.setdefault(mode.name if mode else None, {}).update(copy.deepcopy(state))
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def _enter_mode(self, mode: Mode) -> None:
+        self._constructing(f"with {mode.name}")
+        if self._decl.current_mode is not None:
+            raise ReactorError(f"reactor {self.path}: `with {mode.name}` inside `with "
+                               f"{self._decl.current_mode.name}`; modes of one reactor do not nest (put a "
+                               "modal reactor inside the mode instead)")
+        self._decl.current_mode = mode
+
+    def _leave_mode(self, mode: Mode) -> None:
+        self._decl.current_mode = None
 
     def add(self, child: R) -> R:
         """Contain ``child`` (named by its ``name``); returns it."""
@@ -198,6 +197,8 @@ class Reactor:
             raise ReactorError(f"reactor {self.path} already has a member named {child.name!r}")
         child.parent = self
         self._decl.children[child.name] = child
+        if self._decl.current_mode is not None:
+            self._decl.mode_of[child.name] = self._decl.current_mode
         return child
 
     def bank(self, name: str, width: int, factory: Callable[[int], R]) -> list[R]:
@@ -213,49 +214,29 @@ class Reactor:
         return members
 
     def connect(self, src: Port[Any] | Sequence[Port[Any]], dst: Port[Any] | Sequence[Port[Any]], *,
-                after: int | None = None) -> None:
+                after: int | None = None, physical: bool = False, repeat: bool = False) -> None:
         """Connect ports: one to one, a list to a list of the same width, or one to many.
 
-        ``after`` (ns) delays the values by that much (0: the next microstep) and breaks causality loops.
+        ``after`` (ns) delays the values by that much (0: the next microstep) and breaks causality loops;
+        ``physical`` stamps them with the physical time of the write instead (LF's ``~>``, plus ``after``);
+        ``repeat`` repeats the source list to cover the destinations (LF's ``(a, b)+ -> ...``). Lists of ports
+        from ``interleaved(...)`` connect a bank of multiports channel by channel.
         """
-        srcs = [src] if isinstance(src, Port) else list(src)
-        dsts = [dst] if isinstance(dst, Port) else list(dst)
-        self._constructing(f"connect({srcs[0] if srcs else '[]'} -> {dsts[0] if dsts else '[]'})")
-        if len(srcs) == 1 and len(dsts) > 1:
-            srcs = srcs * len(dsts)
-        if len(srcs) != len(dsts):
-            raise PortConnectionError(f"in {self.path}: cannot connect {len(srcs)} ports to {len(dsts)} "
-                                      "ports; widths must match (or connect one port to many)")
+        first = src if isinstance(src, Port) else (src[0] if src else "[]")
+        last = dst if isinstance(dst, Port) else (dst[0] if dst else "[]")
+        self._constructing(f"connect({first} -> {last})")
         if after is not None and after < 0:
             raise PortConnectionError(f"in {self.path}: `after` must be >= 0 ns, got {after}")
-        driven = {c.dst for c in self._decl.connections}
-        for s, d in zip(srcs, dsts, strict=True):
-            self._check_connection(s, d)
-            if d in driven:
+        mode = self._decl.current_mode
+        drivers = {c.dst: c for c in self._decl.connections}
+        for s, d in pair(self, src, dst, repeat):
+            check_connection(self, s, d)
+            other = drivers.get(d)
+            if other is not None and not exclusive(other.mode, mode):
                 raise PortConnectionError(f"in {self.path}: {d.key} is already driven by another connection; "
-                                          "a port has at most one driver")
-            driven.add(d)
-            self._decl.connections.append(Connection(s, d, after))
-
-    def _check_connection(self, src: Port[Any], dst: Port[Any]) -> None:
-        here = f"in {self.path}: cannot connect {src.key} to {dst.key}"
-        if isinstance(src, Output) and isinstance(dst, Output) and dst.owner is not self:
-            raise PortConnectionError(f"{here}: both are outputs; connect an output to an input")
-        if isinstance(src, Input) and isinstance(dst, Input) and src.owner is not self:
-            raise PortConnectionError(f"{here}: both are inputs of contained reactors; an input cannot drive "
-                                      "another reactor's input, connect an output to an input")
-        src_ok = (isinstance(src, Output) and src.owner.parent is self) or (
-            isinstance(src, Input) and src.owner is self)
-        dst_ok = (isinstance(dst, Input) and dst.owner.parent is self) or (
-            isinstance(dst, Output) and dst.owner is self)
-        if not src_ok:
-            raise PortConnectionError(f"{here}: the source must be an output of a reactor contained here "
-                                      "(add it with self.add() first) or an input of this reactor")
-        if not dst_ok:
-            raise PortConnectionError(f"{here}: the destination must be an input of a reactor contained here "
-                                      "(add it with self.add() first) or an output of this reactor")
-        if object not in (src.dtype, dst.dtype) and not issubclass(src.dtype, dst.dtype):
-            raise PortConnectionError(f"{here}: types differ ({src.dtype.__name__} -> {dst.dtype.__name__})")
+                                          "a port has at most one driver (per mode)")
+            drivers[d] = Connection(s, d, after, physical, mode)
+            self._decl.connections.append(drivers[d])
 
     # -- running ------------------------------------------------------------------------------------------
     @property
@@ -269,11 +250,40 @@ class Reactor:
         return current(self.path, "logical_time").invocation.tag.time
 
     def physical_time(self) -> int:
-        """Physical nanoseconds since the program started; only while it runs."""
+        """Physical nanoseconds since the program started; inside a reaction (in any process), or from any
+        thread of the scheduler's process while the program runs. (The rest of LF's time API, absolute
+        times and the start time, is in ``reflow.reactor.clock``.)"""
+        ctx = maybe_current()
+        if ctx is not None:
+            return time.time_ns() - ctx.invocation.start_time
         runtime = self.runtime_link()
         if runtime is None:
             raise LifecycleError(f"{self.path}.physical_time() called while the program is not running")
         return runtime.physical_time()
+
+    def update_deadline(self, deadline: int) -> None:
+        """Set the running reaction's deadline (ns), for ``check_deadline`` now and its next invocations."""
+        ctx = current(self.path, "update_deadline()")
+        if deadline < 0:
+            raise ValueError(f"reaction {ctx.invocation.name}: a deadline must be >= 0 ns, got {deadline}")
+        bound = self._bound[ctx.invocation.reaction]
+        if bound.deadline is None:
+            raise ReactorError(f"reaction {bound.name} has no deadline to update; declare one with "
+                               "@reaction(..., deadline=..., on_deadline=...)")
+        bound.deadline = deadline
+        ctx.result.writes[f"{bound.name}{DEADLINE}"] = deadline
+
+    def check_deadline(self, invoke_handler: bool = True) -> bool:
+        """Whether the running reaction's deadline has passed by now (physical time since start > tag time +
+        deadline); if so and ``invoke_handler`` (the default, as in LF's Python target), its deadline
+        handler runs right away, inside this reaction."""
+        ctx = current(self.path, "check_deadline()")
+        bound = self._bound[ctx.invocation.reaction]
+        deadline = bound.deadline
+        missed = deadline is not None and self.physical_time() > ctx.invocation.tag.time + deadline
+        if missed and invoke_handler and bound.handler is not None:
+            getattr(self, bound.handler)()
+        return missed
 
     def request_stop(self) -> None:
         """Stop the program at the next microstep (from a reaction, or from any thread while running)."""
@@ -295,19 +305,27 @@ class Reactor:
         """Run reaction ``invocation.reaction`` (or its deadline handler); never raises."""
         bound = self._bound[invocation.reaction]
         result = Result(invocation.reactor, invocation.reaction, invocation.name)
-        token = enter(ReactionContext(invocation, bound.readable, bound.writable, result))
+        values = invocation.values
+        if bound.mutable:  # this reaction's own copies of its mutable inputs
+            values = {k: copy.deepcopy(v) if k in bound.mutable else v for k, v in values.items()}
+        token = enter(ReactionContext(invocation, bound.readable, bound.writable, result, values,
+                                      bound.mutable, bound.transitions))
         try:
             if invocation.deadline_missed and bound.handler is not None:
                 getattr(self, bound.handler)()
             else:
-                definition: ReactionDef = getattr(type(self), bound.method)
-                definition.fn(self)
+                getattr(self, bound.method)(*bound.args)
         except Exception as exc:
             result.error = exc
             result.error_text = traceback.format_exc()
         finally:
             leave(token)
         return result
+
+    def _reset_state(self, mode: str | None) -> None:
+        """Restore the ``resettable`` state of ``mode`` (the reaction assembly adds for a reset)."""
+        for name, value in self._decl.resettable[mode].items():
+            setattr(self, name, copy.deepcopy(value))
 
     # -- tree ---------------------------------------------------------------------------------------------
     @property

@@ -23,15 +23,18 @@ from reflow.runtime.tag import Tag
 
 
 def run(main: Reactor, *, workers: int = 1, timeout: int | None = None, fast: bool = True,
-        executor: Executor | str | None = None, trace: bool = False,
+        keepalive: bool | None = None, executor: Executor | str | None = None, trace: bool = False,
         on_tag: Callable[[Tag], None] | None = None) -> RunResult:
     """Run ``main`` to completion and return the final tag, counters, measured costs and (if ``trace``) the
     trace of every reaction run with the values it wrote.
 
     ``timeout`` is in logical ns (``sec(2)``); ``fast=False`` waits for physical time to catch up with
-    logical time before each tag. Raises ``ReactionFailed`` (after shutdown reactions ran) if a reaction
-    raised, and ``ReactorError`` subclasses for a malformed program. ``on_tag`` is called after each tag
-    (the CLI drives a progress bar with it).
+    logical time before each tag. ``keepalive`` keeps the program running when no event is left, until the
+    timeout or a stop request (LF's ``keepalive``; by default, a program is kept alive if it has physical
+    actions).
+    Raises ``ReactionFailed`` (after shutdown reactions ran) if a reaction raised, and ``ReactorError``
+    subclasses for a malformed program. ``on_tag`` is called after each tag (the CLI drives a progress bar
+    with it).
     """
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 ns, got {timeout}")
@@ -40,7 +43,8 @@ def run(main: Reactor, *, workers: int = 1, timeout: int | None = None, fast: bo
         executor = make_executor(executor, workers)
     chosen = executor if executor is not None else ThreadExecutor(workers)
     try:
-        scheduler = Scheduler(program, chosen, fast=fast, timeout=timeout, trace=trace, on_tag=on_tag,
+        scheduler = Scheduler(program, chosen, fast=fast, timeout=timeout, trace=trace, keepalive=keepalive,
+                              on_tag=on_tag,
                               on_phase=lambda phase: set_phase(main, Phase(phase)))
     except BaseException:  # e.g. a causality cycle: the run never starts, but the executor is released
         chosen.close()
