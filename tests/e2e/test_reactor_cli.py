@@ -89,3 +89,18 @@ def test_graph_command_writes_svg(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli(["graph", str(EXAMPLES / "pipeline.py"), "--out", str(dot), "--color", "placement",
                 "-w", "2"]) == 0
     assert "main.sink.fold" in dot.read_text()
+
+
+def test_keepalive_waits_for_the_timeout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    program = tmp_path / "once.py"
+    program.write_text("from reflow.reactor import Reactor, reaction\n\n\n"
+                       "class Once(Reactor):\n"
+                       "    @reaction(triggers='startup')\n"
+                       "    def hello(self) -> None:\n"
+                       "        print('hello')\n\n\n"
+                       "def main() -> Reactor:\n"
+                       "    return Once('main')\n")
+    assert cli(["run", str(program)]) == 0
+    assert "stopped at tag (0 ns, 1)" in capsys.readouterr().out  # nothing left to do
+    assert cli(["run", str(program), "--keepalive", "--timeout", "20ms"]) == 0
+    assert "stopped at tag (20 ms, 0)" in capsys.readouterr().out

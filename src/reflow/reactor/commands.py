@@ -76,6 +76,9 @@ def register(subparsers: Any) -> None:
                       help="do not wait for physical time (default)")
     mode.add_argument("--realtime", dest="fast", action="store_false",
                       help="wait for physical time to reach each tag's logical time")
+    p.add_argument("--keepalive", action="store_true", default=None,
+                   help="keep running when no event is left, until --timeout or a stop request (default: "
+                   "only programs with physical actions)")
     p.add_argument("--progress", action="store_true",
                    help="show a progress bar of logical time (of tags processed without --timeout)")
     p.set_defaults(func=_run_cmd)
@@ -126,7 +129,7 @@ def _run_cmd(args: argparse.Namespace) -> int:
 
             executor = ProcessExecutor(args.processes)
         result = run(main, workers=args.workers, timeout=args.timeout, fast=args.fast, on_tag=on_tag,
-                     executor=executor)
+                     executor=executor, keepalive=args.keepalive)
     except ReflowError as e:
         print(f"reflow run: error: {e}", file=sys.stderr)
         return 1
