@@ -26,55 +26,65 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from tqdm import tqdm
 
-from reflow.reactor import Reactor, reaction, run
+import reflow.reactor
+from reflow.reactor import Reactor, run
 
 DEPTH = 10
 WIDTH = 16
 
 
-class Stage(Reactor):
-    def __init__(self, name: str = "stage") -> None:
-        super().__init__(name)
-        self.inp = self.input("in", int)
-        self.out = self.output("out", int)
+def programs(pkg: ModuleType) -> tuple[Any, Any]:
+    """The benchmark's two shapes, ``Chain(depth)`` and ``Fan(width)``, built against reactor package
+    ``pkg`` (``reflow.reactor``, or a base revision's for ``reaction_ab.py``)."""
+    Base, reaction = pkg.Reactor, pkg.reaction
 
-    @reaction(triggers="in", effects="out")
-    def step(self) -> None:
-        self.out.set(self.inp.get() + 1)
+    class Stage(Base):  # type: ignore[misc, valid-type]
+        def __init__(self, name: str = "stage") -> None:
+            super().__init__(name)
+            self.inp = self.input("in", int)
+            self.out = self.output("out", int)
+
+        @reaction(triggers="in", effects="out")
+        def step(self) -> None:
+            self.out.set(self.inp.get() + 1)
+
+    class Chain(Base):  # type: ignore[misc, valid-type]
+        def __init__(self, depth: int) -> None:
+            super().__init__("main")
+            self.t = self.timer("t", 0, 1)
+            stages = self.bank("stages", depth, lambda i: Stage())
+            self.first = stages[0]
+            for a, b in itertools.pairwise(stages):
+                self.connect(a.out, b.inp)
+            self.n = 0
+
+        @reaction(triggers="t", effects="stages[0].in")
+        def feed(self) -> None:
+            self.n += 1
+            self.first.inp.set(self.n)
+
+    class Fan(Base):  # type: ignore[misc, valid-type]
+        def __init__(self, width: int) -> None:
+            super().__init__("main")
+            self.t = self.timer("t", 0, 1)
+            self.members = self.bank("fan", width, lambda i: Stage())
+            self.n = 0
+
+        @reaction(triggers="t", effects="fan.in")
+        def feed(self) -> None:
+            self.n += 1
+            for m in self.members:
+                m.inp.set(self.n)
+
+    return Chain, Fan
 
 
-class Chain(Reactor):
-    def __init__(self, depth: int) -> None:
-        super().__init__("main")
-        self.t = self.timer("t", 0, 1)
-        stages = self.bank("stages", depth, lambda i: Stage())
-        self.first = stages[0]
-        for a, b in itertools.pairwise(stages):
-            self.connect(a.out, b.inp)
-        self.n = 0
-
-    @reaction(triggers="t", effects="stages[0].in")
-    def feed(self) -> None:
-        self.n += 1
-        self.first.inp.set(self.n)
-
-
-class Fan(Reactor):
-    def __init__(self, width: int) -> None:
-        super().__init__("main")
-        self.t = self.timer("t", 0, 1)
-        self.members = self.bank("fan", width, lambda i: Stage())
-        self.n = 0
-
-    @reaction(triggers="t", effects="fan.in")
-    def feed(self) -> None:
-        self.n += 1
-        for m in self.members:
-            m.inp.set(self.n)
+Chain, Fan = programs(reflow.reactor)
 
 
 def time_reactor(make: Callable[[], Reactor], tags: int, workers: int) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lf_lib import Count, PassThrough, check, lf
+from lf_lib import Count, PassThrough, TestCount, check, lf
 
 from reflow.reactor import Reactor, clock, msec, reaction, sec
 
@@ -114,22 +114,10 @@ class CountSelf2(Reactor):
         self.a.schedule(self.a.value + 1, self.delay)
 
 
-class CountFromZero(Reactor):
-    def __init__(self, name: str = "t") -> None:
-        super().__init__(name)
-        self.inp = self.input("in")
-        self.count = 0
-
-    @reaction(triggers="in")
-    def receive(self) -> None:
-        check(self.inp.value == self.count, f"ERROR: Expected {self.count}.")
-        self.count += 1
-
-
 class CountSelf(Reactor):
     def __init__(self) -> None:
         super().__init__("main")
-        d, t = self.add(CountSelf2()), self.add(CountFromZero())
+        d, t = self.add(CountSelf2()), self.add(TestCount("t", start=0, num_inputs=11))
         self.connect(d.out, t.inp)
 
 
