@@ -49,15 +49,15 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from reflow.graph import Graph
 from reflow.runtime.tag import Tag
 
 
-@dataclass(frozen=True)
-class Invocation:
-    """One reaction to run at one tag.
+class Invocation(NamedTuple):
+    """One reaction to run at one tag (a named tuple: one is made per reaction run, and a tuple is made
+    three times faster than a frozen dataclass).
 
     ``values`` holds the values *present* at this tag on the reaction's triggers, sources and effects (an
     output already written at this tag by an earlier reaction of the same reactor reads back), keyed by the
