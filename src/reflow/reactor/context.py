@@ -18,7 +18,7 @@ from reflow.errors import EffectError, LifecycleError
 from reflow.runtime.executor import Invocation, Result, Scheduled
 
 
-@dataclass
+@dataclass(slots=True)
 class ReactionContext:
     """The running reaction's view of the world, and the ``Result`` it fills in. ``values`` are the
     invocation's values, with this reaction's own copies of its ``mutable`` inputs; ``transitions`` maps each

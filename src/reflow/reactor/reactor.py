@@ -39,7 +39,7 @@ from reflow.reactor.elements import (
     Timer,
     Watchdog,
 )
-from reflow.reactor.reaction import BoundReaction
+from reflow.reactor.reaction import BoundReaction, ReactionDef
 from reflow.runtime.executor import Invocation, Result
 from reflow.runtime.program import DEADLINE
 from reflow.runtime.tag import Tag
@@ -314,7 +314,8 @@ class Reactor:
             if invocation.deadline_missed and bound.handler is not None:
                 getattr(self, bound.handler)()
             else:
-                getattr(self, bound.method)(*bound.args)
+                body = getattr(type(self), bound.method)
+                (body.fn if type(body) is ReactionDef else body)(self, *bound.args)
         except Exception as exc:
             result.error = exc
             result.error_text = traceback.format_exc()

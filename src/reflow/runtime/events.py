@@ -33,22 +33,12 @@ class EventQueue:
         self._at: dict[tuple[str, Tag], Event] = {}  # the pending event of an action/port at a tag
         self.last: dict[str, Tag] = {}  # per spaced action, the tag of its latest event (min spacing)
 
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    def __bool__(self) -> bool:
-        self._drop_dead()
-        return bool(self._heap)
-
     def peek(self) -> Tag | None:
         """The earliest tag with an event, or None."""
-        self._drop_dead()
-        return self._heap[0][0] if self._heap else None
-
-    def _drop_dead(self) -> None:
         heap = self._heap
-        while heap and not heap[0][5]:
+        while heap and not heap[0][5]:  # cancelled
             heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def push_timer(self, tag: Tag, key: str) -> None:
         heapq.heappush(self._heap, [tag, next(self._seq), TIMER, key, None, True])

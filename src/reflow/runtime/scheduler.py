@@ -315,7 +315,7 @@ class Scheduler:
         failure: Result | None = None
         merges = self._ranking.merges
         level_of = self._ranking.level_of_rank
-        key = self._ranking.key
+        order = self._ranking.key
         for rank in range(n_ranks):
             if not pending[rank]:
                 continue
@@ -329,12 +329,23 @@ class Scheduler:
                         names |= pending[later]
                         pending[later] = set()
             batch = [self._invocation(self._specs[n], tag, present, stats)
-                     for n in sorted(names, key=key.__getitem__)]
+                     for n in sorted(names, key=order.__getitem__)]
             stats.batches += 1
             stats.reactions += len(batch)
             stats.max_batch = max(stats.max_batch, len(batch))
-            for res in self.executor.run_batch(batch):
-                if self._apply(tag, res, present, pending) and failure is None:
+            controls = self._controls
+            for res in self.executor.run_batch(batch):  # applied in batch order
+                for k, value in res.writes.items():
+                    control = controls.get(k)
+                    if control is None:
+                        self._write(tag, k, value, present, pending)
+                    else:
+                        control(tag, k, value)
+                if res.schedules:
+                    self._schedule(tag, res)
+                if res.stop:
+                    self._stop_from_reaction = True
+                if res.error is not None and failure is None:
                     failure = res
                 if self._trace_on:
                     trace.append(TraceEntry(tag, res.name, tuple(res.writes.items())))
@@ -342,15 +353,8 @@ class Scheduler:
                 break
         return failure
 
-    def _apply(self, tag: Tag, res: Result, present: dict[str, Any], pending: list[set[str]]) -> bool:
-        """Apply one result; whether the reaction failed."""
-        controls = self._controls
-        for key, value in res.writes.items():
-            control = controls.get(key)
-            if control is None:
-                self._write(tag, key, value, present, pending)
-            else:
-                control(tag, key, value)
+    def _schedule(self, tag: Tag, res: Result) -> None:
+        """Queue the actions a reaction scheduled."""
         for s in res.schedules:
             spec = self._actions[s.key]
             if spec.physical:
@@ -360,9 +364,6 @@ class Scheduler:
             else:
                 self._queue.push_spaced(tag.delay(spec.min_delay + s.delay), tag, s.key, s.value,
                                         spec.min_spacing, spec.policy)
-        if res.stop:
-            self._stop_from_reaction = True
-        return res.error is not None
 
     def _invocation(self, spec: ReactionSpec, tag: Tag, present: dict[str, Any],
                     stats: RunStats) -> Invocation:
