@@ -20,7 +20,6 @@ so its pid is visible), and raises ``WorkerCrashed`` naming the group, the node 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import os
 import sys
@@ -100,7 +99,7 @@ class RefCache:
     def ship_values(self, invocation: Invocation) -> Invocation:
         """``invocation`` with its large values shipped as refs."""
         values = {k: self.ship(v) for k, v in invocation.values.items()}
-        return dataclasses.replace(invocation, values=values)
+        return invocation._replace(values=values)
 
     def ship_writes(self, result: Result) -> Result:
         """``result`` with its large writes shipped as refs (in place)."""
@@ -121,8 +120,8 @@ class RefCache:
         wanted = [v for inv in invocations for v in inv.values.values() if isinstance(v, Shipped)]
         got = iter(self.fetch(wanted))
         return [inv if not any(isinstance(v, Shipped) for v in inv.values.values()) else
-                dataclasses.replace(inv, values={k: next(got) if isinstance(v, Shipped) else v
-                                                 for k, v in inv.values.items()})
+                inv._replace(values={k: next(got) if isinstance(v, Shipped) else v
+                                     for k, v in inv.values.items()})
                 for inv in invocations]
 
     def unship_writes(self, results: Sequence[Result]) -> None:
