@@ -16,8 +16,7 @@ import pytest
 from lf_lib import PROGRAMS, LFProgram
 
 from reflow.reactor import run
-from reflow.runtime.process_executor import ProcessExecutor
-from reflow.runtime.workers import WorkerPool
+from reflow.runtime.process_executor import ProcessExecutor, WorkerPool
 
 
 def run_program(program: LFProgram, **kwargs: Any) -> Any:

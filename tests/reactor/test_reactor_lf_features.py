@@ -15,8 +15,7 @@ from reflow.graph import Graph, Node, Port
 from reflow.reactor import Reactor, Tag, clock, interleaved, msec, reaction, run
 from reflow.runtime.events import ACTION, EventQueue
 from reflow.runtime.priority import inferred_deadlines, ranking
-from reflow.runtime.process_executor import ProcessExecutor
-from reflow.runtime.workers import WorkerPool
+from reflow.runtime.process_executor import ProcessExecutor, WorkerPool
 
 
 @pytest.mark.parametrize(("policy", "expected"), [
@@ -321,4 +320,4 @@ def test_a_worker_pool_serves_several_runs_and_is_released(no_leaks: None) -> No
             result = run(main, executor=ProcessExecutor(pool=pool), trace=True)
             assert [e.writes for e in result.trace if e.reaction == "main.doubler.double"] == [
                 (("main.doubler.out", [1, 1, 1, 1]),)]
-        assert pool.pids == pids and all(p.is_alive() for p in pool.procs)
+        assert pool.pids == pids and all(p.alive() for p in pool.processes)
