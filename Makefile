@@ -23,7 +23,8 @@ test: install
 	$(PY) -m pytest tests
 
 # Every script in benchmarks/ is a claim, except the peers' helpers the claims drive.
-BENCH_HELPERS := benchmarks/transport_peers.py benchmarks/rllib_ppo.py benchmarks/onnx_export_models.py benchmarks/serve_peers.py
+BENCH_HELPERS := benchmarks/transport_peers.py benchmarks/rllib_ppo.py benchmarks/onnx_export_models.py benchmarks/serve_peers.py \
+                 benchmarks/recurrent_peers.py benchmarks/recurrent_tempo.py
 BENCHMARKS    := $(filter-out $(BENCH_HELPERS),$(wildcard benchmarks/*.py))
 
 bench: install

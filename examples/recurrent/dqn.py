@@ -17,12 +17,13 @@ from reflow.recurrent.udf import EnvBank, log
 
 
 def build(env_id: str = "CartPole-v1", n: int = 4, gamma: float = 0.99, lr: float = 2.5e-4, hidden: int = 64,
-          eps_end: float = 0.05, explore: float = 0.3, seed: int = 0, workers: int = 1) -> rc.Context:
+          eps_end: float = 0.05, explore: float = 0.3, seed: int = 0, workers: int = 1,
+          **env_kwargs: object) -> rc.Context:
     ctx = rc.Context("b i k t", name="dqn")
     b, i, k, t = ctx.dims
     B, T = ctx.bound("b"), ctx.bound("t")
-    env = EnvBank(ctx, env_id, domain=(b, i, t), num_workers=workers, seed=seed)
-    q = nn.MLP(ctx, [env.obs_shape[0], hidden, hidden, env.num_actions], (i, k), seed, "q")
+    env = EnvBank(ctx, env_id, domain=(b, i, t), num_workers=workers, seed=seed, **env_kwargs)
+    q = nn.MLP(ctx, [env.obs_shape, hidden, hidden, env.num_actions], (i, k), seed, "q")
 
     obs = ctx.placeholder(env.obs_shape, domain=(b, i, t), name="obs")
     obs[b, i, 0] = env.reset()
@@ -47,6 +48,10 @@ def program(num_envs: int = 8, episode_len: int = 500, epochs: int = 4, iteratio
             memory_budget: int | None = None, **kw: object) -> rc.Program:
     return build(**kw).compile(B=num_envs, T=episode_len, K=epochs, I=iterations,  # type: ignore[arg-type]
                                memory_budget=memory_budget)
+
+
+def main() -> object:  # what `reflow graph FILE` draws
+    return program().drawing()
 
 
 if __name__ == "__main__":

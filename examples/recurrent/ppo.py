@@ -18,12 +18,13 @@ from reflow.recurrent.udf import EnvBank, log
 
 def build(env_id: str = "CartPole-v1", gamma: float = 0.99, lam: float = 0.95, lr: float = 1e-3,
           clip: float = 0.2, ent_coef: float = 0.01, vf_coef: float = 0.5, hidden: int = 64, seed: int = 0,
-          workers: int = 1) -> rc.Context:
+          workers: int = 1, **env_kwargs: object) -> rc.Context:
     ctx = rc.Context("b i k t", name="ppo")
     b, i, k, t = ctx.dims
     B, T = ctx.bound("b"), ctx.bound("t")
-    env = EnvBank(ctx, env_id, domain=(b, i, t), num_workers=workers, seed=seed, autoreset="same_step")
-    n_obs, n_act = env.obs_shape[0], env.num_actions
+    env = EnvBank(ctx, env_id, domain=(b, i, t), num_workers=workers, seed=seed, autoreset="same_step",
+                  **env_kwargs)
+    n_obs, n_act = env.obs_shape, env.num_actions
     actor = nn.MLP(ctx, [n_obs, hidden, hidden, n_act], (i, k), seed, "actor", out_gain=0.01)
     critic = nn.MLP(ctx, [n_obs, hidden, hidden, 1], (i, k), seed + 1, "critic")
 
@@ -61,6 +62,10 @@ def program(num_envs: int = 8, steps: int = 128, epochs: int = 8, iterations: in
             memory_budget: int | None = None, **kw: object) -> rc.Program:
     return build(**kw).compile(B=num_envs, T=steps, K=epochs, I=iterations,  # type: ignore[arg-type]
                                memory_budget=memory_budget)
+
+
+def main() -> object:  # what `reflow graph FILE` draws
+    return program().drawing()
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ from reflow.recurrent.udf import EnvBank, log
 
 
 def build(env_id: str = "CartPole-v1", n: int | None = None, gamma: float = 0.99, lr: float = 1e-2,
-          hidden: int = 32, seed: int = 0, workers: int = 1) -> rc.Context:
+          hidden: int = 32, seed: int = 0, workers: int = 1, **env_kwargs: object) -> rc.Context:
     ctx = rc.Context("b i t")
     b, i, t = ctx.dims
     B, T = ctx.bound("b"), ctx.bound("t")
-    env = EnvBank(ctx, env_id, domain=(b, i, t), num_workers=workers, seed=seed)
-    policy = nn.MLP(ctx, [env.obs_shape[0], hidden, env.num_actions], domain=(i,), seed=seed, out_gain=0.01)
+    env = EnvBank(ctx, env_id, domain=(b, i, t), num_workers=workers, seed=seed, **env_kwargs)
+    policy = nn.MLP(ctx, [env.obs_shape, hidden, env.num_actions], domain=(i,), seed=seed, out_gain=0.01)
 
     obs = ctx.placeholder(env.obs_shape, domain=(b, i, t), name="obs")
     obs[b, i, 0] = env.reset()
@@ -47,6 +47,10 @@ def program(num_envs: int = 8, episode_len: int = 500, iterations: int = 60, mem
             **kw: object) -> rc.Program:
     return build(**kw).compile(B=num_envs, T=episode_len, I=iterations,  # type: ignore[arg-type]
                                memory_budget=memory_budget)
+
+
+def main() -> object:  # what `reflow graph FILE` draws
+    return program().drawing()
 
 
 if __name__ == "__main__":

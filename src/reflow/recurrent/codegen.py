@@ -90,9 +90,11 @@ class CodeGen:
         self.lines.append("    " * depth + line)
 
     # -- which reads travel in local variables ---------------------------------------------------------
-    def trivial(self, consumer: str, r: Read, point: bool = False) -> str | None:
+    def trivial(self, consumer: str, r: Read, point: bool = False, bare: bool = False) -> str | None:
         """The expression of ``r``'s value from a local variable, or None if it must come from a store.
-        ``point``: the consumer accumulates over the loop it sits in, reading one point of ``r``."""
+        ``point``: the consumer accumulates over the loop it sits in, reading one point of ``r``. ``bare``:
+        the consumer broadcasts from the right (torch's rule), so a value lacking only *leading* vectorized
+        dims needs no reshaping."""
         src = self.g.node(r.src)
         if (r.src, r.src_port) not in self.var or self.skew.get(r.src, 0) != self.skew.get(consumer, 0):
             return None
@@ -108,7 +110,7 @@ class CodeGen:
         if any(d not in vc or regions[r.src][d] != regions[consumer][d] for d in vn):
             return None
         name = self.var[(r.src, r.src_port)]
-        if tuple(vn) == tuple(vc):
+        if tuple(vn) == tuple(vc) or (bare and tuple(vc[len(vc) - len(vn):]) == tuple(vn)):
             return name
         return name + "[" + ", ".join(":" if d in vn else "None" for d in vc) + ", ...]"
 
@@ -129,8 +131,9 @@ class CodeGen:
                 self.accumulate(it, depth)
             elif isinstance(it, Free):
                 for n in it.nodes:
-                    for st in self.ex.by_node.get(n, []):
-                        self.emit(depth, f"{self.obj(st, 'S')}.clear()")
+                    for (node, port), st in self.ex.stores.items():
+                        if node == n and self.ex.stored[(node, port)]:
+                            self.emit(depth, f"{self.obj(st, 'S')}.clear()")
                     for o in outs(self.g.node(n)):
                         if (n, o.port) in self.var:
                             self.emit(depth, f"{self.var[(n, o.port)]} = None")
@@ -217,8 +220,8 @@ class CodeGen:
             depth += 1
         targets = [self.ident(f"v_{run.node}_{o.port}") for o in outs(n)]
         rds = self.ex.reads[run.node]
-        args = [self.trivial(run.node, r) or f"{self.obj(self.ex.reader(run, r), 'R')}.read(E)"
-                if r.src in self.ex.runs else "" for r in rds]  # a case needed nowhere has no run
+        bare = self.broadcasts(run, k)
+        args = [self.arg(run, r, bare[pos]) if r.src in self.ex.runs else "" for pos, r in enumerate(rds)]
         expr = self.compute(run, k, args, depth)
         self.emit(depth, f"{', '.join(targets)} = {expr}")
         full = self.ex.full_shape(run)
@@ -230,6 +233,21 @@ class CodeGen:
             st = self.ex.stores.get((run.node, o.port))
             if st is not None and self.ex.stored[(run.node, o.port)]:
                 self.emit(depth, f"{self.obj(st, 'S')}.write(E, {t})")
+
+    def arg(self, run: Run, r: Read, bare: bool) -> str:
+        """The expression of one input: a local variable, or a store's reader (a case needed nowhere has no
+        run, hence no argument)."""
+        return self.trivial(run.node, r, bare=bare) or f"{self.obj(self.ex.reader(run, r), 'R')}.read(E)"
+
+    def broadcasts(self, run: Run, k: str) -> list[bool]:
+        """Per input: whether the generated expression broadcasts it from the right (no reshaping needed)."""
+        n_in = len(self.ex.reads[run.node])
+        ranks = self.ex.spatial_ranks(run) if k in OPS else []
+        if (k in OPERATORS or k in IN_PLACE) and len(set(ranks)) <= 1:
+            return [True] * n_in
+        if k == "matmul" and self.ex.weight_is_shared(run):
+            return [False, True]
+        return [False] * n_in
 
     def compute(self, run: Run, k: str, args: list[str], depth: int) -> str:
         n = self.g.node(run.node)
@@ -252,6 +270,8 @@ class CodeGen:
             return f"{args[donate]}.{IN_PLACE[k]}({', '.join(rest)})"
         if k in OPERATORS and len(set(ranks)) == 1:
             return f"({args[0]} {OPERATORS[k]} {args[1]})"
+        if k == "matmul" and self.ex.weight_is_shared(run) and ".read(E)" not in args[1]:
+            return f"({args[0]} @ {args[1]})"  # the weight's own local: no batch axes
         kern = self.obj(functools.partial(OPS[k].kernel, n.attrs, nb, None), "K")
         return f"{kern}({', '.join(args)})"
 

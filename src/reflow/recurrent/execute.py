@@ -144,6 +144,12 @@ class Executor:
             ranks.append(len(o.shape) + sum(isinstance(e, Slice) for e in r.index))
         return ranks
 
+    def weight_is_shared(self, run: Run) -> bool:
+        """Whether a matmul's weight is the same for every point the run computes (``x @ w`` then works)."""
+        (_, w) = self.reads[run.node]
+        return not (set(domain(self.g.node(w.src))) & set(run.vec)) and len(
+            next(o for o in outs(self.g.node(w.src)) if o.port == w.src_port).shape) == 2
+
     def full_shape(self, run: Run) -> tuple[int, ...] | None:
         if not run.vec:
             return None

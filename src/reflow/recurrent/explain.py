@@ -13,7 +13,7 @@ from reflow.graph.graph import Graph
 from reflow.recurrent.dgraph import domain, kind, label, outs, reads, sccs
 from reflow.recurrent.ops import fmt_shape
 from reflow.recurrent.schedule import Accumulate, Free, Item, Loop, Run
-from reflow.recurrent.symbolic import fmt_index
+from reflow.recurrent.symbolic import Expr, fmt_index, var
 
 SHOWN_ATTRS = ("axes", "axis", "gamma", "reverse", "n", "expr", "shape", "perm", "dtype")
 
@@ -95,18 +95,50 @@ def explain(prog: Any) -> str:
 
 
 def drawable(g: Graph) -> Graph:
-    """``g`` without the edges that go back in a loop (``x[t - 1]``, ``w[i - 1]``), so it can be laid out
-    by level; each node's label says which of its reads were dropped."""
+    """``g`` without the edges that close recurrences (reads of an earlier or later point along a dimension
+    both ends have: ``x[t - 1]``, ``w[i - 1]``), so it can be laid out by level; a node's label says when it
+    reads such a value. If a cycle is left (a recurrence through a reduction), all edges inside cycles go."""
     from reflow.graph.graph import Node
 
+    def carried(dst: str, port: str) -> bool:
+        r = next(r for r in reads(g, dst) if r.port == port)
+        src = g.node(r.src)
+        both = set(domain(src)) & set(domain(g.node(dst)))
+        return any(d in both and not (isinstance(e, Expr) and e.same(var(d)))
+                   for d, e in zip(domain(src), r.index, strict=True))
+
+    back = {(e.src, e.dst, e.dst_port) for e in g.edges if carried(e.dst, e.dst_port)}
     comp = {n: k for k, c in enumerate(sccs(g)) for n in c}
+    out = _without(g, back)
+    if any(len(c) > 1 for c in sccs(out)):
+        back = {(e.src, e.dst, e.dst_port) for e in g.edges if comp[e.src] == comp[e.dst]}
+        out = _without(g, back)
+    marked = {dst for _, dst, _ in back}
+    drawn = Graph(g.name)
+    for n in out:
+        name = label(n) + (" (+ recurrence)" if n.name in marked else "")
+        drawn.add_node(Node(n.name, f"{kind(n)}: {name}"[:40], n.inputs, n.outputs, n.cost, dict(n.attrs)))
+    for e in out.edges:
+        drawn.connect(e.src, e.src_port, e.dst, e.dst_port, e.size)
+    return drawn
+
+
+def _without(g: Graph, drop: set[tuple[str, str, str]]) -> Graph:
     out = Graph(g.name)
     for n in g:
-        back = [e for e in g.in_edges(n.name) if comp[e.src] == comp[n.name]]
-        attrs = {**n.attrs}
-        name = label(n) + (" (+ recurrence)" if back else "")
-        out.add_node(Node(n.name, f"{kind(n)}: {name}"[:40], n.inputs, n.outputs, n.cost, attrs))
+        out.add_node(n)
     for e in g.edges:
-        if comp[e.src] != comp[e.dst]:
+        if (e.src, e.dst, e.dst_port) not in drop:
             out.connect(e.src, e.src_port, e.dst, e.dst_port, e.size)
     return out
+
+
+class Drawing:
+    """What ``reflow graph FILE`` draws when FILE's ``main()`` returns ``program.drawing()``: the dependence
+    graph after the passes, without the edges that close recurrences (a node's label says it has one)."""
+
+    def __init__(self, prog: Any) -> None:
+        self.prog = prog
+
+    def graph(self) -> Graph:
+        return drawable(self.prog.graph)

@@ -29,17 +29,20 @@ def orthogonal(shape: tuple[int, int], gain: float, gen: torch.Generator, dtype:
 
 
 class MLP:
-    """``x -> act(x W1 + b1) -> ... -> x Wn + bn``; the last layer's gain is ``out_gain``."""
+    """``x -> act(x W1 + b1) -> ... -> x Wn + bn``; the last layer's gain is ``out_gain``. A first size that
+    is a shape (an image observation) means: flatten inputs of that shape."""
 
-    def __init__(self, ctx: Context, sizes: Sequence[int], domain: Sequence[Any], seed: int,
-                 name: str = "mlp",
-                 activation: str = "tanh", out_gain: float = 1.0) -> None:
+    def __init__(self, ctx: Context, sizes: Sequence[int | tuple[int, ...]], domain: Sequence[Any], seed: int,
+                 name: str = "mlp", activation: str = "tanh", out_gain: float = 1.0) -> None:
         gen = torch.Generator().manual_seed(seed)
+        first = sizes[0]
+        self.flat = (math.prod(first),) if isinstance(first, tuple) and len(first) != 1 else None
+        widths = [int(math.prod(s)) if isinstance(s, tuple) else s for s in sizes]
         self.activation = activation
         self.params: list[RecurrentTensor] = []
         self.layers: list[tuple[RecurrentTensor, RecurrentTensor]] = []
-        for k, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-            gain = out_gain if k == len(sizes) - 2 else math.sqrt(2.0)
+        for k, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
+            gain = out_gain if k == len(widths) - 2 else math.sqrt(2.0)
             w = ctx.param(orthogonal((n_in, n_out), gain, gen, ctx.dtype), domain, name=f"{name}_w{k}")
             b = ctx.param(torch.zeros(n_out, dtype=ctx.dtype), domain, name=f"{name}_b{k}")
             self.layers.append((w, b))
@@ -47,6 +50,8 @@ class MLP:
 
     def __call__(self, x: RecurrentTensor, at: Any = None) -> RecurrentTensor:
         """The network at the parameters' own point, or read at index ``at`` (e.g. ``(i, 0)``)."""
+        if self.flat is not None:
+            x = x.reshape(self.flat)
         for k, (w, b) in enumerate(self.layers):
             if at is not None:
                 w, b = w[at], b[at]

@@ -190,6 +190,12 @@ class Program:
 
         return explain(self)
 
+    def drawing(self) -> Any:
+        """An object whose ``graph()`` is what ``reflow graph`` draws (return it from a file's ``main()``)."""
+        from reflow.recurrent.explain import Drawing
+
+        return Drawing(self)
+
 
 class _opened:
     """Opens every resource (env banks, loggers) for one run and closes them on every exit path."""

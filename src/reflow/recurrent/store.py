@@ -63,6 +63,9 @@ class Store:
         self.bytes = 0
 
     def key(self, env: Mapping[str, Any]) -> tuple[int, ...]:
+        if len(self.rings) == 1:
+            d, size = self.rings[0]
+            return (env[d] % size,)
         return tuple(env[d] % size for d, size in self.rings)
 
     def write(self, env: Mapping[str, Any], value: torch.Tensor) -> None:
