@@ -15,9 +15,15 @@ Parts (each system and configuration runs in its own fresh process, so peak RSS 
   where Tempo is installed (see ``--tempo-python``; skipped with the reason otherwise).
 
 Usage: flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/recurrent_rl.py [--quick] [--part P ...]
-Writes results/recurrent_rl.json and results/recurrent_rl.png.
+    [--repeats R] [--systems S ...] [--lengths T ...] [--envs B ...] [--sides N ...] [--out NAME]
+Each configuration runs ``--repeats`` interleaved rounds (reflow, eager, compile, reflow, ...), each system
+in a fresh process; the ratio is of medians over all repeats' iterations after their first. Writes
+results/NAME.json and results/NAME.png (NAME: ``--out``, default recurrent_rl).
 
-Tempo is installed in a venv of its own (it needs gymnasium 0.29, an older islpy and JAX):
+Tempo is not on PyPI (the PyPI project named ``tempo`` is OpenStack's Tempo Service, unrelated; lsds/Tempo's
+pyproject says ``upload_to_pypi = false``), so it needs a checkout of github.com/lsds/Tempo; where there is
+none (as on the machine the recorded numbers come from: package registries only) the part is skipped and says
+so. With a checkout, Tempo goes in a venv of its own (it needs gymnasium 0.29, an older islpy and JAX):
     python3.11 -m venv /tmp/tempo-venv
     echo $PWD/.venv/lib/python3.11/site-packages > /tmp/tempo-venv/lib/python3.11/site-packages/r.pth
     /tmp/tempo-venv/bin/pip install -c constraints.txt optree pulp networkx graphviz sympy psutil gym \\
@@ -125,28 +131,44 @@ def measure(spec: dict[str, Any], timeout: float = 1800.0) -> dict[str, Any]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def per_iteration(r: dict[str, Any]) -> float:
-    """Median seconds per iteration after the first (which pays for compiling and warming up)."""
-    s = r["seconds"][1:] or r["seconds"]
+def per_iteration(runs: list[dict[str, Any]]) -> float:
+    """Median seconds per iteration over every repeat's iterations after its first (which pays for compiling
+    and warming up)."""
+    s = [x for r in runs for x in (r["seconds"][1:] or r["seconds"])]
     return float(statistics.median(s))
 
 
-def row(label: str, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def row(label: str, results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """One configuration: per system, the median over interleaved repeats (each a fresh process)."""
     out: dict[str, Any] = {"config": label}
-    for system, r in results.items():
-        if "error" in r:
-            out[system] = {"error": r["error"]}
+    for system, runs in results.items():
+        bad = [r for r in runs if "error" in r]
+        if bad:
+            out[system] = {"error": bad[0]["error"]}
             continue
-        out[system] = {"s_per_iter": per_iteration(r), "first_iter_s": r["seconds"][0],
-                       "peak_rss_mib": r["peak_rss"] / 2**20,
-                       "rss_above_start_mib": (r["peak_rss"] - r["base_rss"]) / 2**20}
-        if "held_bytes" in r:
-            out[system]["held_mib"] = r["held_bytes"] / 2**20
+        out[system] = {"s_per_iter": per_iteration(runs), "repeats": len(runs),
+                       "first_iter_s": statistics.median(r["seconds"][0] for r in runs),
+                       "peak_rss_mib": statistics.median(r["peak_rss"] for r in runs) / 2**20,
+                       "rss_above_start_mib": statistics.median(r["peak_rss"] - r["base_rss"] for r in runs)
+                       / 2**20, "seconds": [r["seconds"] for r in runs], "returns": runs[0]["returns"]}
+        if "held_bytes" in runs[0]:
+            out[system]["held_mib"] = runs[0]["held_bytes"] / 2**20
     ref = out.get("reflow", {})
     for system in results:
         if system != "reflow" and "s_per_iter" in out.get(system, {}) and "s_per_iter" in ref:
             out[system]["reflow_speedup"] = out[system]["s_per_iter"] / ref["s_per_iter"]
+            out[system]["rss_ratio"] = out[system]["rss_above_start_mib"] / ref["rss_above_start_mib"]
     return out
+
+
+def interleaved(spec: dict[str, Any], systems: tuple[str, ...],
+                repeats: int) -> dict[str, list[dict[str, Any]]]:
+    """``repeats`` rounds, each running every system once (a fresh process each) in turn."""
+    res: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+    for _ in range(repeats):
+        for s in systems:
+            res[s].append(measure({**spec, "system": s}))
+    return res
 
 
 def print_row(r: dict[str, Any]) -> None:
@@ -163,36 +185,34 @@ def print_row(r: dict[str, Any]) -> None:
     print("  ".join(cells), flush=True)
 
 
-def sweep(quick: bool) -> list[dict[str, Any]]:
+def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    lengths = (100, 1000) if quick else (100, 1000, 10_000)
-    envs = (4,) if quick else (4, 16)
-    for B in envs:
-        for T in lengths:
+    for B in args.envs:
+        for T in args.lengths:
             iters = 3 if T <= 1000 else 2
             spec = {"algo": "reinforce", "env": "synthetic", "obs": [3, 4, 4], "B": B, "T": T, "I": iters}
-            res = {s: measure({**spec, "system": s}) for s in SYSTEMS}
-            rows.append(row(f"reinforce T={T} B={B}", res))
+            rows.append(row(f"reinforce T={T} B={B}", interleaved(spec, args.systems, args.repeats)))
             print_row(rows[-1])
     return rows
 
 
-def images(quick: bool) -> list[dict[str, Any]]:
+def images(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    for side in ((64,) if quick else (64, 128, 256)):
+    for side in args.sides:
         spec = {"algo": "reinforce", "env": "synthetic", "obs": [3, side, side], "B": 4,
-                "T": 50 if quick else 100, "I": 3}
-        res = {s: measure({**spec, "system": s}) for s in SYSTEMS}
-        rows.append(row(f"reinforce 3x{side}x{side} T={spec['T']} B=4", res))
+                "T": 50 if args.quick else 100, "I": 3}
+        rows.append(row(f"reinforce 3x{side}x{side} T={spec['T']} B=4",
+                        interleaved(spec, args.systems, args.repeats)))
         print_row(rows[-1])
     return rows
 
 
-def ppo_learns(quick: bool) -> list[dict[str, Any]]:
-    spec = {"algo": "ppo", "env": "CartPole-v1", "B": 8, "T": 128, "K": 8, "I": 12 if quick else 150}
-    res = {s: measure({**spec, "system": s}) for s in ("reflow", "eager")}
+def ppo_learns(args: argparse.Namespace) -> list[dict[str, Any]]:
+    spec = {"algo": "ppo", "env": "CartPole-v1", "B": 8, "T": 128, "K": 8, "I": 12 if args.quick else 150}
+    res = interleaved(spec, ("reflow", "eager"), 1)
     r = row("ppo CartPole-v1 B=8 T=128 K=8", res)
-    for system, out in res.items():
+    for system, runs in res.items():
+        out = runs[0]
         if "error" in out:
             continue
         rets = out["returns"]
@@ -213,7 +233,8 @@ def ppo_learns(quick: bool) -> list[dict[str, Any]]:
 def tempo(args: argparse.Namespace) -> list[dict[str, Any]]:
     py = Path(args.tempo_python)
     if not py.exists():
-        print(f"tempo: skipped: no {py}; install it as the module docstring says")
+        print(f"tempo: skipped: no {py} (lsds/Tempo is not on PyPI; with a checkout of "
+              "github.com/lsds/Tempo, install it as this module's docstring says)")
         return [{"config": "tempo", "tempo": {"error": f"not installed ({py})"}}]
     driver = ROOT / "benchmarks" / "recurrent_tempo.py"
     B, T, iters = 4, 20 if args.quick else 100, 3
@@ -228,10 +249,11 @@ def tempo(args: argparse.Namespace) -> list[dict[str, Any]]:
         got = {"error": f"timed out after {args.tempo_timeout} s"}
     spec = {"algo": "reinforce", "env": "synthetic", "obs": [3, 4, 4], "B": B, "T": T, "I": iters}
     mine = measure({**spec, "system": "reflow"})
+    runs = [mine]
     r = {"config": f"tempo's reinforce T={T} B={B}", "tempo": got, "reflow": mine}
     if "error" not in got and "error" not in mine:
         r["tempo_s_per_iter"] = statistics.median(got["per_iteration"][1:] or got["per_iteration"])
-        r["reflow_s_per_iter"] = per_iteration(mine)
+        r["reflow_s_per_iter"] = per_iteration(runs)
         print(f"tempo ({args.tempo_backend} backend): compile {got['compile_s']:.0f} s, "
               f"{r['tempo_s_per_iter']:.3f} s per iteration; reflow {r['reflow_s_per_iter']:.3f} s")
     else:
@@ -273,24 +295,36 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="small sizes (what make bench runs)")
     p.add_argument("--part", nargs="*", default=["sweep", "images", "ppo", "tempo"],
                    choices=["sweep", "images", "ppo", "tempo"])
+    p.add_argument("--repeats", type=int, default=2,
+                   help="interleaved rounds (a fresh process per system each)")
+    p.add_argument("--systems", nargs="*", default=list(SYSTEMS), choices=SYSTEMS)
+    p.add_argument("--lengths", nargs="*", type=int, help="episode lengths of the sweep (100 1000 10000)")
+    p.add_argument("--envs", nargs="*", type=int, help="env counts of the sweep (4 16)")
+    p.add_argument("--sides", nargs="*", type=int, help="image sides (64 128 256)")
+    p.add_argument("--out", default="recurrent_rl", help="results/OUT.json (and .png)")
     p.add_argument("--tempo-python", default="/tmp/tempo-venv/bin/python")
     p.add_argument("--tempo-src", default="/tmp/tempo-src")
     p.add_argument("--tempo-backend", default="jax", choices=["jax", "torch"])
     p.add_argument("--tempo-timeout", type=float, default=1200.0)
     args = p.parse_args()
+    args.systems = tuple(args.systems)
+    args.lengths = args.lengths or ([100, 1000] if args.quick else [100, 1000, 10_000])
+    args.envs = args.envs or ([4] if args.quick else [4, 16])
+    args.sides = args.sides or ([64] if args.quick else [64, 128, 256])
     RESULTS.mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
     print(f"recurrent_rl: {os.cpu_count()} cores; seconds per iteration (median after the first), "
           "peak RSS above the process's start; xN = that system's time / reflow's")
     for part, fn in (("sweep", sweep), ("images", images), ("ppo", ppo_learns)):
         if part in args.part:
-            rows += fn(args.quick)
+            rows += fn(args)
     if "tempo" in args.part:
         rows += tempo(args)
-    (RESULTS / "recurrent_rl.json").write_text(json.dumps({"quick": args.quick, "rows": rows}, indent=1))
+    out = RESULTS / f"{args.out}.json"
+    out.write_text(json.dumps({"quick": args.quick, "repeats": args.repeats, "rows": rows}, indent=1))
     if any(r["config"].startswith("reinforce T=") for r in rows):
-        plot(rows, RESULTS / "recurrent_rl.png")
-    print(f"wrote {RESULTS / 'recurrent_rl.json'}")
+        plot(rows, out.with_suffix(".png"))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

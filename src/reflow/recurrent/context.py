@@ -29,7 +29,11 @@ import torch
 from reflow.errors import RecurrentError
 from reflow.graph.graph import Graph, Node, Port
 from reflow.recurrent.ops import OPS, Shape
-from reflow.recurrent.symbolic import Cond, Entry, Expr, Lin, var
+from reflow.recurrent.symbolic import Cond, Entry, Expr, Lin, Slice, var
+
+# Ops computed element by element, so ``x[w] op y[w] == (x op y)[w]`` for any index w.
+ELEMENTWISE = frozenset({"neg", "exp", "log", "tanh", "relu", "sigmoid", "abs", "sqrt", "sign", "not", "cast",
+                         "clamp", "add", "sub", "mul", "div", "pow", "maximum", "minimum", "where"})
 
 if TYPE_CHECKING:
     from reflow.recurrent.program import Program
@@ -159,6 +163,10 @@ class Context:
         for x in inputs:
             if x.ctx is not self:
                 raise RecurrentError(f"tensor {x.label} belongs to another context")
+        if kind in ELEMENTWISE and not domain:
+            hoisted = self._hoist_window(kind, inputs, label, attrs)
+            if hoisted is not None:
+                return hoisted
         dom = self.order([d for x in inputs for d in x.domain] + list(domain))
         from reflow.errors import ShapeMismatch
 
@@ -169,6 +177,40 @@ class Context:
             raise ShapeMismatch(f"{kind}({names}): {e}") from None
         dtype = op.dtype(attrs, [x.dtype for x in inputs])
         return self.tensor(self.add(kind, inputs, dom, [Out("out", shape, dtype)], label, **attrs))
+
+    def _hoist_window(self, kind: str, inputs: Sequence[RecurrentTensor], label: str | None,
+                      attrs: dict[str, Any]) -> RecurrentTensor | None:
+        """``x[w] op y[w]`` as ``(x op y)[w]``, for an elementwise op and a window ``w`` that moves with a
+        dimension (``t:T``, ``max(0, t-4):t+1``): the same values, but the window is read once, by what
+        reduces it, which is where gradients and incrementalization handle windows. Other operands must be
+        the same everywhere (no domain) and broadcast over the window's elements, not its axis."""
+        entries: tuple[Entry, ...] | None = None
+        src_dom: tuple[str, ...] | None = None
+        inner: list[RecurrentTensor] = []
+        for x in inputs:
+            n = self.graph.node(x.node)
+            index = n.attrs.get("index") if n.op == "rt.index" else None
+            if index is None:
+                if x.domain:
+                    return None
+                inner.append(x)
+                continue
+            if not any(isinstance(e, Slice) and (e.lo.vars() | e.hi.vars()) & set(self.bound_of)
+                       for e in index):
+                return None
+            (edge,) = self.graph.in_edges(x.node)
+            src = self.tensor(edge.src, edge.src_port)
+            if entries is None:
+                entries, src_dom = index, src.domain
+            elif [e.key for e in index] != [e.key for e in entries] or src.domain != src_dom:
+                return None
+            inner.append(src)
+        if entries is None or src_dom is None:
+            return None
+        rank = max(len(x.shape) for x in inner if x.domain)
+        if any(not x.domain and len(x.shape) > rank for x in inner):
+            return None
+        return self.apply(kind, inner, label, **attrs)[entries]
 
     def const(self, value: Any, dtype: torch.dtype | None = None,
               label: str | None = None) -> RecurrentTensor:
