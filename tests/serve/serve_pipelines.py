@@ -66,10 +66,19 @@ def inputs(n: int, rows: int = 1, seed: int = 0) -> list[np.ndarray]:
     return [rng.standard_normal((rows, 32)).astype(np.float32) for _ in range(n)]
 
 
+CLAIMS = "REFLOW_TEST_CLAIMS"  # environment variable: the directory racing replicas claim requests in
+LOSER_SLEEP_S = 20.0
+
+
 def straggler(x: int) -> int:
-    """The same answer every time, after a wait that varies from call to call (a gamma-distributed
-    straggler: an unseeded generator on purpose, the answer never depends on it)."""
-    time.sleep(min(1.0, np.random.default_rng().gamma(2.0, 0.03)))
+    """``2 * x``. Of two replicas racing on ``x``, the first to start claims ``x`` (a file made with O_EXCL)
+    and straggles (sleeps until cancelled); the other answers at once. So every race has one loser, still
+    running when the winner answers, whatever the machine's speed."""
+    try:
+        os.close(os.open(os.path.join(os.environ[CLAIMS], str(x)), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return 2 * x
+    time.sleep(LOSER_SLEEP_S)
     return 2 * x
 
 

@@ -8,9 +8,11 @@ store). Lookups fetch what they miss from a ``StoreActor`` on the server's node 
 Connecting, and the "install the extra" error, are ``reflow.runtime.ray_cluster``'s.
 
 Faults and cancelling. An actor that dies (its node lost, a crash) fails the batch it was running, and the
-server starts a new one in its place, as for a local worker. A running batch is cancelled by raising
-``Cancelled`` in the actor's thread that runs it (at its next Python bytecode; a ``sleep`` finishes first),
-and an actor that does not stop within the grace period is killed and replaced.
+server starts a new one in its place, as for a local worker, on another alive node than the one it died on
+when there is one: Ray notices a lost node only after its health checks fail (seconds to minutes on a
+loaded machine), and an actor pinned to that node meanwhile would wait for it. A running batch is cancelled
+by raising ``Cancelled`` in the actor's thread that runs it (at its next Python bytecode; a ``sleep``
+finishes first), and an actor that does not stop within the grace period is killed and replaced.
 """
 
 from __future__ import annotations
@@ -115,12 +117,14 @@ class RayPool:
     def payload(self, stages: Mapping[str, Node]) -> bytes:
         return pickle_hosts(stages, user_modules(stages))
 
-    def node_for(self, index: int) -> str:
-        """Worker ``index``'s node: round robin over the nodes alive now (a lost node's workers move)."""
+    def node_for(self, index: int, avoid: str | None = None) -> str:
+        """Worker ``index``'s node: round robin over the nodes alive now (a lost node's workers move), other
+        than ``avoid`` (where its last actor died) unless no other is left."""
         alive = [n.node_id for n in nodes()]
         kept = [n for n in self.node_ids if n in alive]
         self.node_ids = kept + [n for n in alive if n not in kept]
-        return self.node_ids[index % len(self.node_ids)]
+        choices = [n for n in self.node_ids if n != avoid] or self.node_ids
+        return choices[index % len(choices)]
 
     def slot(self, index: int, payload: bytes, loop: asyncio.AbstractEventLoop,
              on_message: Callable[[Any, Any], None], on_death: Callable[[Any, str], None]) -> RaySlot:
@@ -142,6 +146,7 @@ class RaySlot:
                  on_message: Callable[[Any, Any], None], on_death: Callable[[Any, str], None]) -> None:
         self.index, self.payload, self.pool, self.loop = index, payload, pool, loop
         self.node = ""
+        self.died_on: str | None = None  # the node its last actor died on
         self.on_message, self.on_death = on_message, on_death
         self.ready = False
         self.busy: Any = None
@@ -154,7 +159,7 @@ class RaySlot:
         ray = require_ray()
         self.ready, self.busy = False, None
         self.generation += 1
-        self.node = self.pool.node_for(self.index)
+        self.node, self.died_on = self.pool.node_for(self.index, avoid=self.died_on), None
         cls = ray.remote(num_cpus=self.pool.cpus_per_worker, max_concurrency=2, max_restarts=0)
         self.actor = cls(ServeActorBody).options(scheduling_strategy=affinity(self.node)).remote(
             self.payload, self.pool._store)
@@ -170,7 +175,7 @@ class RaySlot:
             except Exception as e:
                 if generation == self.generation:
                     self.generation += 1
-                    self.ready = False
+                    self.ready, self.died_on = False, self.node
                     self.on_death(self, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 return
             if generation == self.generation:
