@@ -16,7 +16,8 @@ from reflow.runtime.ray_cluster import LocalCluster, NodeInfo, connect, nodes
 
 NODES = 3
 TESTS = Path(__file__).resolve().parents[1]
-for folder in (TESTS / "runtime", TESTS / "e2e"):  # the programs the other executors are tested on
+# the programs the other executors are tested on
+for folder in (TESTS / "runtime", TESTS / "e2e", TESTS / "reactor"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 

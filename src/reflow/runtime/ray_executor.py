@@ -29,6 +29,7 @@ import importlib
 import sys
 import sysconfig
 from collections.abc import Collection, Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
 from reflow.errors import ClusterError, NodeLost, WorkerCrashed
@@ -58,24 +59,46 @@ START_TIMEOUT_S = 120.0
 CLOSE_TIMEOUT_S = 10.0
 
 
+def _user_module(name: str) -> ModuleType | None:
+    """Module ``name`` if it is the user's own: loaded from a file that is neither reflow's, the standard
+    library's nor an installed package's (so another node may not be able to import it)."""
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None) or ""
+    system = tuple({sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib", "platstdlib")})
+    if module is None or name == "__main__" or name.split(".")[0] == "reflow" or not path \
+            or path.startswith(system):
+        return None
+    return module
+
+
 def user_modules(hosts: Mapping[str, ReactionHost]) -> list[str]:
-    """Modules defining the hosts' classes that are neither reflow's nor an installed package's."""
-    installed = tuple({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
-    out = set()
-    for host in hosts.values():
-        name = type(host).__module__
-        module = sys.modules.get(name)
-        path = getattr(module, "__file__", None) or ""
-        if name != "__main__" and name.split(".")[0] != "reflow" and path and not path.startswith(installed):
-            out.add(name)
-    return sorted(out)
+    """The user's modules that define the hosts' classes."""
+    return sorted({type(host).__module__ for host in hosts.values() if _user_module(type(host).__module__)})
+
+
+def with_dependencies(names: Sequence[str]) -> list[str]:
+    """``names`` and every user module they refer to, transitively (a program file that imports a helper
+    module beside it: the helper travels by value too, or unpickling fails on a node without the file)."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        module = _user_module(name)
+        if name in seen or module is None:
+            continue
+        seen.add(name)
+        for value in list(vars(module).values()):
+            ref = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+            if isinstance(ref, str) and ref not in seen:
+                todo.append(ref)
+    return sorted(seen)
 
 
 def pickle_hosts(hosts: Mapping[str, Any], by_value: Sequence[str]) -> bytes:
-    """``hosts`` (reactors, or serving stages) pickled with cloudpickle, the modules ``by_value`` included by
-    value."""
+    """``hosts`` (reactors, or serving stages) pickled with cloudpickle, the modules ``by_value`` and the
+    user modules they refer to included by value."""
     cloudpickle: Any = importlib.import_module("ray.cloudpickle")
-    modules = [importlib.import_module(m) for m in by_value]
+    modules = [importlib.import_module(m) for m in with_dependencies(by_value)]
     for m in modules:
         cloudpickle.register_pickle_by_value(m)
     try:
