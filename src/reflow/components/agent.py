@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from reflow.components.build import Built, build
-from reflow.components.component import Component
+from reflow.components.component import Component, api
+from reflow.components.memories import NStep, ReplayBuffer
 from reflow.components.spaces import Spec
 from reflow.errors import ComponentError
 from reflow.graph import Graph
@@ -119,3 +120,35 @@ class Agent(Component):
             self.components[name].load_state_dict(
                 {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             )
+
+
+class OffPolicyAgent(Agent):
+    """An agent that learns from replay (DQN, SAC): its learner role has an ``nstep`` component and a
+    ``memory``, and ``remember`` feeds one step of every env through the first into the second."""
+
+    nstep: NStep
+    memory: ReplayBuffer
+
+    def remember_inputs(self, actions: Spec) -> dict[str, Spec]:
+        """The build inputs of ``remember``, with actions as the algorithm keeps them."""
+        obs, flag = self.obs_spec, Spec((), "bool")
+        return {
+            "obs": obs,
+            "actions": actions,
+            "rewards": Spec(()),
+            "next_obs": obs,
+            "terminations": flag,
+            "dones": flag,
+        }
+
+    @api
+    def remember(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        next_obs: torch.Tensor,
+        terminations: torch.Tensor,
+        dones: torch.Tensor,
+    ) -> None:
+        self.memory.insert(*self.nstep.push(obs, actions, rewards, next_obs, terminations, dones))

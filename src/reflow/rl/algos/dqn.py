@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from reflow.components import (
-    Agent,
     DQNLoss,
     NStep,
     Optimizer,
@@ -30,7 +29,7 @@ from reflow.components import (
     Spec,
     api,
 )
-from reflow.components.agent import Act, Transition
+from reflow.components.agent import Act, OffPolicyAgent, Transition
 from reflow.components.torsos import torso_for
 
 
@@ -68,7 +67,7 @@ def epsilon(progress: float, cfg: DQNConfig) -> float:
     return cfg.eps_start + (cfg.eps_end - cfg.eps_start) * frac
 
 
-class DQNAgent(Agent):
+class DQNAgent(OffPolicyAgent):
     algo = "dqn"
     POLICY = ("torso", "q")
 
@@ -103,20 +102,13 @@ class DQNAgent(Agent):
             self.steps = self.since_train = 0
 
     def build_inputs(self) -> dict[str, dict[str, Any]]:
-        obs, e = self.obs_spec, Spec(())
+        obs = self.obs_spec
         inputs: dict[str, dict[str, Any]] = {
             "policy": {"obs": obs, "gen": torch.Generator(), "epsilon": 1.0},
             "greedy": {"obs": obs},
         }
         if self.learner:
-            inputs["remember"] = {
-                "obs": obs,
-                "actions": self.action_spec,
-                "rewards": e,
-                "next_obs": obs,
-                "terminations": Spec((), "bool"),
-                "dones": Spec((), "bool"),
-            }
+            inputs["remember"] = self.remember_inputs(self.action_spec)
             inputs["update"] = {"gen": torch.Generator()}
         return inputs
 
@@ -141,18 +133,6 @@ class DQNAgent(Agent):
     def greedy(self, obs: torch.Tensor) -> torch.Tensor:
         q: torch.Tensor = self.q(self.torso(obs))
         return q.argmax(dim=1)
-
-    @api
-    def remember(
-        self,
-        obs: torch.Tensor,
-        actions: torch.Tensor,
-        rewards: torch.Tensor,
-        next_obs: torch.Tensor,
-        terminations: torch.Tensor,
-        dones: torch.Tensor,
-    ) -> None:
-        self.memory.insert(*self.nstep.push(obs, actions, rewards, next_obs, terminations, dones))
 
     @api
     def update(self, gen: torch.Generator) -> torch.Tensor:

@@ -21,7 +21,6 @@ import torch
 
 from reflow.components import (
     MLP,
-    Agent,
     Component,
     EntropyTuner,
     NStep,
@@ -33,7 +32,7 @@ from reflow.components import (
     ValueHead,
     api,
 )
-from reflow.components.agent import Act, Transition
+from reflow.components.agent import Act, OffPolicyAgent, Transition
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ class Critic(Component):
         return out
 
 
-class SACAgent(Agent):
+class SACAgent(OffPolicyAgent):
     algo = "sac"
     POLICY = ("actor_torso", "actor_head")
 
@@ -114,20 +113,13 @@ class SACAgent(Agent):
             self.steps = self.since_train = 0
 
     def build_inputs(self) -> dict[str, dict[str, Any]]:
-        obs, e, act = self.obs_spec, Spec(()), Spec(self.action_spec.shape)
+        obs, act = self.obs_spec, Spec(self.action_spec.shape)
         inputs: dict[str, dict[str, Any]] = {
             "policy": {"obs": obs, "gen": torch.Generator()},
             "greedy": {"obs": obs},
         }
         if self.learner:
-            inputs["remember"] = {
-                "obs": obs,
-                "actions": act,
-                "rewards": e,
-                "next_obs": obs,
-                "terminations": Spec((), "bool"),
-                "dones": Spec((), "bool"),
-            }
+            inputs["remember"] = self.remember_inputs(act)
             inputs["update"] = {"gen": torch.Generator()}
         return inputs
 
@@ -148,18 +140,6 @@ class SACAgent(Agent):
     def greedy(self, obs: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.actor_head.greedy(self.actor_head(self.actor_torso(obs))[0])
         return out
-
-    @api
-    def remember(
-        self,
-        obs: torch.Tensor,
-        actions: torch.Tensor,
-        rewards: torch.Tensor,
-        next_obs: torch.Tensor,
-        terminations: torch.Tensor,
-        dones: torch.Tensor,
-    ) -> None:
-        self.memory.insert(*self.nstep.push(obs, actions, rewards, next_obs, terminations, dones))
 
     @api
     def update(self, gen: torch.Generator) -> torch.Tensor:
