@@ -31,7 +31,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from reflow.components import from_space
+from reflow.components import Component, api, from_space
 from reflow.rl.algos import AGENTS, DQNAgent, PPOAgent, SACAgent, make_agent
 
 
@@ -171,32 +171,68 @@ def sac_pair() -> tuple[Callable[[], Any], Callable[[], Any]]:
     return (lambda: agent.update(g1)), plain
 
 
-def timed(fn: Callable[[], Any], n: int) -> float:
-    t0 = time.perf_counter()
+def timed(fn: Callable[[], Any], n: int) -> tuple[float, float]:
+    """Microseconds per call of ``fn`` over ``n`` calls: (wall clock, this process's CPU time). On a shared
+    machine the CPU time is the steadier of the two: time spent preempted by other jobs is not in it."""
+    w0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - t0) / n * 1e6
+    return (time.perf_counter() - w0) / n * 1e6, (time.process_time() - c0) / n * 1e6
 
 
 def compare(
     name: str, pair: tuple[Callable[[], Any], Callable[[], Any]], block: int, repeats: int
 ) -> dict[str, Any]:
+    """Interleaved blocks, the component's first in even repeats and the plain one's first in odd ones (so
+    neither always runs on the cache or the scheduler slot the other left behind)."""
     comp, plain = pair
     for fn in (comp, plain):  # warm up
         timed(fn, max(2, block // 4))
-    c, p = [], []
-    for _ in range(repeats):
-        c.append(timed(comp, block))
-        p.append(timed(plain, block))
-    ratios = sorted(ci / pi for ci, pi in zip(c, p, strict=True))
-    return {
-        "agent": name,
-        "component_us": statistics.median(c),
-        "plain_us": statistics.median(p),
-        "ratio": statistics.median(c) / statistics.median(p),
-        "ratio_q1": ratios[len(ratios) // 4],
-        "ratio_q3": ratios[3 * len(ratios) // 4],
-    }
+    c: list[tuple[float, float]] = []
+    p: list[tuple[float, float]] = []
+    for rep in range(repeats):
+        if rep % 2 == 0:
+            c.append(timed(comp, block))
+            p.append(timed(plain, block))
+        else:
+            p.append(timed(plain, block))
+            c.append(timed(comp, block))
+    out: dict[str, Any] = {"agent": name}
+    for i, clock in enumerate(("wall", "cpu")):
+        ci, pi = [x[i] for x in c], [x[i] for x in p]
+        ratios = sorted(a / b for a, b in zip(ci, pi, strict=True))
+        key = "" if clock == "wall" else "cpu_"
+        out |= {
+            f"{key}component_us": statistics.median(ci),
+            f"{key}plain_us": statistics.median(pi),
+            f"{key}ratio": statistics.median(ci) / statistics.median(pi),
+            f"{key}ratio_q1": ratios[len(ratios) // 4],
+            f"{key}ratio_q3": ratios[3 * len(ratios) // 4],
+        }
+    return out
+
+
+def dispatch_us(calls: int = 200_000) -> float:
+    """CPU microseconds an ``@api`` method call costs over a plain method call (the component layer's only
+    per-call work after the build: a wrapper and one context-variable lookup)."""
+
+    class Probe(Component):
+        @api
+        def via_api(self, x: int) -> int:
+            return x
+
+        def plain(self, x: int) -> int:
+            return x
+
+    probe = Probe("probe")
+    best: dict[str, float] = {}
+    for fn in (probe.via_api, probe.plain) * 3:
+        t0 = time.process_time()
+        for _ in range(calls):
+            fn(1)
+        us = (time.process_time() - t0) / calls * 1e6
+        best[fn.__name__] = min(best.get(fn.__name__, us), us)
+    return best["via_api"] - best["plain"]
 
 
 def build_times(repeats: int) -> list[dict[str, Any]]:
@@ -238,6 +274,7 @@ def main() -> None:
         compare("dqn batch 64", dqn_pair(), block, repeats),
         compare("sac batch 256", sac_pair(), max(5, block // 4), repeats),
     ]
+    dispatch = dispatch_us()
     compiled: dict[str, Any] = {}
     if args.compile:
         t0 = time.perf_counter()
@@ -249,12 +286,14 @@ def main() -> None:
     print(f"{'agent':28} {'build ms':>9} {'nodes':>6}")
     for b in builds:
         print(f"{b['agent']:28} {b['build_ms']:9.1f} {b['nodes']:6d}")
-    print(f"\n{'update':22} {'component us':>13} {'plain us':>9} {'ratio':>7} {'IQR':>14}")
+    print(f"\n{'update':22} {'clock':>5} {'component us':>13} {'plain us':>9} {'ratio':>7} {'IQR':>12}")
     for r in rows:
-        print(
-            f"{r['agent']:22} {r['component_us']:13.0f} {r['plain_us']:9.0f} {r['ratio']:7.3f} "
-            f"{r['ratio_q1']:.3f}-{r['ratio_q3']:.3f}"
-        )
+        for key, clock in (("", "wall"), ("cpu_", "cpu")):
+            print(
+                f"{r['agent']:22} {clock:>5} {r[key + 'component_us']:13.0f} {r[key + 'plain_us']:9.0f} "
+                f"{r[key + 'ratio']:7.3f} {r[key + 'ratio_q1']:.3f}-{r[key + 'ratio_q3']:.3f}"
+            )
+    print(f"\n@api call over a plain method call: {dispatch:.2f} us (CPU)")
     if compiled:
         print(
             f"\ntorch.compile (PPO): compile+first call {compiled['compile_s']:.1f} s, compiled "
@@ -265,7 +304,14 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(
         json.dumps(
-            {"machine": platform.platform(), "builds": builds, "updates": rows, "compile": compiled}, indent=1
+            {
+                "machine": platform.platform(),
+                "builds": builds,
+                "updates": rows,
+                "api_dispatch_us": dispatch,
+                "compile": compiled,
+            },
+            indent=1,
         )
     )
     print(f"\nwrote {out}")
