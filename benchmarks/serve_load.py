@@ -3,9 +3,12 @@
 Side by side in one run, on the same machine: ``reflow serve examples/serve/<pipeline>.py --workers 2`` (its
 own process, as a user runs it) and the same pipeline on Ray Serve, fairly tuned (see serve_peers.py), each
 under an open-loop Poisson load (aiohttp, latency from the intended send time into an HdrHistogram) at
-increasing offered rates. For each rate: p50 / p99 / p99.9 latency, throughput, goodput (answers within
-100 ms per second) and the share shed (503). Summary: each system's largest offered rate whose p99 stays
-under 100 ms, and the ratio. The machine is the bottleneck on purpose: the load generator runs on it too.
+increasing offered rates. Both servers are up throughout, and each repeat runs every rate on both in turn
+(the order alternating), so a change in the machine's load falls on both; each number is the median of the
+repeats. For each rate: p50 / p99 / p99.9 latency, throughput, goodput (answers within 100 ms per second)
+and the share shed (503 or error, over all repeats). Summary: each system's largest offered rate whose p99
+stays under 100 ms with nothing shed in any repeat, and the ratio. The machine is the bottleneck on purpose:
+the load generator runs on it too.
 
 Writes results/serve_load.json and results/serve_load.png (p99 against offered load, both systems).
 
@@ -22,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from serve_peers import (
     BODIES,
     SLO_MS,
@@ -38,15 +42,31 @@ from tqdm import tqdm
 RATES = {"cascade": [25, 50, 100, 150, 200, 300, 400], "recommender": [50, 100, 200, 300, 400, 600, 800]}
 
 
-def sweep(system: str, url: str, bodies: list[bytes], ctype: str, rates: list[float], seconds: float,
-          bar: Any) -> list[LoadResult]:
-    warm(url, bodies, ctype)
-    out = []
-    for rate in rates:
-        out.append(open_loop(system, url, bodies, ctype, rate, seconds, seed=int(rate)))
-        bar.update(1)
-        bar.set_postfix_str(f"{system} {rate}/s p99 {out[-1].p99_ms:.0f} ms")
-    return out
+def sweep(servers: dict[str, str], bodies: list[bytes], ctype: str, rates: list[float], seconds: float,
+          repeats: int, bar: Any) -> dict[str, list[LoadResult]]:
+    """Both systems up at once; for each repeat, each rate, both systems in turn (the order alternates), so
+    that a change in the machine's load falls on both. Each (system, rate) is the median of its repeats."""
+    for url in servers.values():
+        warm(url, bodies, ctype)
+    runs: dict[tuple[str, float], list[LoadResult]] = {}
+    for rep in range(repeats):
+        for rate in rates:
+            order = list(servers) if rep % 2 == 0 else list(reversed(servers))
+            for system in order:
+                r = open_loop(system, servers[system], bodies, ctype, rate, seconds, seed=int(rate) + rep)
+                runs.setdefault((system, rate), []).append(r)
+                bar.update(1)
+                bar.set_postfix_str(f"{system} {rate:g}/s p99 {r.p99_ms:.0f} ms")
+    return {system: [median_of(runs[system, rate]) for rate in rates] for system in servers}
+
+
+def median_of(runs: list[LoadResult]) -> LoadResult:
+    """Each field's median over the repeats (counts summed, seconds too, so rates stay per second)."""
+    med = lambda f: float(np.median([getattr(r, f) for r in runs]))  # noqa: E731
+    first = runs[0]
+    return LoadResult(first.system, first.offered, sum(r.sent for r in runs), sum(r.ok for r in runs),
+                      sum(r.shed for r in runs), sum(r.errors for r in runs), sum(r.seconds for r in runs),
+                      med("p50_ms"), med("p99_ms"), med("p999_ms"), med("goodput"))
 
 
 def best_rate(results: list[LoadResult]) -> float:
@@ -86,20 +106,21 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="seconds of load per rate")
     p.add_argument("--rates", type=float, nargs="*", help="offered rates (requests/s)")
     p.add_argument("--ray-replicas", type=int, default=1, help="replicas per Ray Serve deployment")
-    p.add_argument("--quick", action="store_true", help="three rates, 3 s each")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each (system, rate)")
+    p.add_argument("--quick", action="store_true", help="three rates, 3 s each, one repeat")
     args = p.parse_args()
     rates = args.rates or RATES[args.pipeline]
     seconds = args.seconds
     if args.quick:
-        rates, seconds = rates[1::3], 3.0
+        rates, seconds, args.repeats = rates[1::3], 3.0, 1
     bodies, ctype = BODIES[args.pipeline]()
-    results: dict[str, list[LoadResult]] = {}
-    with tqdm(total=2 * len(rates), desc=f"serve_load {args.pipeline}") as bar:
-        with reflow_server(args.pipeline, workers=2) as url:
-            results["reflow"] = sweep("reflow", url, bodies, ctype, rates, seconds, bar)
-        with ray_serve(args.pipeline, free_port(), replicas=args.ray_replicas) as url:
-            results["ray serve"] = sweep("ray serve", url, bodies, ctype, rates, seconds, bar)
-    print(f"\n{args.pipeline}: open-loop Poisson load, {seconds:g} s per rate, 2-core VM")
+    with tqdm(total=2 * len(rates) * args.repeats, desc=f"serve_load {args.pipeline}") as bar, \
+            reflow_server(args.pipeline, workers=2) as reflow_url, \
+            ray_serve(args.pipeline, free_port(), replicas=args.ray_replicas) as ray_url:
+        results = sweep({"reflow": reflow_url, "ray serve": ray_url}, bodies, ctype, rates, seconds,
+                        args.repeats, bar)
+    print(f"\n{args.pipeline}: open-loop Poisson load, {seconds:g} s per rate, median of {args.repeats} "
+          "interleaved repeats (both servers up throughout), 2-core VM")
     print(f"{'offered/s':>9} {'system':>10} {'answered/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
           f"{'goodput/s':>9} {'shed':>6}")
     for i, rate in enumerate(rates):

@@ -16,7 +16,8 @@ process or one request at a time (closed loop):
   row per call (no batching), padded batches of 8 waiting up to 2 ms (fixed), and batches sized to a 20 ms
   target (adaptive). p50, p99 and throughput.
 
-Writes results/serve_optimizations.json.
+Each A/B runs ``--repeats`` times (every variant of every section once per repeat, so the variants
+interleave) and the medians are reported. Writes results/serve_optimizations.json.
 
     flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/serve_optimizations.py
     flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/serve_optimizations.py --quick
@@ -203,44 +204,80 @@ def batching(n: int, rates: list[float]) -> list[dict[str, Any]]:
     return rows
 
 
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The repeats of one result row as one: the median of each number (nested dicts too), labels kept."""
+    out: dict[str, Any] = {}
+    for key, value in rows[0].items():
+        if isinstance(value, dict):
+            out[key] = median_row([r[key] for r in rows])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("bytes", "rate",
+                                                                                              "replicas"):
+            out[key] = statistics.median(r[key] for r in rows)
+        else:
+            out[key] = value
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer sizes and requests")
+    p.add_argument("--quick", action="store_true", help="fewer sizes and requests, one repeat")
+    p.add_argument("--repeats", type=int, default=3, help="repeats of every A/B (medians are reported)")
+    p.add_argument("--requests", type=int, default=300, help="requests per measurement")
+    p.add_argument("--only", nargs="*", choices=["fusion", "compete", "locality", "batching"],
+                   help="run only these sections (each writes results/serve_optimizations_<names>.json)")
     args = p.parse_args()
-    n = 60 if args.quick else 300
+    n = 60 if args.quick else args.requests
     sizes = [10_000, 1_000_000] if args.quick else [10_000, 1_000_000, 10_000_000]
     lookups = [8_192, 8 << 20] if args.quick else [8_192, 512 << 10, 8 << 20]
-    results: dict[str, Any] = {}
-    with tqdm(total=4, desc="serve_optimizations") as bar:
-        results["fusion"] = fusion(sizes, n)
-        bar.update(1)
-        results["compete"] = compete(n, 40.0)
-        bar.update(1)
-        results["locality"] = locality(lookups, n)
-        bar.update(1)
-        results["batching"] = batching(n * 2, [150.0] if args.quick else [100.0, 200.0, 300.0])
-        bar.update(1)
-    print("\nfusion: 5 maps passing a row along, closed loop, median latency (2-core VM)")
-    for r in results["fusion"]:
+    repeats = 1 if args.quick else args.repeats
+    sections: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "fusion": lambda: fusion(sizes, n),
+        "compete": lambda: compete(n, 40.0),
+        "locality": lambda: locality(lookups, n),
+        "batching": lambda: batching(n * 2, [150.0] if args.quick else [100.0, 200.0, 300.0]),
+    }
+    chosen = args.only or list(sections)
+    runs: list[dict[str, Any]] = []
+    with tqdm(total=len(chosen) * repeats, desc="serve_optimizations") as bar:
+        for _ in range(repeats):  # every A/B of a repeat before the next repeat: the variants interleave
+            run: dict[str, Any] = {}
+            for name in chosen:
+                run[name] = sections[name]()
+                bar.update(1)
+            runs.append(run)
+    results = {section: [median_row([r[section][i] for r in runs]) for i in range(len(runs[0][section]))]
+               for section in chosen}
+    for r in results.get("fusion", []):
+        r["speedup"] = r["unfused_p50_ms"] / r["fused_p50_ms"]
+    for r in results.get("locality", []):
+        r["speedup"] = r["unrouted"]["p50_ms"] / r["routed"]["p50_ms"]
+    print(f"\nmedians of {repeats} repeat(s), each running every variant in turn")
+    if "fusion" in results:
+        print("fusion: 5 maps passing a row along, closed loop, median latency (2-core VM)")
+    for r in results.get("fusion", []):
         print(f"  {r['bytes']:>10,} B  fused {r['fused_p50_ms']:6.2f} ms  unfused "
               f"{r['unfused_p50_ms']:6.2f} ms  {r['speedup']:.2f}x")
-    print("competitive execution: gamma straggler at 40 requests/s, 4 workers")
-    for r in results["compete"]:
+    if "compete" in results:
+        print("competitive execution: gamma straggler at 40 requests/s, 4 workers")
+    for r in results.get("compete", []):
         print(f"  {r['replicas']} replica(s), losers {r['losers']:<15} p50 {r['p50_ms']:6.1f} ms  "
               f"p99 {r['p99_ms']:6.1f} ms")
-    print("locality: lookups of 8 keys, caches of 4 per worker, closed loop")
-    for r in results["locality"]:
+    if "locality" in results:
+        print("locality: lookups of 8 keys, caches of 4 per worker, closed loop")
+    for r in results.get("locality", []):
         print(f"  {r['bytes']:>10,} B  routed {r['routed']['p50_ms']:6.2f} ms ({r['routed']['fetched']:.0f} "
               f"fetched)  unrouted {r['unrouted']['p50_ms']:6.2f} ms ({r['unrouted']['fetched']:.0f} fetched)"
               f"  {r['speedup']:.2f}x")
-    print("batching: the cascade's small CNN, open loop")
-    for r in results["batching"]:
+    if "batching" in results:
+        print("batching: the cascade's small CNN, open loop")
+    for r in results.get("batching", []):
         print(f"  {r['rate']:5.0f}/s  {r['mode']:<17} p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
               f"answered {r['throughput']:6.1f}/s")
     out = Path("results")
     out.mkdir(exist_ok=True)
-    (out / "serve_optimizations.json").write_text(json.dumps(results, indent=1))
-    print("wrote results/serve_optimizations.json")
+    name = "serve_optimizations" + ("_" + "_".join(args.only) if args.only else "") + ".json"
+    (out / name).write_text(json.dumps({"requests": n, "repeats": repeats, **results}, indent=1))
+    print(f"wrote results/{name}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The HTTP front end: a Starlette app over a ``LocalExecutor``.
 
     POST /            a request: a table in, the flow's table out
+    POST /stream      a stream of requests, one JSON table a line, answered a line each as ready
+                      (``reflow.serve.streaming``)
     GET  /schema      the flow's input and output columns
     GET  /healthz     200 while the process serves at all
     GET  /readyz      200 once every stage has a live worker, 503 while starting or draining
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -45,6 +48,7 @@ from reflow.errors import (
     TableError,
 )
 from reflow.serve.executor import LocalExecutor
+from reflow.serve.streaming import StreamEndpoint
 from reflow.serve.table import Schema, Table
 
 MAX_BODY = 16 * 1024 * 1024
@@ -141,15 +145,27 @@ def _rows_of(schema: Schema, cols: dict[str, Any], first: str) -> Table:
     return Table.from_columns(schema, {k: list(v) for k, v in cols.items()})
 
 
-def error_response(e: BaseException) -> JSONResponse:
+def error_body(e: BaseException) -> tuple[int, dict[str, Any]]:
+    """The HTTP status for ``e`` and the JSON that says what went wrong (and which operator, if one)."""
     status = next((code for cls, code in STATUS if isinstance(e, cls)), 500)
     if isinstance(e, BodyError):
         status = e.status
     body: dict[str, Any] = {"error": str(e), "type": type(e).__name__}
     if isinstance(e, OperatorFailed) and e.operator:
         body["operator"] = e.operator
+    return status, body
+
+
+def error_response(e: BaseException) -> JSONResponse:
+    status, body = error_body(e)
     headers = {"Retry-After": "1"} if status == 503 else None
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def deadline_of(headers: Headers, query: QueryParams) -> float | None:
+    """The request's own deadline in seconds (``X-Reflow-Deadline-Ms`` or ``?deadline_ms=``), if it asks."""
+    deadline_ms = headers.get("x-reflow-deadline-ms") or query.get("deadline_ms")
+    return None if deadline_ms is None else _positive(deadline_ms) / 1e3
 
 
 def answer(table: Table, accept: str) -> Response:
@@ -185,9 +201,7 @@ def make_app(executor: LocalExecutor, schema: Schema, out: Schema, *, max_body_b
             table = parse_table(schema, request.headers.get("content-type", ""), body)
             if len(table) == 0:
                 raise TableError("the request's table has no rows; send at least one")
-            deadline_ms = (request.headers.get("x-reflow-deadline-ms")
-                           or request.query_params.get("deadline_ms"))
-            deadline = None if deadline_ms is None else _positive(deadline_ms) / 1e3
+            deadline = deadline_of(request.headers, request.query_params)
         except (BodyError, ServeError) as e:
             response: Response = error_response(e)
             done(response.status_code, t0)
@@ -241,7 +255,10 @@ def make_app(executor: LocalExecutor, schema: Schema, out: Schema, *, max_body_b
             state["start"].cancel()
             await executor.close()
 
+    stream = StreamEndpoint(executor, schema, max_body_bytes, done)
     return Starlette(routes=[Route("/", run, methods=["POST"]), Route(f"/{flow}", run, methods=["POST"]),
+                             Route("/stream", stream, methods=["POST"]),
+                             Route(f"/{flow}/stream", stream, methods=["POST"]),
                              Route("/healthz", healthz), Route("/readyz", readyz),
                              Route("/metrics", metrics_endpoint), Route("/schema", schema_endpoint)],
                      lifespan=lifespan)

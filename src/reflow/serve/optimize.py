@@ -8,9 +8,9 @@ Each pass is a plain ``Graph -> Graph`` function that copies before it changes a
   the first answer wins and the server cancels the others, queued or running.
 * **fusion**: every maximal chain of operators becomes one stage (``reflow.graph.fuse_chains``), so a
   request crosses processes once per chain instead of once per operator; ``whole=True`` fuses the whole
-  flow into one stage. Two rules keep a link apart: an ``anyof`` runs in the server, and, with locality on, a
-  lookup by column starts a stage (its keys are then known when the stage is routed; Cloudflow's
-  "breakpoint").
+  flow into one stage (and then no replicas race: one worker would run them one after the other). Two rules
+  keep a link apart: an ``anyof`` runs in the server, and, with locality on, a lookup by column starts a
+  stage (its keys are then known when the stage is routed; Cloudflow's "breakpoint").
 * **locality**: a stage that starts with a lookup by column is routed to the replica that caches the most of
   the request's keys (ties: a stable hash of the first key, which spreads the keys over the caches).
 * **batching**: stages take several queued requests per message, and batched models wait to fill their
@@ -130,7 +130,7 @@ def optimize(flow: Flow, workers: int, opts: Optimizations | None = None) -> Pla
     ``workers``."""
     o = opts or Optimizations()
     g = flow.graph()
-    passes = ([compete] if o.compete else []) + \
+    passes = ([compete] if o.compete and not o.whole else []) + \
         ([fuse_whole] if o.whole else [partial(fuse, locality=o.locality)] if o.fusion else [])
     out = run_passes(g, passes)
     home = homes(out, workers) if o.placement else {}
@@ -157,6 +157,9 @@ def _notes(before: Graph, after: Graph, o: Optimizations, home: dict[str, int]) 
             notes.append(f"fusion: {' -> '.join(n.attrs['members'])} run as one stage")
         if n.op == PIPELINE:
             notes.append(f"fusion: the whole flow ({len(n.attrs['members'])} operators) runs as one stage")
+    if o.whole and o.compete and any(n.attrs.get("spec") is not None and getattr(n.attrs["spec"],
+                                     "high_variance", False) for n in before):
+        notes.append("compete skipped: the whole flow runs in one worker, where replicas could not race")
     if not o.batching:
         notes.append("batching off: every request runs alone")
     if home:
@@ -189,11 +192,11 @@ def explain(flow: Flow, workers: int, opts: Optimizations | None = None) -> str:
     out += describe_graph(flow.graph())
     out += ["", f"after (stages on {workers} workers):"]
     for sp in plan.stages.values():
-        where = "in the server" if sp.in_server else f"workers {list(sp.workers)}"
+        where = "in the server" if sp.in_server else f"on workers {list(sp.workers)}"
         where += f" (home {sp.home})" if sp.home is not None and not sp.in_server else ""
         batch = f", batch {sp.batch} (wait {sp.max_wait * 1e3:g} ms)" if sp.batch else ""
         batch += f", adaptive to {sp.target * 1e3:g} ms" if sp.target else ""
         route = f", routed by cached keys of {sp.locality.store.name}" if sp.locality else ""
-        out.append(f"  {sp.name:<24} [{' -> '.join(sp.members)}] on {where}{batch}{route}")
+        out.append(f"  {sp.name:<24} [{' -> '.join(sp.members)}] {where}{batch}{route}")
     out += [f"  note: {n}" for n in plan.notes]
     return "\n".join(out)
