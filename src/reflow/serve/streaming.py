@@ -86,11 +86,15 @@ class StreamEndpoint:
             more = message.get("more_body", False)
             if not more and pending:
                 lines, pending = [*lines, pending], b""
+            too_long = False
             for line in lines:
+                too_long = len(line) > self.max_line
+                if too_long:
+                    break
                 if line.strip():
                     jobs.add(asyncio.ensure_future(one(index, line, time.perf_counter())))
                     index += 1
-            if len(pending) > self.max_line:
+            if too_long or len(pending) > self.max_line:
                 status, body = error_body(BodyError(413, f"line {index} is over the limit of {self.max_line} "
                                                          "bytes; the stream ends here"))
                 await write({"index": index, "status": status, **body})
