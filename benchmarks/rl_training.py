@@ -435,12 +435,12 @@ def reflow_to_target(algo: str, env_id: str, target: float, seed: int, budget: i
     return (seconds, r.steps) if r.reached_target else (float("inf"), budget)
 
 
-def summary(values: list[float], budget: float) -> str:
-    """Median and IQM [95% CI] over seeds, misses counted as the budget."""
+def summary(values: list[float], budget: float, fmt: str = ",.0f") -> str:
+    """Median and IQM [95% CI] over seeds (two table cells), misses counted as the budget."""
     x = np.array([v if np.isfinite(v) else budget for v in values])
     est = stratified_bootstrap(x, iqm, reps=1000)
     miss = sum(not np.isfinite(v) for v in values)
-    return f"{np.median(x):.4g} | {est.value:.4g} [{est.low:.4g}, {est.high:.4g}]" + (
+    return f"{np.median(x):{fmt}} | {est.value:{fmt}} [{est.low:{fmt}}, {est.high:{fmt}}]" + (
         f" ({miss} missed)" if miss else ""
     )
 
@@ -465,8 +465,8 @@ def run_zoo(tasks: list[str], seeds: list[int], rows: list[dict[str, Any]], log:
 
 def zoo_table(rows: list[dict[str, Any]]) -> None:
     """The Markdown table of env steps and seconds to target, per task and library."""
-    print("\n| task | library | seeds | env steps: median, IQM [95% CI] | seconds: median, IQM [95% CI] |")
-    print("|---|---|---|---|---|")
+    print("\n| task | library | seeds | env steps: median | IQM [95% CI] | seconds: median | IQM [95% CI] |")
+    print("|---|---|---:|---:|---|---:|---|")
     for task in dict.fromkeys(r["task"] for r in rows):
         budget = TASKS[task][3]
         for impl in ("reflow", "sb3"):
@@ -476,7 +476,8 @@ def zoo_table(rows: list[dict[str, Any]]) -> None:
             steps = [float(r["steps"]) if np.isfinite(r["seconds"]) else float("inf") for r in mine]
             secs = [r["seconds"] for r in mine]
             worst = max([s for s in secs if np.isfinite(s)], default=0.0) * 2 or 1.0
-            print(f"| {task} | {impl} | {len(mine)} | {summary(steps, budget)} | {summary(secs, worst)} |")
+            cells = f"{summary(steps, budget)} | {summary(secs, worst, '.0f')}"
+            print(f"| {task} | {impl} | {len(mine)} | {cells} |")
     print("(misses count as the step budget, and as twice the slowest finished run for seconds)")
 
 
