@@ -164,6 +164,7 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
         "bound": plan.bound,
         "cost_model_error": result.cost_model_error,
         "rel_err_vs_ort": err,
+        "loadavg_1min": os.getloadavg()[0],  # how loaded the shared box was while this row ran
     }
 
 
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "onnxruntime": ort.__version__,
         "repeats": repeats,
+        "loadavg_1min_at_end": os.getloadavg()[0],
         "rows": rows,
     }
     (out / "onnx_parallel.json").write_text(json.dumps(meta, indent=2))

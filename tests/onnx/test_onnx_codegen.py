@@ -189,3 +189,29 @@ def test_batch_mode_on_a_light_model_with_a_literal_reshape() -> None:
     with ns["ParallelModel"]({k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}) as par:
         out = par(data_0=torch.from_numpy(x["data_0"]))[model.outputs[0].name].numpy()
     assert rel_err(ref, out) < 1e-4
+
+
+@pytest.mark.parametrize("mode", ["clusters", "serial"])
+def test_the_callers_thread_runs_no_torch_op(mode: str) -> None:
+    """The caller only hands work to the workers: a torch op on its thread (the inputs made channels-last, say)
+    would wake its own intra-op pool, whose spinning threads then take cores from the workers. torch's
+    profiler records the ops of the thread that starts it, so it sees the caller's ops only."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, proto = costed(2)
+    x = random_inputs(model, seed=4)
+    (ref,) = ort_run(proto, x)  # type: ignore[arg-type]
+    code = generate(model, branch_plan(model, 2))
+    ns = exec_generated(code.source, "caller")
+    nchw = torch.from_numpy(x["input"])  # converted to channels-last on a worker
+    with ns["ParallelModel"]({k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}) as par:
+        run = par if mode == "clusters" else par.serial
+        with profile(activities=[ProfilerActivity.CPU]) as control:
+            nchw.contiguous(memory_format=torch.channels_last)  # what the caller used to do
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            out = run(input=nchw)["output"]
+    assert rel_err(ref, out.numpy()) < 1e-4
+    work = {"aten::copy_", "aten::clone", "aten::contiguous", "aten::empty_like", "aten::cat", "aten::add"}
+    assert {e.name for e in control.events()} & work  # the profiler sees the caller's copies
+    here = {e.name for e in prof.events()}
+    assert not here & work, f"torch ops on the caller's thread: {sorted(here)}"

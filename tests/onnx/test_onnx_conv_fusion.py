@@ -16,7 +16,7 @@ from reflow.onnx import conv_fusion, import_model
 from reflow.onnx.codegen import generate
 from reflow.onnx.costmodel import apply_costs, flop_costs, random_inputs
 from reflow.onnx.eager import run_graph
-from reflow.onnx.kernels import onnx_conv, onnx_pack_conv_weight
+from reflow.onnx.kernels import onnx_conv, onnx_conv1x1, onnx_pack_conv_weight
 from reflow.onnx.pipeline import inference_rewrites
 from reflow.onnx.plan import Plan, serial_plan
 from reflow.onnx.planner import make_plan
@@ -73,12 +73,14 @@ def residual_model(batch: int = 1) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-@pytest.fixture(params=["onednn", "aten"])
+@pytest.fixture(params=["onednn", "aten", "linear"])
 def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both FusedConv kernels, whatever the size of the test's convolutions."""
+    """Every FusedConv kernel, whatever the size of the test's convolutions ("linear": the pointwise convs
+    run as a GEMM, the others as "aten")."""
     limit = 0.0 if request.param == "onednn" else math.inf
     monkeypatch.setattr(conv_fusion, "ONEDNN_MIN_FLOPS", limit)
     monkeypatch.setattr(conv_fusion, "ONEDNN_MIN_FLOPS_1X1", limit)
+    monkeypatch.setattr(conv_fusion, "LINEAR_MAX_OUTPUT", math.inf if request.param == "linear" else -1)
     return str(request.param)
 
 
@@ -89,7 +91,9 @@ def fused(proto: onnx.ModelProto):  # type: ignore[no-untyped-def]
 
 def test_fusion_absorbs_residual_add_and_relu_only_where_nothing_else_reads() -> None:
     g = fused(residual_model()).graph
-    assert {n.attrs.get("kernel") for n in g if n.op == "onnx.FusedConv"} == {"aten"}  # too small for oneDNN
+    kernels = {n.attrs["_outputs"][0]: n.attrs.get("kernel") for n in g if n.op == "onnx.FusedConv"}
+    # all too small for oneDNN; the one pointwise conv is a GEMM
+    assert kernels == {"r1": "aten", "out": "aten", "out2": "aten", "r4": "linear", "out3": "aten"}
     convs = {n.name: n for n in g if n.op == "onnx.FusedConv"}
     assert len(convs) == 5 and not any(n.op == "onnx.Conv" for n in g)
     by_out = {n.attrs["_outputs"][0]: n for n in convs.values()}
@@ -120,6 +124,8 @@ def test_fused_generated_code_matches_onnxruntime(workers: int, kernel: str) -> 
     code = generate(model, plan)
     if kernel == "onednn":
         assert "onnx_conv(" in code.source and "onnx_pack_conv_weight(" in code.source
+    elif kernel == "linear":  # c4, the one pointwise conv, with its weight flattened once at load
+        assert "onnx_conv1x1(v_x, " in code.source and '.folded_w"].flatten(1)  # Conv_7' in code.source
     else:
         assert "onnx_conv(" not in code.source and ".add_(v_x).relu_()" in code.source
     ns = exec_generated(code.source, "fused")
@@ -171,6 +177,25 @@ def test_onnx_conv_equals_conv_add_relu(dtype: torch.dtype) -> None:
         torch.testing.assert_close(got, ref)
     plain = onnx_conv(x, w, None, None, (2, 2), (1, 1), (1, 1), 2, "none")
     torch.testing.assert_close(plain, F.conv2d(x, w, None, (2, 2), (1, 1), (1, 1), 2))
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_onnx_conv1x1_equals_conv_add_activation(layout: torch.memory_format) -> None:
+    """The GEMM lowering of a pointwise conv: equal to F.conv2d for either input layout, 2-D or 4-D weight,
+    with and without the residual and each activation; a channels-last input gives a channels-last output."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 5, 7, generator=gen).contiguous(memory_format=layout)
+    w = torch.randn(4, 6, 1, 1, generator=gen)
+    b = torch.randn(4, generator=gen)
+    z = torch.randn(2, 4, 5, 7, generator=gen)
+    for act, scalars in (("none", ()), ("relu", ()), ("hardtanh", (0.0, 6.0)), ("swish", ())):
+        for weight, bias, res in ((w, b, None), (w.flatten(1), None, z), (w.flatten(1), b, z)):
+            y = F.conv2d(x, w, bias) + (0 if res is None else res)
+            ref = {"none": y, "relu": y.relu(), "hardtanh": y.clamp(0.0, 6.0), "swish": F.silu(y)}[act]
+            got = onnx_conv1x1(x, weight, bias, None if res is None else res.clone(), act, scalars)
+            torch.testing.assert_close(got, ref)
+            if layout == torch.channels_last:
+                assert got.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_generated_code_frees_each_intermediate_after_its_last_use() -> None:

@@ -199,7 +199,7 @@ def generate(model: ImportedModel, plan: Plan) -> GeneratedCode:
                 if v in needs[ci] and v not in fetched:
                     fetched.add(v)
                     if v in input_names:
-                        lines.append((f'    {var(v)} = v["{v}"]', {var(v)}))
+                        lines.append((f'    {var(v)} = onnx_channels_last(v["{v}"])', {var(v)}))
                     else:
                         wait = f'    {var(v)} = _wait(v, ev, "{v}")  # from cluster {home[v]}'
                         lines.append((wait, {var(v)}))
@@ -219,7 +219,7 @@ def generate(model: ImportedModel, plan: Plan) -> GeneratedCode:
         "def forward_serial(w, inputs):",
         '    """Every node in topological order on the calling thread: the reference."""',
     ]
-    lines = [(f'    {var(v)} = inputs["{v}"]', {var(v)}) for v in input_names]
+    lines = [(f'    {var(v)} = onnx_channels_last(inputs["{v}"])', {var(v)}) for v in input_names]
     sg = model.graph
     for n in topo_order(sg):
         if sg.node(n).op.startswith("onnx."):
@@ -407,7 +407,10 @@ class ParallelModel:
         return out
 
     def __call__(self, **inputs):
-        inputs = {k: onnx_channels_last(torch.as_tensor(x)) for k, x in inputs.items()}
+        # no torch work on the caller's thread: a copy there (the inputs made channels-last, which the
+        # clusters do instead) wakes the caller's own intra-op pool, whose threads then spin beside the
+        # workers
+        inputs = {k: torch.as_tensor(x) for k, x in inputs.items()}
         if MODE == "batch":
             return self._batch_parallel(inputs)
         v = dict(inputs)
@@ -430,7 +433,7 @@ class ParallelModel:
     def serial(self, **inputs):
         """The serial reference, on its own thread with SERIAL_THREADS intra-op threads (in batch mode the
         slices one after another)."""
-        inputs = {k: onnx_channels_last(torch.as_tensor(x)) for k, x in inputs.items()}
+        inputs = {k: torch.as_tensor(x) for k, x in inputs.items()}
         out = {}
 
         def run():

@@ -35,6 +35,13 @@ from reflow.onnx.importer import ImportedModel
 # spatial kernels from about 5 MFLOP and for 1x1 kernels from about 20 MFLOP; below that, F.conv2d did.
 ONEDNN_MIN_FLOPS = 5e6
 ONEDNN_MIN_FLOPS_1X1 = 2e7
+# A 1x1 convolution (stride 1, no padding, one group) whose output has at most this many elements runs as
+# one GEMM over the channels-last pixels (kernel "linear", onnx_conv1x1). torch sends such a conv at batch
+# below 16 on one thread to its reference kernel, and oneDNN's call costs ~20 us more; timing the 1x1 convs of
+# mobilenet_v2, googlenet, efficientnet_b0 and densenet121 three ways, interleaved (docs/benchmarks.md), the
+# GEMM won below ~200k output elements (its separate bias and activation passes stay in cache), oneDNN's
+# fused post-ops above (mostly large ReLU6 outputs at batch 8).
+LINEAR_MAX_OUTPUT = 200_704
 
 
 def _shape(model: ImportedModel, value: str) -> tuple[int, ...] | None:
@@ -64,14 +71,29 @@ def _fusable_conv(model: ImportedModel, node: Node) -> bool:
 
 
 def _kernel(model: ImportedModel, conv: Node) -> str:
-    """ "onednn" for a convolution big enough to repay oneDNN's call overhead, else "aten"."""
+    """ "linear" for a small pointwise convolution, "onednn" for one big enough to repay oneDNN's call
+    overhead, else "aten"."""
     weight = model.weights[conv.attrs["_inputs"][1]]
     out = _shape(model, conv.attrs["_outputs"][0])
     if out is None:
         return "onednn"
+    if _pointwise(conv, weight.shape) and math.prod(out) <= LINEAR_MAX_OUTPUT:
+        return "linear"
     flops = 2.0 * weight[0].size * out[0] * out[1] * out[2] * out[3]
     spatial = weight.shape[2] * weight.shape[3] > 1
     return "onednn" if flops >= (ONEDNN_MIN_FLOPS if spatial else ONEDNN_MIN_FLOPS_1X1) else "aten"
+
+
+def _pointwise(conv: Node, weight_shape: tuple[int, ...]) -> bool:
+    """A 1x1 convolution with stride 1, no padding and one group: a matrix product over the pixels."""
+    attrs = conv.attrs
+    return (
+        tuple(weight_shape[2:]) == (1, 1)
+        and attrs.get("group", 1) == 1
+        and tuple(attrs.get("strides", (1, 1))) == (1, 1)
+        and not any(attrs.get("pads", (0, 0, 0, 0)))
+        and attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+    )
 
 
 def _activation(

@@ -174,6 +174,24 @@ def onnx_conv(
     return onnx_activation_(y, activation, scalars)
 
 
+def onnx_conv1x1(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    z: torch.Tensor | None,
+    activation: str,
+    scalars: tuple[float, ...] = (),
+) -> torch.Tensor:
+    """``activation(conv2d(x, w, b) + z)`` for a 1x1 convolution with stride 1, no padding and one group, as
+    one matrix product over the pixels: on a channels-last ``x`` the (N, H, W, C) view is contiguous, so
+    ``F.linear`` runs one GEMM without a copy, and its output viewed back is channels-last again. torch itself
+    sends such a conv at batch 1 on one thread to its slow reference kernel (``w`` may be the 4-D conv weight
+    or, prepacked, the 2-D matrix)."""
+    y = F.linear(x.permute(0, 2, 3, 1), w if w.dim() == 2 else w.flatten(1), b).permute(0, 3, 1, 2)
+    y = y if z is None else y.add_(z)
+    return onnx_activation_(y, activation, scalars)
+
+
 def onnx_activation_(y: torch.Tensor, activation: str, scalars: tuple[float, ...] = ()) -> torch.Tensor:
     """A fused convolution's activation, applied in place to ``y``."""
     if activation == "relu":

@@ -58,11 +58,15 @@ register("Conv", _conv, _conv_flops)
 # that follow it (onnxruntime's com.microsoft FusedConv has the same inputs): X, W, B, Z (added, optional);
 # attributes as Conv's (symmetric pads only), ``activation`` ("none", "relu", "hardtanh" clamping to the
 # two ``scalars``, or "swish") and ``kernel``: "onednn" (one fused oneDNN call on a prepacked weight) or
-# "aten" (F.conv2d, then the add and activation in place: cheaper to call, so better for small convolutions).
+# "aten" (F.conv2d, then the add and activation in place: cheaper to call, so better for small convolutions)
+# or "linear" (a 1x1 convolution as one GEMM over the channels-last pixels, onnx_conv1x1).
 def _fused_conv(c: Call) -> str:
     strides, dilations, pads = _spatial(c, tuple(c.attrs["kernel_shape"]))
     args = f"{lit(strides)}, {lit(pads[:2])}, {lit(dilations)}, {c.attrs.get('group', 1)}"
     activation, scalars = c.attrs["activation"], tuple(c.attrs.get("scalars", ()))
+    if c.attrs.get("kernel") == "linear":
+        extra = f", {lit(scalars)}" if scalars else ""
+        return f"onnx_conv1x1({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {c.arg(3)}, {activation!r}{extra})"
     if c.attrs.get("kernel") == "aten":
         expr = f"F.conv2d({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {args})"
         expr += f".add_({c.arg(3)})" if c.has(3) else ""
@@ -76,6 +80,8 @@ def _fused_conv(c: Call) -> str:
 
 
 def _pack_conv_weight(c: Call, input_shape: str) -> str | None:
+    if c.attrs.get("kernel") == "linear":
+        return f"{c.arg(1)}.flatten(1)"
     if c.attrs.get("kernel") == "aten":
         return None
     strides, dilations, pads = _spatial(c, tuple(c.attrs["kernel_shape"]))
