@@ -224,20 +224,24 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
     jobs = [(m, b, p) for m in models for b in args.batches for p in workers]
+
+    def save() -> None:  # after every row: a run cut short still leaves the rows it finished
+        meta = {
+            "machine": f"{cores} cores, shared box (other jobs running), no GPU",
+            "python": sys.version.split()[0],
+            "onnxruntime": ort.__version__,
+            "repeats": repeats,
+            "loadavg_1min": os.getloadavg()[0],
+            "rows": rows,
+        }
+        (out / "onnx_parallel.json").write_text(json.dumps(meta, indent=2))
+
     with tempfile.TemporaryDirectory() as d:
         for m, b, p in tqdm(jobs, desc="onnx_parallel", unit="config"):
             rows.append(bench_one(m, b, p, repeats, Path(d)))
             print_table(rows[-1:])
+            save()
     print_table(rows)
-    meta = {
-        "machine": f"{cores} cores, shared box (other jobs running), no GPU",
-        "python": sys.version.split()[0],
-        "onnxruntime": ort.__version__,
-        "repeats": repeats,
-        "loadavg_1min_at_end": os.getloadavg()[0],
-        "rows": rows,
-    }
-    (out / "onnx_parallel.json").write_text(json.dumps(meta, indent=2))
     plot(rows, out / "onnx_parallel.png")
     print(f"wrote {out / 'onnx_parallel.json'} and {out / 'onnx_parallel.png'}")
     return 0
