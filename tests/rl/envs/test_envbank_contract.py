@@ -199,3 +199,35 @@ def test_a_worker_that_dies_before_reset_is_a_worker_crash(no_leaks: None) -> No
     with pytest.raises(WorkerCrashed, match=r"worker 1 \(envs 2\.\.3 of 'CartPole-v1'\) died"):
         env.reset()
     env.close()
+
+
+class LastAction(gym.Wrapper[Any, Any, Any, Any]):
+    """Keeps the dtype of the last action the env was given."""
+
+    def step(self, action: Any) -> Any:
+        self.action_dtype = np.asarray(action).dtype.name
+        return self.env.step(action)
+
+
+@pytest.mark.parametrize("env_id,dtypes", [("Pendulum-v1", ("float64", "float32", "int32", "float16")),
+                                           ("CartPole-v1", ("int64", "int32", "uint8"))])
+def test_actions_reach_the_env_in_the_callers_dtype(env_id: str, dtypes: tuple[str, ...],
+                                                     no_leaks: None) -> None:
+    """As SyncVectorEnv hands them on: Pendulum's reward of a float64 torque differs in its last bits from a
+    float32 one's, so a bank that cast actions to the space's float32 gave other rewards."""
+    fns = [lambda: LastAction(gym.make(env_id)) for _ in range(4)]
+    ref = SyncVectorEnv(fns)
+    rng = np.random.default_rng(0)
+    with make_vec(fns, num_workers=2, fit_workers=False) as ours:
+        np.testing.assert_array_equal(ours.reset(seed=5)[0], ref.reset(seed=5)[0])
+        for t in range(40):
+            dtype = dtypes[t % len(dtypes)]
+            if env_id == "Pendulum-v1":
+                actions = rng.uniform(-2.5, 2.5, (4, 1)).astype(dtype)
+            else:
+                actions = rng.integers(0, 2, 4).astype(dtype)
+            for a, b in zip(ours.step(actions)[:4], ref.step(actions)[:4], strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"step {t}, {dtype} actions")
+            seen = ours.get_attr("action_dtype")  # an env that was reset this step keeps the last step's
+            assert seen == ref.get_attr("action_dtype") and dtype in seen
+    ref.close()

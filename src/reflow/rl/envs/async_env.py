@@ -48,7 +48,7 @@ from reflow.errors import EnvError
 from reflow.rl.envs.bank import EnvBank
 from reflow.rl.envs.episodes import EpisodeLog
 from reflow.rl.envs.ray_bank import RayEnvBank, check_backend
-from reflow.rl.envs.spec import EnvSpec
+from reflow.rl.envs.spec import EnvSpec, action_code
 from reflow.rl.envs.worker import RESET, STEP
 
 
@@ -139,7 +139,9 @@ class AsyncBankEnv(EpisodeLog):
         if len(actions) != len(ids):
             raise EnvError(f"send got {len(actions)} actions for {len(ids)} envs")
         slices = self._slices_of(ids)
-        self.bank.arrays["actions"][self._rows(slices)] = actions
+        rows, a = self._rows(slices), self.bank.arrays
+        a["actions"][rows] = actions
+        a["action_dtype"][rows] = action_code(actions.dtype, self.bank.action_storage)
         self._waiting.difference_update(slices)
         self._ready += self.bank.finished(wait=False)  # first finished, first returned
         self.bank.start(STEP, slices)

@@ -36,7 +36,16 @@ from gymnasium import spaces
 from reflow.errors import EnvError, OversubscribedWarning, ReflowError
 from reflow.rl.envs.cores import CoreCount, CoreProbe
 from reflow.rl.envs.slice import Events, SliceRunner
-from reflow.rl.envs.spec import EnvSpec, array_shape, bank_layout, check_same_spaces, make_env, resolve
+from reflow.rl.envs.spec import (
+    EnvSpec,
+    action_code,
+    action_storage,
+    array_shape,
+    bank_layout,
+    check_same_spaces,
+    make_env,
+    resolve,
+)
 from reflow.rl.envs.worker import ASYNC, CALL, POLL_S, RESET, SET_ATTR, STEP, Worker, spin_acquire
 from reflow.transport.shm import SharedSegment
 
@@ -148,11 +157,14 @@ class EnvBank:
             for i, env in enumerate(local_envs[1:], start=1):
                 check_same_spaces(env, i, self.specs[i].name, self.spaces)
             obs = array_shape(self.single_observation_space, "observation", self.specs[0].name)
-            act = array_shape(self.single_action_space, "action", self.specs[0].name)
+            act_shape, _ = array_shape(self.single_action_space, "action", self.specs[0].name)
+            self.action_storage = action_storage(self.single_action_space)
             self.discrete = isinstance(self.single_action_space, spaces.Discrete)
-            layout = bank_layout(n, self.num_slices, obs, act, OBS_BUFFERS)
+            layout = bank_layout(n, self.num_slices, obs, (act_shape, self.action_storage), OBS_BUFFERS)
             self._segment = SharedSegment.create(layout.size)
             self.arrays = layout.views(self._segment.buf)
+            self._action_code = action_code(self.action_storage, self.action_storage)
+            self.arrays["action_dtype"][:] = self._action_code
             self.obs_buffers = layout.split(self._segment.buf, "obs")
             if caller_steps:
                 self._local = SliceRunner(local_envs, 0, self.arrays, autoreset_mode, self.discrete)
@@ -341,6 +353,9 @@ class EnvBank:
         """Step every env; observations go to ``obs_buffers[buffer]``, the rest to ``arrays``."""
         self._check_open()
         self.arrays["actions"][...] = actions
+        code = action_code(actions.dtype, self.action_storage)
+        if code != self._action_code:  # the envs get actions of the caller's dtype (spec.py)
+            self.arrays["action_dtype"][:] = self._action_code = code
         self._fill(buffer)
         self._run_events(STEP)
         self.last_buffer = buffer

@@ -31,7 +31,15 @@ from gymnasium import spaces
 from reflow.errors import EnvError, NodeLost
 from reflow.rl.envs.bank import OBS_BUFFERS, START_TIMEOUT_S, BankStats, EnvBank, slice_bounds
 from reflow.rl.envs.slice import Events
-from reflow.rl.envs.spec import EnvSpec, array_shape, bank_layout, resolve
+from reflow.rl.envs.spec import (
+    ACTION_DTYPES,
+    EnvSpec,
+    action_code,
+    action_storage,
+    array_shape,
+    bank_layout,
+    resolve,
+)
 from reflow.rl.envs.worker import RESET, STEP
 from reflow.runtime.ray_cluster import (
     NodeInfo,
@@ -157,8 +165,9 @@ class RayEnvBank:
                                f"{info['spaces']}, env 0 has {self.spaces}: every env of a bank must have "
                                "the same spaces")
         obs = array_shape(self.single_observation_space, "observation", self.specs[0].name)
-        act = array_shape(self.single_action_space, "action", self.specs[0].name)
-        layout = bank_layout(self.num_envs, units, obs, act, OBS_BUFFERS)
+        act_shape, _ = array_shape(self.single_action_space, "action", self.specs[0].name)
+        self.action_storage = action_storage(self.single_action_space)
+        layout = bank_layout(self.num_envs, units, obs, (act_shape, self.action_storage), OBS_BUFFERS)
         self._memory = memoryview(bytearray(layout.size))  # plain memory: nobody else maps it
         self.arrays = layout.views(self._memory)
         self.obs_buffers = layout.split(self._memory, "obs")
@@ -207,7 +216,8 @@ class RayEnvBank:
         lo, hi = self.bounds[u], self.bounds[u + 1]
         a = self.arrays
         if cmd == STEP:
-            return self._units[u].step.remote(a["actions"][lo:hi].copy())
+            dtype = ACTION_DTYPES[a["action_dtype"][lo]]  # the caller's, which the unit's bank passes on
+            return self._units[u].step.remote(a["actions"][lo:hi].astype(dtype))
         seeds = [int(s) if on else None for s, on in zip(a["seeds"][lo:hi], a["seeded"][lo:hi], strict=True)]
         if options is not None and "reset_mask" in options:
             options = {**options, "reset_mask": a["reset_mask"][lo:hi].copy()}
@@ -228,6 +238,7 @@ class RayEnvBank:
         """Step every env; observations go to ``obs_buffers[buffer]``, the rest to ``arrays``."""
         self._check_open()
         self.arrays["actions"][...] = actions
+        self.arrays["action_dtype"][:] = action_code(actions.dtype, self.action_storage)
         self._lockstep(STEP, None, buffer)
 
     def reset(self, seeds: Sequence[int | None] | None = None, options: dict[str, Any] | None = None,

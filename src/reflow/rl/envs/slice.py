@@ -42,7 +42,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from reflow.rl.envs.spec import episode_recorder
+from reflow.rl.envs.spec import ACTION_DTYPES, episode_recorder
 
 NEXT_STEP, SAME_STEP, DISABLED = 0, 1, 2
 LARGE_OBS_BYTES = 1024
@@ -87,6 +87,7 @@ class SliceRunner:
         # This slice's part of each per-step array, viewed once (a view per array and step adds up).
         lo, hi = self.lo, self.hi
         self.actions, self.rewards = arrays["actions"][lo:hi], arrays["rewards"][lo:hi]
+        self.action_dtype = arrays["action_dtype"][lo:hi]  # the caller's dtype (a slice's actions share it)
         self.terminated, self.truncated = arrays["terminated"][lo:hi], arrays["truncated"][lo:hi]
         self.done = arrays["done"][lo:hi]
         self.obs_buffers, self.obs_buffer = list(arrays["obs"]), arrays["obs_buffer"]
@@ -105,9 +106,12 @@ class SliceRunner:
 
     def step(self) -> None:
         lo, hi = self.lo, self.hi
-        # Discrete actions go to the envs as numpy integers, as SyncVectorEnv hands them (gymnasium checks
-        # those faster than Python ints); others as rows of a copy, which the parent may overwrite later.
-        actions: Any = self.actions if self.discrete else self.actions.copy()
+        # Actions go to the envs in the caller's dtype, as SyncVectorEnv hands them on: Discrete ones stored
+        # in that dtype as numpy integers read from the array; others as rows of a copy in that dtype, which
+        # the parent may overwrite later.
+        dtype = ACTION_DTYPES[self.action_dtype[0]]
+        same = self.discrete and dtype == self.actions.dtype
+        actions: Any = self.actions if same else self.actions.astype(dtype)
         out = self._obs_target()
         results: list[StepResult] = []
         append = results.append

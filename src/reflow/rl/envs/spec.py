@@ -14,6 +14,12 @@ rewards the env returns.
 ``Layout`` places every per-env array (observations, actions, rewards, flags) at an aligned offset inside one
 ``SharedSegment``; parent and workers build the same numpy views from it, so a step moves no bytes through a
 pipe.
+
+Actions reach each env in the dtype the caller gave them, as ``SyncVectorEnv`` hands them on (Pendulum's
+reward differs in the last bits between a float64 and a float32 torque). So the shared array holds them
+widened (int64 for Discrete, MultiDiscrete and MultiBinary, float64 for Box) and ``action_dtype`` names the
+caller's dtype per env, an index into ``ACTION_DTYPES``; each of those round-trips through the wide dtype
+exactly (for a Box, integers up to 2**53). Any other dtype reaches the env as the wide one.
 """
 
 from __future__ import annotations
@@ -146,6 +152,23 @@ def array_shape(space: spaces.Space[Any], what: str, env_id: str) -> tuple[tuple
                    "gymnasium.wrappers.FlattenObservation)")
 
 
+ACTION_DTYPES = tuple(np.dtype(t) for t in ("float64", "float32", "float16", "int64", "int32", "int16",
+                                            "int8", "uint32", "uint16", "uint8", "bool"))
+_ACTION_CODES = {dtype: code for code, dtype in enumerate(ACTION_DTYPES)}
+_INTEGRAL_SPACES = spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary
+
+
+def action_storage(space: spaces.Space[Any]) -> np.dtype[Any]:
+    """The dtype of the shared action array for ``space``: wide enough for any action gymnasium lets in."""
+    return np.dtype(np.int64 if isinstance(space, _INTEGRAL_SPACES) else np.float64)
+
+
+def action_code(dtype: np.dtype[Any], storage: np.dtype[Any]) -> int:
+    """The ``action_dtype`` code of actions of ``dtype`` stored in an array of ``storage``."""
+    code = _ACTION_CODES.get(dtype)
+    return _ACTION_CODES[storage] if code is None else code
+
+
 @dataclass(frozen=True)
 class ArraySlot:
     offset: int
@@ -195,7 +218,8 @@ def bank_layout(num_envs: int, num_slices: int, obs: tuple[tuple[int, ...], np.d
     return Layout.build({
         "obs": ((obs_buffers, n, *obs[0]), obs[1]),
         "obs_buffer": ((1,), np.dtype(np.int64)),
-        "actions": ((n, *act[0]), act[1]),
+        "actions": ((n, *act[0]), act[1]),  # act's dtype: action_storage(space)
+        "action_dtype": ((n,), np.dtype(np.int8)),  # the caller's dtype, as a code into ACTION_DTYPES
         "rewards": ((n,), np.dtype(np.float64)),
         "terminated": ((n,), np.dtype(np.bool_)),
         "truncated": ((n,), np.dtype(np.bool_)),
