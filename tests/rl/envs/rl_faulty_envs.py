@@ -10,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 
 class CrashEnv(gym.Env[np.ndarray, int]):
@@ -97,6 +98,34 @@ class EpisodicLife(gym.Wrapper[np.ndarray, int, np.ndarray, int]):
         return obs, info
 
 
+class SlowCartPole(CartPoleEnv):
+    """CartPole that, when the environment variable REFLOW_TEST_MARK names a file, touches it and lingers: in
+    its constructor in a worker process (``where="start"``: 60 s, a bank that takes long to start), or in
+    every step (``where="step"``: 0.2 s). Without the variable it is CartPole."""
+
+    def __init__(self, where: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mark = os.environ.get("REFLOW_TEST_MARK")
+        self.where = where
+        if self.mark and where == "start" and multiprocessing.parent_process() is not None:
+            self._linger(60.0)
+
+    def _linger(self, seconds: float) -> None:
+        assert self.mark is not None
+        with open(self.mark, "a"):
+            pass
+        time.sleep(seconds)
+
+    def step(self, action: int) -> Any:
+        if self.mark and self.where == "step":
+            self._linger(0.2)
+        return super().step(action)
+
+
 gym.register("reflow-test/Crash-v0", entry_point=CrashEnv)
+gym.register("reflow-test/SlowStart-v0", entry_point=SlowCartPole, kwargs={"where": "start"},
+             max_episode_steps=500)
+gym.register("reflow-test/SlowStep-v0", entry_point=SlowCartPole, kwargs={"where": "step"},
+             max_episode_steps=500)
 gym.register("reflow-test/DiesInWorker-v0", entry_point=CrashEnv, kwargs={"exit_step": 3})
 gym.register("reflow-test/Lives-v0", entry_point=LivesEnv)
