@@ -400,6 +400,51 @@ def deadline_update_decrease() -> Reactor:
     return DeadlineUpdateDecrease()
 
 
+# --- DeadlineUpdateIncrease.lf (sleeps 0.2 s and 0.8 s as LF does; timeout 1500 ms) ---
+class IncreaseDeadline(Reactor):
+    def __init__(self) -> None:
+        super().__init__("increaseDeadline")
+        self.t = self.timer("t", 0, sec(1))
+        self.deadline_increased = False
+        self.deadline_checked = False
+        self.bodies = 0
+
+    @reaction(triggers="t", deadline=msec(200), on_deadline="late")
+    def work(self) -> None:
+        self.bodies += 1
+        if not self.deadline_increased:
+            self.update_deadline(msec(500))
+            time.sleep(0.2)
+            check(not self.check_deadline(), "Deadline update failed. Deadline handler should not invoked on "
+                                             "lag of 200 msec.")
+            time.sleep(0.8)
+            check(self.check_deadline(), "Deadline update failed. Deadline handler was not invoked on lag of "
+                                         "1 sec.")
+            self.deadline_increased = True
+        # else: LF's "Deadline was not violated with lag smaller than 1 sec, as expected."
+
+    def late(self) -> None:
+        time.sleep(0.2)
+        check(not self.deadline_checked, "Deadline should not be violated with lag smaller than 1 sec!")
+        self.deadline_checked = True
+
+    @reaction(triggers="shutdown")
+    def done(self) -> None:  # what LF's prints show: the body ran at 0 and at 1 s, the handler once (at 0)
+        check(self.bodies == 2 and self.deadline_checked, f"body ran {self.bodies} times, handler "
+                                                          f"{'once' if self.deadline_checked else 'never'}")
+
+
+class DeadlineUpdateIncrease(Reactor):
+    def __init__(self) -> None:
+        super().__init__("main")
+        self.add(IncreaseDeadline())
+
+
+@lf("test/Python/src/DeadlineUpdateIncrease.lf", timeout=msec(1500), fast=False, physical=True)
+def deadline_update_increase() -> Reactor:
+    return DeadlineUpdateIncrease()
+
+
 # --- Stop.lf ---
 class StopConsumer(Reactor):
     def __init__(self) -> None:

@@ -1,7 +1,7 @@
 """Lingua Franca conformance: LF's own test programs, translated (tests/reactor/lf_*.py), each run with 1 and
-4 worker threads, and a representative subset in worker processes. A program passes when its own checks hold
-(they raise inside reactions, as LF's tests exit(1)); a program whose tags do not depend on physical time
-must also give the same trace with 4 threads as with 1."""
+4 worker threads and in two worker processes (a pool shared by every program). A program passes when its own
+checks hold (they raise inside reactions, as LF's tests exit(1)); a program whose tags do not depend on
+physical time must also give the same trace with 4 threads and in processes as with 1 thread."""
 
 from __future__ import annotations
 
