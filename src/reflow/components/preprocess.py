@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,14 +30,17 @@ class RunningStats(nn.Module):
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
 
     def update(self, x: torch.Tensor) -> None:
-        x = x.double()
-        b_mean, b_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
-        mean, var, count = self.get_buffer("mean"), self.get_buffer("var"), self.get_buffer("count")
+        """Chan's parallel update with the batch ``x``, in numpy on the buffers' memory: these are a few
+        numbers per env step, where each torch op would cost more in dispatch than in arithmetic."""
+        b = x.detach().numpy().astype(np.float64, copy=False)
+        b_mean, b_var, n = b.mean(0), b.var(0), b.shape[0]
+        mean, var = self.get_buffer("mean").numpy(), self.get_buffer("var").numpy()
+        count = float(self.get_buffer("count"))
         delta, total = b_mean - mean, count + n
-        m2 = var * count + b_var * n + delta.pow(2) * count * n / total
+        m2 = var * count + b_var * n + np.square(delta) * count * n / total
         mean += delta * n / total
-        var.copy_(m2 / total)
-        count.fill_(float(total))
+        var[...] = m2 / total
+        self.get_buffer("count").fill_(total)
 
 
 class ObsNormalizer(Component):
