@@ -1,10 +1,14 @@
 """Env banks on Ray: the same trajectories as the local bank with slices on three nodes, a short PPO run
-bit-identical to the local one, a lost slice named."""
+(``reflow train --ray ADDRESS``) bit-identical to the local one, a killed slice and a lost node named."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,12 +16,11 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
+from reflow.cli import main as reflow
 from reflow.errors import EnvError, NodeLost
-from reflow.rl.algos.ppo import PPOConfig
 from reflow.rl.envs import make_async, make_vec
 from reflow.rl.envs.async_env import collect, step_each
-from reflow.rl.train import TrainConfig, train
-from reflow.runtime.ray_cluster import LocalCluster, NodeInfo
+from reflow.runtime.ray_cluster import LocalCluster, NodeInfo, nodes
 from reflow.transport.shm import SHM_DIR, process_alive
 
 STEPS = 120
@@ -75,14 +78,53 @@ def test_async_env_slices_are_actors_with_the_local_trajectories(ray_nodes: list
     assert np.array_equal(rewards["local"], rewards["ray"]) and rewards["ray"].sum() > 0
 
 
-def test_short_ppo_run_on_ray_is_bit_identical_to_the_local_one(ray_cluster: LocalCluster) -> None:
-    cfg = TrainConfig(num_envs=4, total_steps=4 * 64 * 2, target_return=None, seed=7, num_workers=2,
-                      ppo=PPOConfig(epochs=2, minibatch_size=64))
-    local = train(cfg)
-    on_ray = train(TrainConfig(**{**cfg.__dict__, "backend": "ray"}))
-    a, b = local.agent.state_dict(), on_ray.agent.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert local.episode_returns == on_ray.episode_returns and local.curve == on_ray.curve
+def test_reflow_train_ray_by_address_is_bit_identical_to_the_local_run(ray_cluster: LocalCluster,
+                                                                      tmp_path: Path) -> None:
+    """``reflow train ... --ray ADDRESS`` as a user types it, in a fresh process that joins the cluster by
+    its address: the checkpoint and the log equal those of the same command without ``--ray``."""
+    args = ["train", "CartPole-v1", "--envs", "4", "--workers", "3", "--steps", "768", "--seed", "5",
+            "--target-return", "none", "--keep-workers"]
+    assert reflow([*args, "--out", str(tmp_path / "local")]) == 0
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-m", "reflow.cli", *args, "--out", str(tmp_path / "ray"), "--ray",
+                          ray_cluster.address], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    logs = [json.loads((tmp_path / run / "log.json").read_text()) for run in ("local", "ray")]
+    assert logs[0]["backend"] == "local" and logs[1]["backend"] == "ray"
+    assert logs[0]["episode_returns"] and logs[0]["episode_returns"] == logs[1]["episode_returns"]
+    assert logs[0]["curve"] == logs[1]["curve"] and logs[0]["steps"] == logs[1]["steps"]
+    local, on_ray = (torch.load(tmp_path / run / "model.pt", weights_only=True)["state_dict"]
+                     for run in ("local", "ray"))
+    assert local.keys() == on_ray.keys() and all(torch.equal(local[k], on_ray[k]) for k in local)
+
+
+@pytest.mark.timeout(180)
+def test_a_lost_node_stops_the_bank_naming_slice_and_node(ray_cluster: LocalCluster) -> None:
+    """A whole node (raylet, object store, the bank's processes on it) goes away between steps."""
+    extra = ray_cluster.add_node()
+    try:
+        index = [n.node_id for n in nodes()].index(extra.node_id)
+        env = make_vec("CartPole-v1", 8, num_workers=4, backend="ray", fit_workers=False)
+        assert env.bank.placed[index].node_id == extra.node_id  # one slice per node, the new one included
+        env.reset(seed=0)
+        env.step(np.zeros(8, np.int64))
+        leftovers = list(env.bank._leftovers)
+        ray_cluster.remove_node(extra)
+        t0 = time.monotonic()
+        with pytest.raises(NodeLost, match=rf"env slice {index} \(envs {2 * index}..{2 * index + 1} of "
+                                           rf"'CartPole-v1'\) on node {extra.node_id[:8]}"):
+            for _ in range(100):  # the loss shows at the next step
+                env.step(np.zeros(8, np.int64))
+        assert time.monotonic() - t0 < 120
+        pids = [p for _, ps, _ in leftovers for p in ps]
+        deadline = time.monotonic() + 10
+        while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in pids if process_alive(p)]
+        assert not [n for _, _, ns in leftovers for n in ns if os.path.exists(f"{SHM_DIR}/{n}")]
+    finally:
+        if extra in ray_cluster.worker_nodes:
+            ray_cluster.remove_node(extra)
 
 
 @pytest.mark.timeout(120)
