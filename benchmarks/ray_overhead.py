@@ -19,7 +19,9 @@ int or a 1 MB array. Systems, in one process run, interleaved (one run of every 
 The Ray systems run on a two-node ``LocalCluster`` (two raylets and object stores on this machine, one CPU
 each). Time per tag = the span between the first and the last tag's result reaching the clock, over the
 number of tags less one (start-up not counted); the median over interleaved repeats. Overhead = per-tag time
-less the 1-thread floor.
+less the 1-thread floor. Scheduler CPU per tag = CPU time of this process over the same span
+(``time.process_time``, all its threads): the part of a tag's cost that is serial in the coordinator and
+grows with the number of nodes it calls.
 
     flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/ray_overhead.py [--quick]
 
@@ -81,11 +83,11 @@ class Clock(Reactor):
     def __init__(self) -> None:
         super().__init__("clock")
         self.inp = self.input("in")
-        self.stamps: list[float] = []
+        self.stamps: list[tuple[float, float]] = []
 
     @reaction(triggers="in")
     def note(self) -> None:
-        self.stamps.append(time.perf_counter())
+        self.stamps.append((time.perf_counter(), time.process_time()))
 
 
 class Chain(Reactor):
@@ -101,16 +103,17 @@ class Chain(Reactor):
         self.connect(previous, self.clock.inp)
 
 
-def per_tag(executor: Any, size: int, tags: int) -> float:
+def per_tag(executor: Any, size: int, tags: int) -> tuple[float, float]:
+    """Wall seconds per tag, and CPU seconds per tag of this (the scheduler's) process."""
     chain = Chain(size)
     run(chain, executor=executor, timeout=tags - 1)
     stamps = chain.clock.stamps
     if len(stamps) != tags:
         raise RuntimeError(f"expected {tags} results, got {len(stamps)}")
-    return (stamps[-1] - stamps[0]) / (tags - 1)
+    return ((stamps[-1][0] - stamps[0][0]) / (tags - 1), (stamps[-1][1] - stamps[0][1]) / (tags - 1))
 
 
-def plain_actors(node: NodeInfo) -> Callable[[int, int], float]:
+def plain_actors(node: NodeInfo) -> Callable[[int, int], tuple[float, float]]:
     """The chain as plain Ray actors on ``node``: refs passed along, one ``ray.get`` per tag."""
     import ray
 
@@ -126,7 +129,7 @@ def plain_actors(node: NodeInfo) -> Callable[[int, int], float]:
     source = ray.remote(SourceActor).options(**where).remote()
     stages = [ray.remote(StageActor).options(**where).remote() for _ in range(STAGES)]
 
-    def per_tag_actors(size: int, tags: int) -> float:
+    def per_tag_actors(size: int, tags: int) -> tuple[float, float]:
         def one(n: int) -> Any:
             ref = source.make.remote(size, n)
             for s in stages:
@@ -134,10 +137,10 @@ def plain_actors(node: NodeInfo) -> Callable[[int, int], float]:
             return ray.get(ref)
 
         one(0)  # warm-up
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for n in range(tags):
             one(n)
-        return (time.perf_counter() - t0) / tags
+        return (time.perf_counter() - t0) / tags, (time.process_time() - c0) / tags
 
     return per_tag_actors
 
@@ -157,7 +160,7 @@ def main() -> None:
             connect(cluster.address, log_to_driver=False):
         here, there = nodes()
         remote = {"main.source": 1, "main.stages": 1}
-        systems: dict[str, Callable[[int, int], float]] = {
+        systems: dict[str, Callable[[int, int], tuple[float, float]]] = {
             "1 thread": lambda size, t: per_tag(ThreadExecutor(1), size, t),
             "processes": lambda size, t: per_tag(ProcessExecutor(2, local=local), size, t),
             "ray, 1 node": lambda size, t: per_tag(RayExecutor(nodes=1, groups_per_node=2, local=local),
@@ -170,11 +173,15 @@ def main() -> None:
         for label, size in PAYLOADS.items():
             n = tags if size == 0 else max(10, tags // 4)
             times: dict[str, list[float]] = {name: [] for name in systems}
+            cpu: dict[str, list[float]] = {name: [] for name in systems}
             for _ in range(repeats):
                 for name, system in systems.items():
-                    times[name].append(system(size, n))
+                    wall, busy = system(size, n)
+                    times[name].append(wall)
+                    cpu[name].append(busy)
             med = {name: statistics.median(ts) for name, ts in times.items()}
-            rows.append({"payload": label, "tags": n, "per_tag_s": med, "all_s": times})
+            rows.append({"payload": label, "tags": n, "per_tag_s": med, "all_s": times,
+                         "driver_cpu_per_tag_s": {name: statistics.median(c) for name, c in cpu.items()}})
             print(f"{label}: " + ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in med.items()), flush=True)
     names = list(systems)
     print(f"\nper tag (ms), median of {repeats}; {STAGES + 1} levels per tag")
@@ -192,6 +199,8 @@ def main() -> None:
         print(f"{r['payload']:>8}: " + ", ".join(f"{k} {v:.2f}x" for k, v in r["ratios"].items()))
         print(f"{'':>8}  overhead per level (us): " + ", ".join(
             f"{k} {v * 1e6:.0f}" for k, v in r["overhead_per_level_s"].items()))
+        print(f"{'':>8}  scheduler (driver) CPU per tag (us): " + ", ".join(
+            f"{k} {v * 1e6:.0f}" for k, v in r["driver_cpu_per_tag_s"].items()))
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "ray_overhead.json"
     out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "stages": STAGES,

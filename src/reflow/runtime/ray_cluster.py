@@ -25,6 +25,7 @@ import contextlib
 import importlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -236,6 +237,11 @@ class LocalCluster:
         os.environ["RAY_TMPDIR"] = self.temp_dir  # where Cluster writes the address file
         try:
             self._cluster: Any = Cluster(initialize_head=True, head_node_args=self._node_args())
+        except BaseException:  # e.g. the head timed out on a loaded machine: stop what it had started
+            self._kill_processes()
+            if self._scratch:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+            raise
         finally:
             if saved is None:
                 os.environ.pop("RAY_TMPDIR", None)
@@ -270,10 +276,23 @@ class LocalCluster:
         """Ray's handles on the nodes added after the head, in the order they were added."""
         return list(self._workers)
 
+    def _kill_processes(self) -> None:
+        """Kill what is still running of this cluster's processes: those with its private temp dir on their
+        command line (a node whose start failed half-way is not in Ray's own list)."""
+        if not self._scratch:
+            return  # a temp dir the caller chose may be shared: leave it to Ray
+        marker = self.temp_dir.encode()
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                with contextlib.suppress(OSError), open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if marker in f.read():
+                        os.kill(int(entry), signal.SIGKILL)
+
     def shutdown(self) -> None:
         """Stop every node of the cluster; idempotent."""
         with contextlib.suppress(Exception):
             self._cluster.shutdown()
+        self._kill_processes()
         self._workers = []
         if self._scratch:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
