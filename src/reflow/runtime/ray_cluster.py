@@ -42,6 +42,7 @@ DEFAULT_OBJECT_STORE_MB = 256
 MIN_OBJECT_STORE_MB = 75  # Ray's own floor
 DEFAULT_NAMESPACE = "reflow"
 PROBE_TIMEOUT_S = 5.0
+START_TRIES = 2  # a LocalCluster that fails to start is stopped and started once more
 MB = 1 << 20
 
 
@@ -226,35 +227,39 @@ class LocalCluster:
             raise ClusterError(f"a local cluster needs nodes >= 1 and cpus_per_node >= 1, got {nodes} and "
                                f"{cpus_per_node}")
         require_ray()
-        from ray.cluster_utils import Cluster
-
         self.temp_dir = temp_dir or default_temp_dir("cluster")
         self._scratch = temp_dir is None  # a temp dir made here is removed at shutdown
         self.cpus_per_node = cpus_per_node
         self.object_store_mb = object_store_mb
+        self._workers: list[Any] = []
+        for attempt in range(START_TRIES if self._scratch else 1):
+            try:
+                self._start(nodes)
+                break
+            except Exception:
+                # Ray waits a fixed 30 s for a new raylet to register; a loaded machine can miss that.
+                # With a private temp dir every process of a failed start is found and stopped, so a
+                # second start begins clean.
+                self.shutdown()
+                if attempt + 1 == (START_TRIES if self._scratch else 1):
+                    raise
+
+    def _start(self, nodes: int) -> None:
+        from ray.cluster_utils import Cluster
+
         os.makedirs(os.path.join(self.temp_dir, "ray"), exist_ok=True)  # for the address file
         saved = os.environ.get("RAY_TMPDIR")
         os.environ["RAY_TMPDIR"] = self.temp_dir  # where Cluster writes the address file
         try:
             self._cluster: Any = Cluster(initialize_head=True, head_node_args=self._node_args())
-        except BaseException:  # e.g. the head timed out on a loaded machine: stop what it had started
-            self._kill_processes()
-            if self._scratch:
-                shutil.rmtree(self.temp_dir, ignore_errors=True)
-            raise
         finally:
             if saved is None:
                 os.environ.pop("RAY_TMPDIR", None)
             else:
                 os.environ["RAY_TMPDIR"] = saved
         self.address: str = str(self._cluster.address)
-        self._workers: list[Any] = []
-        try:
-            for _ in range(nodes - 1):
-                self.add_node()
-        except BaseException:
-            self.shutdown()
-            raise
+        for _ in range(nodes - 1):
+            self.add_node()
 
     def _node_args(self) -> dict[str, Any]:
         return {"num_cpus": self.cpus_per_node, "object_store_memory": self.object_store_mb * MB,
@@ -292,6 +297,7 @@ class LocalCluster:
         """Stop every node of the cluster; idempotent."""
         with contextlib.suppress(Exception):
             self._cluster.shutdown()
+        self._cluster = None
         self._kill_processes()
         self._workers = []
         if self._scratch:
