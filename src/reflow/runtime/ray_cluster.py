@@ -43,6 +43,7 @@ MIN_OBJECT_STORE_MB = 75  # Ray's own floor
 DEFAULT_NAMESPACE = "reflow"
 PROBE_TIMEOUT_S = 5.0
 START_TRIES = 2  # a LocalCluster that fails to start is stopped and started once more
+KILL_WAIT_S = 10.0
 MB = 1 << 20
 
 
@@ -287,11 +288,16 @@ class LocalCluster:
         if not self._scratch:
             return  # a temp dir the caller chose may be shared: leave it to Ray
         marker = self.temp_dir.encode()
+        killed = []
         for entry in os.listdir("/proc"):
             if entry.isdigit() and int(entry) != os.getpid():
                 with contextlib.suppress(OSError), open(f"/proc/{entry}/cmdline", "rb") as f:
                     if marker in f.read():
                         os.kill(int(entry), signal.SIGKILL)
+                        killed.append(int(entry))
+        deadline = time.monotonic() + KILL_WAIT_S  # gone before their files are removed, or they write more
+        while any(process_alive(pid) for pid in killed) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def shutdown(self) -> None:
         """Stop every node of the cluster; idempotent."""
