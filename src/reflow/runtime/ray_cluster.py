@@ -44,6 +44,7 @@ DEFAULT_NAMESPACE = "reflow"
 PROBE_TIMEOUT_S = 5.0
 START_TRIES = 2  # a LocalCluster that fails to start is stopped and started once more
 KILL_WAIT_S = 10.0
+NODE_GONE_TIMEOUT_S = 90.0  # Ray's health checks declare a silent node dead within about 30 s
 MB = 1 << 20
 
 
@@ -273,9 +274,16 @@ class LocalCluster:
         return node
 
     def remove_node(self, node: Any) -> None:
-        """Stop one node at once (its processes are killed), as when a machine is lost."""
+        """Stop one node at once (its processes are killed), as when a machine is lost, and wait (when this
+        process is connected) until the cluster counts it dead: until its health checks fail, ``nodes()``
+        still lists it, and whatever is placed next could land on it."""
         self._cluster.remove_node(node, allow_graceful=False)
         self._workers.remove(node)
+        ray = require_ray()
+        deadline = time.monotonic() + NODE_GONE_TIMEOUT_S
+        while ray.is_initialized() and time.monotonic() < deadline and any(
+                n["NodeID"] == node.node_id and n.get("Alive") for n in ray.nodes()):
+            time.sleep(0.2)
 
     @property
     def worker_nodes(self) -> list[Any]:
