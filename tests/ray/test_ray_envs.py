@@ -109,7 +109,7 @@ def test_a_lost_node_stops_the_bank_naming_slice_and_node(ray_cluster: LocalClus
         env.reset(seed=0)
         env.step(np.zeros(8, np.int64))
         leftovers = list(env.bank._leftovers)
-        ray_cluster.remove_node(extra)
+        ray_cluster.remove_node(extra, wait=True)
         t0 = time.monotonic()
         with pytest.raises(NodeLost, match=rf"env slice {index} \(envs {2 * index}..{2 * index + 1} of "
                                            rf"'CartPole-v1'\) on node {extra.node_id[:8]}"):
@@ -124,7 +124,7 @@ def test_a_lost_node_stops_the_bank_naming_slice_and_node(ray_cluster: LocalClus
         assert not [n for _, _, ns in leftovers for n in ns if os.path.exists(f"{SHM_DIR}/{n}")]
     finally:
         if extra in ray_cluster.worker_nodes:
-            ray_cluster.remove_node(extra)
+            ray_cluster.remove_node(extra, wait=True)
 
 
 @pytest.mark.timeout(120)

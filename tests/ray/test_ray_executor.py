@@ -128,7 +128,7 @@ def test_a_lost_node_stops_the_run_naming_it(ray_cluster: LocalCluster) -> None:
 
         def lose_node(tag: Tag) -> None:
             if tag.time == 3:
-                ray_cluster.remove_node(extra)
+                ray_cluster.remove_node(extra, wait=True)
 
         t0 = time.monotonic()
         with pytest.raises(NodeLost, match=r"main\.stage\b") as err:
@@ -138,4 +138,4 @@ def test_a_lost_node_stops_the_run_naming_it(ray_cluster: LocalCluster) -> None:
         gone(ex)
     finally:
         if extra in ray_cluster.worker_nodes:
-            ray_cluster.remove_node(extra)
+            ray_cluster.remove_node(extra, wait=True)

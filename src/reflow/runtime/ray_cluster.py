@@ -273,15 +273,15 @@ class LocalCluster:
         self._workers.append(node)
         return node
 
-    def remove_node(self, node: Any) -> None:
-        """Stop one node at once (its processes are killed), as when a machine is lost, and wait (when this
-        process is connected) until the cluster counts it dead: until its health checks fail, ``nodes()``
-        still lists it, and whatever is placed next could land on it."""
+    def remove_node(self, node: Any, wait: bool = False) -> None:
+        """Stop one node at once (its processes are killed), as when a machine is lost. With ``wait`` (and
+        this process connected), return once the cluster counts it dead: until its health checks fail,
+        ``nodes()`` still lists it, and whatever is placed next could land on it."""
         self._cluster.remove_node(node, allow_graceful=False)
         self._workers.remove(node)
         ray = require_ray()
         deadline = time.monotonic() + NODE_GONE_TIMEOUT_S
-        while ray.is_initialized() and time.monotonic() < deadline and any(
+        while wait and ray.is_initialized() and time.monotonic() < deadline and any(
                 n["NodeID"] == node.node_id and n.get("Alive") for n in ray.nodes()):
             time.sleep(0.2)
 
