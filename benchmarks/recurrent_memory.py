@@ -68,9 +68,12 @@ def main() -> None:
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--plot-only", action="store_true", help="plot results/recurrent_memory.json again")
     args = p.parse_args()
-    lengths = (100, 300, 1000) if args.quick else (100, 300, 1000, 3000, 10_000)
-    rows = []
+    lengths: tuple[int, ...] = (100, 300, 1000) if args.quick else (100, 300, 1000, 3000, 10_000)
+    rows = [] if not args.plot_only else json.loads((RESULTS / "recurrent_memory.json").read_text())["rows"]
+    if args.plot_only:
+        lengths = ()
     print(f"{'T':>6}  " + "  ".join(f"{s + ' held / RSS':>28}" for s in SYSTEMS))
     for T in lengths:
         r = {"T": T, **{s: measure(s, T) for s in SYSTEMS}}
@@ -82,9 +85,9 @@ def main() -> None:
             cells.append(f"{held}{v.get('rss_above_start', 0) / 2**20:7.1f} MiB" if "error" not in v
                          else v["error"][:28])
         print(f"{T:>6}  " + "  ".join(f"{c:>28}" for c in cells), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "recurrent_memory.json").write_text(json.dumps({"quick": args.quick, "obs": OBS, "rows": rows},
-                                                              indent=1))
+        RESULTS.mkdir(exist_ok=True)  # after every length, so a run cut short keeps what it measured
+        (RESULTS / "recurrent_memory.json").write_text(json.dumps({"quick": args.quick, "obs": OBS,
+                                                                  "rows": rows}, indent=1))
     import matplotlib
 
     matplotlib.use("Agg")

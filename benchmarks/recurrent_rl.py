@@ -171,7 +171,13 @@ def interleaved(spec: dict[str, Any], systems: tuple[str, ...],
     return res
 
 
+PARTIAL: list[Path] = []  # where print_row also appends each row (a run cut short keeps what it measured)
+
+
 def print_row(r: dict[str, Any]) -> None:
+    for path in PARTIAL:
+        with path.open("a") as f:
+            f.write(json.dumps(r) + "\n")
     cells = [f"{r['config']:<34}"]
     for system in (*SYSTEMS, "tempo"):
         v = r.get(system)
@@ -302,6 +308,8 @@ def main() -> None:
     p.add_argument("--envs", nargs="*", type=int, help="env counts of the sweep (4 16)")
     p.add_argument("--sides", nargs="*", type=int, help="image sides (64 128 256)")
     p.add_argument("--out", default="recurrent_rl", help="results/OUT.json (and .png)")
+    p.add_argument("--plot-from", nargs="*", help="only merge the rows of these results JSON files and plot "
+                   "them into results/OUT.png")
     p.add_argument("--tempo-python", default="/tmp/tempo-venv/bin/python")
     p.add_argument("--tempo-src", default="/tmp/tempo-src")
     p.add_argument("--tempo-backend", default="jax", choices=["jax", "torch"])
@@ -312,7 +320,13 @@ def main() -> None:
     args.envs = args.envs or ([4] if args.quick else [4, 16])
     args.sides = args.sides or ([64] if args.quick else [64, 128, 256])
     RESULTS.mkdir(exist_ok=True)
+    if args.plot_from:
+        merged = [r for f in args.plot_from for r in json.loads(Path(f).read_text())["rows"]]
+        plot(merged, RESULTS / f"{args.out}.png")
+        print(f"wrote {RESULTS / args.out}.png")
+        return
     rows: list[dict[str, Any]] = []
+    PARTIAL.append(RESULTS / f"{args.out}.partial.jsonl")
     print(f"recurrent_rl: {os.cpu_count()} cores; seconds per iteration (median after the first), "
           "peak RSS above the process's start; xN = that system's time / reflow's")
     for part, fn in (("sweep", sweep), ("images", images), ("ppo", ppo_learns)):
