@@ -215,7 +215,8 @@ def images(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def ppo_learns(args: argparse.Namespace) -> list[dict[str, Any]]:
     spec = {"algo": "ppo", "env": "CartPole-v1", "B": 8, "T": 128, "K": 8, "I": 12 if args.quick else 150}
-    res = interleaved(spec, ("reflow", "eager"), 1)
+    res = {"reflow": [measure({**spec, "system": "reflow"})],
+           "eager": [measure({**spec, "system": "eager", "I": args.peer_iterations or spec["I"]})]}
     r = row("ppo CartPole-v1 B=8 T=128 K=8", res)
     for system, runs in res.items():
         out = runs[0]
@@ -308,6 +309,7 @@ def main() -> None:
     p.add_argument("--envs", nargs="*", type=int, help="env counts of the sweep (4 16)")
     p.add_argument("--sides", nargs="*", type=int, help="image sides (64 128 256)")
     p.add_argument("--out", default="recurrent_rl", help="results/OUT.json (and .png)")
+    p.add_argument("--peer-iterations", type=int, help="ppo: the eager peer's iterations (default: reflow's)")
     p.add_argument("--plot-from", nargs="*", help="only merge the rows of these results JSON files and plot "
                    "them into results/OUT.png")
     p.add_argument("--tempo-python", default="/tmp/tempo-venv/bin/python")
