@@ -68,10 +68,13 @@ def main() -> None:
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--plot-only", action="store_true", help="plot results/recurrent_memory.json again")
+    p.add_argument("--lengths", nargs="*", type=int, help="episode lengths (100 300 1000 3000 10000)")
+    p.add_argument("--out", default="recurrent_memory", help="results/OUT.json and .png")
+    p.add_argument("--plot-only", action="store_true", help="plot results/OUT.json again")
     args = p.parse_args()
-    lengths: tuple[int, ...] = (100, 300, 1000) if args.quick else (100, 300, 1000, 3000, 10_000)
-    rows = [] if not args.plot_only else json.loads((RESULTS / "recurrent_memory.json").read_text())["rows"]
+    lengths: tuple[int, ...] = tuple(args.lengths or ((100, 300, 1000) if args.quick else
+                                                      (100, 300, 1000, 3000, 10_000)))
+    rows = [] if not args.plot_only else json.loads((RESULTS / f"{args.out}.json").read_text())["rows"]
     if args.plot_only:
         lengths = ()
     print(f"{'T':>6}  " + "  ".join(f"{s + ' held / RSS':>28}" for s in SYSTEMS))
@@ -86,7 +89,7 @@ def main() -> None:
                          else v["error"][:28])
         print(f"{T:>6}  " + "  ".join(f"{c:>28}" for c in cells), flush=True)
         RESULTS.mkdir(exist_ok=True)  # after every length, so a run cut short keeps what it measured
-        (RESULTS / "recurrent_memory.json").write_text(json.dumps({"quick": args.quick, "obs": OBS,
+        (RESULTS / f"{args.out}.json").write_text(json.dumps({"quick": args.quick, "obs": OBS,
                                                                   "rows": rows}, indent=1))
     import matplotlib
 
@@ -107,8 +110,8 @@ def main() -> None:
         ax.legend(fontsize=8)
     fig.suptitle("n-step REINFORCE (n=8), synthetic env 3x16x16, 4 envs")
     fig.tight_layout()
-    fig.savefig(RESULTS / "recurrent_memory.png", dpi=120)
-    print(f"wrote {RESULTS / 'recurrent_memory.json'} and recurrent_memory.png")
+    fig.savefig(RESULTS / f"{args.out}.png", dpi=120)
+    print(f"wrote {RESULTS / args.out}.json and .png")
 
 
 if __name__ == "__main__":
