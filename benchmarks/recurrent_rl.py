@@ -168,6 +168,9 @@ def interleaved(spec: dict[str, Any], systems: tuple[str, ...],
     for _ in range(repeats):
         for s in systems:
             res[s].append(measure({**spec, "system": s}))
+            for path in PARTIAL:  # each process's raw result too, in case the run is cut short
+                with path.open("a") as f:
+                    f.write(json.dumps({"spec": {**spec, "system": s}, "raw": res[s][-1]}) + "\n")
     return res
 
 
