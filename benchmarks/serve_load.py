@@ -82,11 +82,12 @@ def plot(results: dict[str, list[LoadResult]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for system, rows in results.items():
+    for (system, rows), color in zip(results.items(), ("tab:blue", "tab:green", "tab:red"), strict=False):
         x = [r.offered for r in rows]
-        ax[0].plot(x, [r.p99_ms for r in rows], marker="o", label=f"{system} p99")
-        ax[0].plot(x, [r.p50_ms for r in rows], marker=".", linestyle="--", label=f"{system} p50")
-        ax[1].plot(x, [r.throughput for r in rows], marker="o", label=system)
+        ax[0].plot(x, [r.p99_ms for r in rows], marker="o", color=color, label=f"{system} p99")
+        ax[0].plot(x, [r.p50_ms for r in rows], marker=".", linestyle="--", color=color,
+                   label=f"{system} p50")
+        ax[1].plot(x, [r.throughput for r in rows], marker="o", color=color, label=system)
     ax[0].axhline(SLO_MS, color="grey", linewidth=0.8)
     ax[0].set_yscale("log")
     ax[0].set_xlabel("offered load (requests/s)")

@@ -223,18 +223,24 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer sizes and requests, one repeat")
     p.add_argument("--repeats", type=int, default=3, help="repeats of every A/B (medians are reported)")
     p.add_argument("--requests", type=int, default=300, help="requests per measurement")
+    p.add_argument("--rates", type=float, nargs="*",
+                   help="batching's offered rates (default 100, 200, 300 requests/s)")
+    p.add_argument("--sizes", type=int, nargs="*",
+                   help="fusion's row sizes in bytes (default 10 KB, 1 MB, 10 MB)")
+    p.add_argument("--lookups", type=int, nargs="*",
+                   help="locality's value sizes in bytes (default 8 KB, 512 KB, 8 MB)")
     p.add_argument("--only", nargs="*", choices=["fusion", "compete", "locality", "batching"],
                    help="run only these sections (each writes results/serve_optimizations_<names>.json)")
     args = p.parse_args()
     n = 60 if args.quick else args.requests
-    sizes = [10_000, 1_000_000] if args.quick else [10_000, 1_000_000, 10_000_000]
-    lookups = [8_192, 8 << 20] if args.quick else [8_192, 512 << 10, 8 << 20]
+    sizes = args.sizes or ([10_000, 1_000_000] if args.quick else [10_000, 1_000_000, 10_000_000])
+    lookups = args.lookups or ([8_192, 8 << 20] if args.quick else [8_192, 512 << 10, 8 << 20])
     repeats = 1 if args.quick else args.repeats
     sections: dict[str, Callable[[], list[dict[str, Any]]]] = {
         "fusion": lambda: fusion(sizes, n),
         "compete": lambda: compete(n, 40.0),
         "locality": lambda: locality(lookups, n),
-        "batching": lambda: batching(n * 2, [150.0] if args.quick else [100.0, 200.0, 300.0]),
+        "batching": lambda: batching(n * 2, args.rates or ([150.0] if args.quick else [100.0, 200.0, 300.0])),
     }
     chosen = args.only or list(sections)
     runs: list[dict[str, Any]] = []
