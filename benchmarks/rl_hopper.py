@@ -152,7 +152,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200_000)
     ap.add_argument("--log", type=Path, default=Path("results/hopper.jsonl"))
     ap.add_argument("--table", type=Path, nargs="+", default=None, help="only print the table of these logs")
+    ap.add_argument("--quick", action="store_true", help="1 seed of 4096 steps (make bench)")
     args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.steps = 1, 4096
     if args.table:
         table([json.loads(x) for p in args.table for x in p.read_text().splitlines() if x.strip()])
         return
