@@ -193,8 +193,8 @@ def test_batch_mode_on_a_light_model_with_a_literal_reshape() -> None:
 
 @pytest.mark.parametrize("mode", ["clusters", "serial"])
 def test_the_callers_thread_runs_no_torch_op(mode: str) -> None:
-    """The caller only hands work to the workers: a torch op on its thread (the inputs made channels-last, say)
-    would wake its own intra-op pool, whose spinning threads then take cores from the workers. torch's
+    """The caller only hands work to the workers: a torch op on its thread (the inputs made channels-last,
+    say) would wake its own intra-op pool, whose spinning threads then take cores from the workers. torch's
     profiler records the ops of the thread that starts it, so it sees the caller's ops only."""
     from torch.profiler import ProfilerActivity, profile
 
