@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import multiprocessing as mp
 import statistics
@@ -39,7 +40,8 @@ import numpy as np
 from rl_sim_throughput import Loop, draw_actions, make_env
 
 from reflow.rl.envs.slice import SliceRunner
-from reflow.rl.envs.spec import array_shape, bank_layout
+from reflow.rl.envs.space_tree import SpaceTree
+from reflow.rl.envs.spec import bank_layout
 from reflow.rl.envs.worker import POLL_S, spin_acquire
 from reflow.transport.shm import SharedSegment
 
@@ -91,8 +93,7 @@ def main() -> None:
     n, half = args.envs, args.envs // 2
     actions = draw_actions(args.env, n, args.steps)
     probe = make_env(args.env)
-    obs, act = (array_shape(space, what, args.env) for space, what in
-                ((probe.observation_space, "observation"), (probe.action_space, "action")))
+    obs, act = SpaceTree(probe.observation_space), SpaceTree(probe.action_space, "action")
     discrete = isinstance(probe.action_space, gym.spaces.Discrete)
     probe.close()
     layout = bank_layout(n, 2, obs, act, 3)
@@ -109,7 +110,9 @@ def main() -> None:
             envs = [make_env(args.env) for _ in range(half)]
             for i, env in enumerate(envs):
                 env.reset(seed=i)
-            return cls(envs, 0, arrays, 0, discrete)
+            if "discrete" in inspect.signature(cls).parameters:  # slice.py before space trees
+                return cls(envs, 0, arrays, 0, discrete)
+            return cls(envs, 0, arrays, 0)
 
         runners = {"slice": runner(SliceRunner)}
         runners.update({f"slice {path}": runner(slice_module(path).SliceRunner) for path in args.also})

@@ -152,3 +152,49 @@ def test_a_killed_slice_is_named_and_leaves_nothing(ray_nodes: list[NodeInfo]) -
 def test_unknown_backend() -> None:
     with pytest.raises(EnvError, match="unknown env bank backend 'dask'"):
         make_vec("CartPole-v1", 2, backend="dask")
+
+
+def test_dict_and_tuple_spaces_on_three_nodes_match_sync_vector_env(ray_nodes: list[NodeInfo]) -> None:
+    """A nested Dict-of-Tuple observation and a Dict action, each leaf gathered from the nodes into the
+    driver's arrays: bit-equal to SyncVectorEnv, ``final_obs`` included."""
+    import copy
+
+    import gymnasium as gym
+    from gymnasium import spaces
+    from gymnasium.utils.env_checker import data_equivalence
+    from gymnasium.vector import SyncVectorEnv
+    from gymnasium.vector.utils import batch_space
+
+    obs_space = spaces.Dict({"a": spaces.Tuple((spaces.Discrete(4), spaces.Box(-1, 1, (2,), np.float32))),
+                             "b": spaces.MultiBinary(3)})
+    act_space = spaces.Dict({"move": spaces.Discrete(3), "force": spaces.Box(-1, 1, (2,), np.float32)})
+
+    class Tree(gym.Env[Any, Any]):  # defined here: it travels to the Ray workers by value
+        def __init__(self) -> None:
+            self.observation_space, self.action_space = obs_space, act_space
+            self.t = 0
+
+        def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+            super().reset(seed=seed)
+            self.observation_space = copy.deepcopy(obs_space)  # its own generator, not shared by the envs
+            self.observation_space.seed(int(self.np_random.integers(2**31)))
+            self.t = 0
+            return self.observation_space.sample(), {}
+
+        def step(self, action: Any) -> Any:
+            assert action in self.action_space
+            self.t += 1
+            reward = float(action["move"]) + float(action["force"].sum()) + float(self.np_random.normal())
+            return self.observation_space.sample(), reward, self.t % 3 == 0, False, {"t": self.t}
+
+    mode = AutoresetMode.SAME_STEP
+    ref = SyncVectorEnv([Tree for _ in range(6)], autoreset_mode=mode)
+    actions = batch_space(act_space, 6)
+    actions.seed(0)
+    with make_vec([Tree for _ in range(6)], num_workers=3, backend="ray", autoreset_mode=mode, seed=None,
+                  fit_workers=False) as env:
+        assert data_equivalence(env.reset(seed=5), ref.reset(seed=5), exact=True)
+        for _ in range(8):
+            a = actions.sample()
+            assert data_equivalence(env.step(a), ref.step(a), exact=True)
+    ref.close()

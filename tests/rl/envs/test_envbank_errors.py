@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -65,8 +67,13 @@ def test_exception_inside_with_block_releases_everything(no_leaks: None) -> None
 
 
 def test_unsupported_observation_space(no_leaks: None) -> None:
-    """Composite spaces (gymnasium's SyncVectorEnv batches them) are refused up front, naming env and space,
-    with the way out (docs/rl.md)."""
-    with pytest.raises(EnvError, match=r"env 'Blackjack-v1': observation space Tuple\(Discrete\(32\), .* is "
-                       "not supported by the env bank .*FlattenObservation"):
-        make_vec("Blackjack-v1", 2, num_workers=2, fit_workers=False)
+    """A space without a fixed shape (gymnasium batches it as a tuple of objects) is refused up front, naming
+    env, space and the way out (docs/rl.md); more in test_envbank_composite.py."""
+    with pytest.raises(EnvError, match=r"env 'text_env': observation space has Text\(1, 8, .* no fixed shape"
+                       ".*FlattenObservation"):
+        make_vec([text_env, text_env], num_workers=2, fit_workers=False)
+
+
+def text_env() -> gym.Env[Any, Any]:  # a Text observation space, for the test above
+    env = gym.make("CartPole-v1")
+    return gym.wrappers.TransformObservation(env, str, gym.spaces.Text(8))

@@ -48,7 +48,7 @@ from reflow.errors import EnvError
 from reflow.rl.envs.bank import EnvBank
 from reflow.rl.envs.episodes import EpisodeLog
 from reflow.rl.envs.ray_bank import RayEnvBank, check_backend
-from reflow.rl.envs.spec import EnvSpec, action_code
+from reflow.rl.envs.spec import EnvSpec, store_actions
 from reflow.rl.envs.worker import RESET, STEP
 
 
@@ -130,18 +130,20 @@ class AsyncBankEnv(EpisodeLog):
         if dones.any():
             self._record(info, take(a["ended"]), take(a["episode_return"]), take(a["episode_length"]),
                          take(a["episode_time"]))
-        return take(self.bank.obs_buffers[0]), take(a["rewards"]), terms, truncs, info
+        obs = self.bank.obs_tree.unflatten([take(leaf) for leaf in self.bank.obs_leaves[0]])
+        return obs, take(a["rewards"]), terms, truncs, info
 
     def send(self, actions: Any, env_id: Any) -> None:
         """Start stepping the envs ``env_id`` (as a ``recv`` returned them) with ``actions``."""
         ids = np.asarray(env_id).reshape(-1)
-        actions = np.asarray(actions)
-        if len(actions) != len(ids):
-            raise EnvError(f"send got {len(actions)} actions for {len(ids)} envs")
+        tree = self.bank.act_tree
+        leaves = [np.asarray(leaf) for leaf in tree.flatten(actions)]
+        for leaf, at in zip(leaves, tree.leaves, strict=True):
+            if leaf.shape[:1] != ids.shape:
+                got = f"{len(leaf)} {at.where('actions')}" if leaf.ndim else f"a scalar {at.where('actions')}"
+                raise EnvError(f"send got {got} for {len(ids)} envs")
         slices = self._slices_of(ids)
-        rows, a = self._rows(slices), self.bank.arrays
-        a["actions"][rows] = actions
-        a["action_dtype"][rows] = action_code(actions.dtype, self.bank.action_storage)
+        store_actions(tree, self.bank.arrays, self._rows(slices), tree.unflatten(leaves))
         self._waiting.difference_update(slices)
         self._ready += self.bank.finished(wait=False)  # first finished, first returned
         self.bank.start(STEP, slices)

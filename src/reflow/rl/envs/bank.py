@@ -36,15 +36,16 @@ from gymnasium import spaces
 from reflow.errors import EnvError, OversubscribedWarning, ReflowError
 from reflow.rl.envs.cores import CoreCount, CoreProbe
 from reflow.rl.envs.slice import Events, SliceRunner
+from reflow.rl.envs.space_tree import SpaceTree
 from reflow.rl.envs.spec import (
     EnvSpec,
     action_code,
-    action_storage,
-    array_shape,
     bank_layout,
     check_same_spaces,
     make_env,
+    obs_leaf_buffers,
     resolve,
+    store_actions,
 )
 from reflow.rl.envs.worker import ASYNC, CALL, POLL_S, RESET, SET_ATTR, STEP, Worker, spin_acquire
 from reflow.transport.shm import SharedSegment
@@ -120,7 +121,8 @@ class EnvBank:
         self._segment: SharedSegment | None = None
         self._local: SliceRunner | None = None
         self.arrays: dict[str, np.ndarray[Any, Any]] = {}
-        self.obs_buffers: list[np.ndarray[Any, Any]] = []
+        self.obs_buffers: list[Any] = []  # per batch buffer: an array, or a dict / tuple of leaf arrays
+        self.obs_leaves: list[list[np.ndarray[Any, Any]]] = []  # per batch buffer: its leaf arrays
         self.events: Events = []  # the infos of the last lock-step step or reset (see ``slice.py``)
         self.last_buffer = 0  # the buffer the last step or reset filled
         self._ready = mp.get_context("forkserver").Semaphore(0)  # posted by a worker ending an ASYNC command
@@ -156,18 +158,20 @@ class EnvBank:
                 local_envs.append(make_env(self.specs[i], i))
             for i, env in enumerate(local_envs[1:], start=1):
                 check_same_spaces(env, i, self.specs[i].name, self.spaces)
-            obs = array_shape(self.single_observation_space, "observation", self.specs[0].name)
-            act_shape, _ = array_shape(self.single_action_space, "action", self.specs[0].name)
-            self.action_storage = action_storage(self.single_action_space)
-            self.discrete = isinstance(self.single_action_space, spaces.Discrete)
-            layout = bank_layout(n, self.num_slices, obs, (act_shape, self.action_storage), OBS_BUFFERS)
+            self.obs_tree = SpaceTree(self.single_observation_space, "observation", self.specs[0].name)
+            self.act_tree = SpaceTree(self.single_action_space, "action", self.specs[0].name)
+            layout = bank_layout(n, self.num_slices, self.obs_tree, self.act_tree, OBS_BUFFERS)
             self._segment = SharedSegment.create(layout.size)
             self.arrays = layout.views(self._segment.buf)
+            self.action_storage = self.arrays["actions"].dtype
             self._action_code = action_code(self.action_storage, self.action_storage)
-            self.arrays["action_dtype"][:] = self._action_code
-            self.obs_buffers = layout.split(self._segment.buf, "obs")
+            for name, code in zip(self.act_tree.names("actions"), self.act_tree.names("action_dtype"),
+                                  strict=True):  # actions in the storage's own dtype until told otherwise
+                self.arrays[code][:] = action_code(self.arrays[name].dtype, self.arrays[name].dtype)
+            self.obs_leaves = obs_leaf_buffers(layout, self._segment.buf, self.obs_tree)
+            self.obs_buffers = [self.obs_tree.unflatten(leaves) for leaves in self.obs_leaves]
             if caller_steps:
-                self._local = SliceRunner(local_envs, 0, self.arrays, autoreset_mode, self.discrete)
+                self._local = SliceRunner(local_envs, 0, self.arrays, autoreset_mode)
                 local_envs = []
             k = slices_per_worker
             for w in range(self._first, num_workers):
@@ -178,7 +182,7 @@ class EnvBank:
                 self.workers.append(worker)
                 self._owner.update(dict.fromkeys(slices, worker))
                 worker.start(self._segment.name, layout, cloudpickle.dumps((self.specs[lo:hi], self.spaces)),
-                             autoreset_mode, self.discrete)
+                             autoreset_mode)
             for worker in self.workers:
                 worker.wait_ready(START_TIMEOUT_S)
             if seed is not None:
@@ -340,8 +344,9 @@ class EnvBank:
         return names + ([self._segment.name] if self._segment is not None else [])
 
     @property
-    def obs(self) -> np.ndarray[Any, Any]:
-        """The observations of the last step or reset (the bank's own buffer: copy what you keep)."""
+    def obs(self) -> Any:
+        """The observations of the last step or reset (the bank's own buffer: copy what you keep); a dict or
+        tuple of arrays for a Dict or Tuple space."""
         return self.obs_buffers[self.last_buffer]
 
     def _fill(self, buffer: int) -> None:
@@ -350,12 +355,16 @@ class EnvBank:
         self.arrays["obs_buffer"][0] = buffer
 
     def step(self, actions: np.ndarray[Any, Any], buffer: int = 0) -> None:
-        """Step every env; observations go to ``obs_buffers[buffer]``, the rest to ``arrays``."""
+        """Step every env with ``actions`` (a batch of the action space: arrays, in a dict or tuple for a Dict
+        or Tuple space); observations go to ``obs_buffers[buffer]``, the rest to ``arrays``."""
         self._check_open()
-        self.arrays["actions"][...] = actions
-        code = action_code(actions.dtype, self.action_storage)
-        if code != self._action_code:  # the envs get actions of the caller's dtype (spec.py)
-            self.arrays["action_dtype"][:] = self._action_code = code
+        if self.act_tree.plain:
+            self.arrays["actions"][...] = actions
+            code = action_code(actions.dtype, self.action_storage)
+            if code != self._action_code:  # the envs get actions of the caller's dtype (spec.py)
+                self.arrays["action_dtype"][:] = self._action_code = code
+        else:
+            store_actions(self.act_tree, self.arrays, slice(None), actions)
         self._fill(buffer)
         self._run_events(STEP)
         self.last_buffer = buffer
@@ -370,7 +379,9 @@ class EnvBank:
         if options is not None and "reset_mask" in options:
             self.arrays["reset_mask"][:] = np.asarray(options["reset_mask"], dtype=bool)
             if buffer != self.last_buffer:
-                self.obs_buffers[buffer][...] = self.obs_buffers[self.last_buffer]
+                leaves = self.obs_leaves
+                for leaf, last in zip(leaves[buffer], leaves[self.last_buffer], strict=True):
+                    leaf[...] = last
         if seeds is None:
             self.arrays["seeded"][:] = False
         else:
@@ -397,7 +408,7 @@ class EnvBank:
             except Exception as e:
                 errors.append(e)
         self.arrays = {}
-        self.obs_buffers = []
+        self.obs_buffers, self.obs_leaves = [], []
         if self._segment is not None:
             self._segment.close()
             self._segment = None

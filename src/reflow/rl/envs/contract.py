@@ -13,43 +13,67 @@ The checks cost well under a microsecond per step: a shape comparison and a dtyp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from gymnasium import spaces
 
 from reflow.errors import EnvArgumentError, EnvArgumentTypeError
+from reflow.rl.envs.space_tree import SpaceTree
 
 _INTEGRAL = "iub"  # dtype kinds a Discrete, MultiDiscrete or MultiBinary action may have
+_INTEGRAL_SPACES = spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary
 
 
 class ActionCheck:
-    """Checks batches of actions for ``num_envs`` envs of action space ``single``."""
+    """Checks batches of actions for ``num_envs`` envs of action space ``single``; a Dict or Tuple space
+    leaf by leaf (a batch of one is a dict / tuple of arrays, as gymnasium's ``batch_space`` makes it)."""
 
     def __init__(self, single: spaces.Space[Any], num_envs: int) -> None:
         self.num_envs = num_envs
-        self.shape = (num_envs, *(single.shape or ()))
-        self.integral = isinstance(single, spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary)
-        self.single = single
+        self.tree = SpaceTree(single, "action")
+        self.shapes = [(num_envs, *leaf.shape) for leaf in self.tree.leaves]
+        self.integral = [isinstance(leaf.space, _INTEGRAL_SPACES) for leaf in self.tree.leaves]
+        self.shape, self.single = self.shapes[0], single
 
-    def __call__(self, actions: Any) -> np.ndarray[Any, Any]:
-        """``actions`` as an array of the batch's shape; raises where gymnasium would."""
-        a = np.asarray(actions)
-        if a.shape == self.shape and (a.dtype.kind in _INTEGRAL if self.integral else a.dtype.kind in "iufb"):
-            return a
-        n = self.num_envs
+    def __call__(self, actions: Any) -> Any:
+        """``actions`` as an array of the batch's shape (a dict / tuple of them for a Dict or Tuple space);
+        raises where gymnasium would."""
+        if self.tree.plain:
+            a = np.asarray(actions)
+            if a.shape == self.shape and a.dtype.kind in (_INTEGRAL if self.integral[0] else "iufb"):
+                return a
+            self._refuse(0, a, actions)
+        try:
+            leaves = self.tree.flatten(actions)
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise EnvArgumentTypeError(f"step takes a batch of {self.num_envs} actions of {self.single} (a "
+                                       f"{type(self.tree.unflatten(self.shapes)).__name__} of arrays, one "
+                                       f"row per env), got {type(actions).__name__} {actions!r} "
+                                       f"({type(e).__name__}: {e})") from None
+        checked = []
+        for j, given in enumerate(leaves):
+            a = np.asarray(given)
+            if a.shape != self.shapes[j] or a.dtype.kind not in (_INTEGRAL if self.integral[j] else "iufb"):
+                self._refuse(j, a, given)
+            checked.append(a)
+        return self.tree.unflatten(checked)
+
+    def _refuse(self, j: int, a: np.ndarray[Any, Any], given: Any) -> NoReturn:
+        leaf, shape, n = self.tree.leaves[j], self.shapes[j], self.num_envs
+        what = leaf.where("actions")
         if a.ndim == 0:
-            raise EnvArgumentTypeError(f"step takes a batch of {n} actions (shape {self.shape}, one per "
-                                       f"env), got the scalar {actions!r}")
+            raise EnvArgumentTypeError(f"step takes a batch of {n} {what} (shape {shape}, one per env), got "
+                                       f"the scalar {given!r}")
         if a.shape[0] != n:
-            raise EnvArgumentError(f"step got {a.shape[0]} actions for {n} envs (shape {a.shape}; expected "
-                                   f"{self.shape})")
-        if a.shape != self.shape:
-            raise EnvArgumentError(f"step got actions of shape {a.shape}; {n} actions of {self.single} make "
-                                   f"shape {self.shape}")
-        kind = "integers" if self.integral else "numbers"
-        raise EnvArgumentTypeError(f"step got actions of dtype {a.dtype}; actions of {self.single} must be "
-                                   f"{kind} (e.g. {self.single.dtype})")
+            raise EnvArgumentError(f"step got {a.shape[0]} {what} for {n} envs (shape {a.shape}; expected "
+                                   f"{shape})")
+        if a.shape != shape:
+            raise EnvArgumentError(f"step got {what} of shape {a.shape}; {n} actions of {leaf.space} make "
+                                   f"shape {shape}")
+        kind = "integers" if self.integral[j] else "numbers"
+        raise EnvArgumentTypeError(f"step got {what} of dtype {a.dtype}; actions of {leaf.space} must be "
+                                   f"{kind} (e.g. {leaf.space.dtype})")
 
 
 def check_reset_mask(mask: Any, num_envs: int) -> np.ndarray[Any, Any]:

@@ -31,15 +31,8 @@ from gymnasium import spaces
 from reflow.errors import EnvError, NodeLost
 from reflow.rl.envs.bank import OBS_BUFFERS, START_TIMEOUT_S, BankStats, EnvBank, slice_bounds
 from reflow.rl.envs.slice import Events
-from reflow.rl.envs.spec import (
-    ACTION_DTYPES,
-    EnvSpec,
-    action_code,
-    action_storage,
-    array_shape,
-    bank_layout,
-    resolve,
-)
+from reflow.rl.envs.space_tree import SpaceTree
+from reflow.rl.envs.spec import ACTION_DTYPES, EnvSpec, bank_layout, obs_leaf_buffers, resolve, store_actions
 from reflow.rl.envs.worker import RESET, STEP
 from reflow.runtime.ray_cluster import (
     NodeInfo,
@@ -164,13 +157,13 @@ class RayEnvBank:
                 raise EnvError(f"envs {self.bounds[u]}.. ({self.specs[self.bounds[u]].name!r}) have spaces "
                                f"{info['spaces']}, env 0 has {self.spaces}: every env of a bank must have "
                                "the same spaces")
-        obs = array_shape(self.single_observation_space, "observation", self.specs[0].name)
-        act_shape, _ = array_shape(self.single_action_space, "action", self.specs[0].name)
-        self.action_storage = action_storage(self.single_action_space)
-        layout = bank_layout(self.num_envs, units, obs, (act_shape, self.action_storage), OBS_BUFFERS)
+        self.obs_tree = SpaceTree(self.single_observation_space, "observation", self.specs[0].name)
+        self.act_tree = SpaceTree(self.single_action_space, "action", self.specs[0].name)
+        layout = bank_layout(self.num_envs, units, self.obs_tree, self.act_tree, OBS_BUFFERS)
         self._memory = memoryview(bytearray(layout.size))  # plain memory: nobody else maps it
         self.arrays = layout.views(self._memory)
-        self.obs_buffers = layout.split(self._memory, "obs")
+        self.obs_leaves = obs_leaf_buffers(layout, self._memory, self.obs_tree)
+        self.obs_buffers = [self.obs_tree.unflatten(leaves) for leaves in self.obs_leaves]
 
     @property
     def spaces(self) -> tuple[spaces.Space[Any], spaces.Space[Any]]:
@@ -207,7 +200,8 @@ class RayEnvBank:
 
     def _take(self, u: int, reply: dict[str, Any], buffer: int) -> None:
         lo, hi = self.bounds[u], self.bounds[u + 1]
-        self.obs_buffers[buffer][lo:hi] = reply["obs"]
+        for out, leaf in zip(self.obs_leaves[buffer], self.obs_tree.flatten(reply["obs"]), strict=True):
+            out[lo:hi] = leaf
         for k in PER_ENV:
             self.arrays[k][lo:hi] = reply[k]
 
@@ -215,9 +209,11 @@ class RayEnvBank:
         """Start ``cmd`` on unit ``u`` with the actions, seeds and mask in ``arrays``; its ref."""
         lo, hi = self.bounds[u], self.bounds[u + 1]
         a = self.arrays
-        if cmd == STEP:
-            dtype = ACTION_DTYPES[a["action_dtype"][lo]]  # the caller's, which the unit's bank passes on
-            return self._units[u].step.remote(a["actions"][lo:hi].astype(dtype))
+        if cmd == STEP:  # each leaf in the caller's dtype, which the unit's bank passes on
+            tree = self.act_tree
+            leaves = [a[name][lo:hi].astype(ACTION_DTYPES[a[code][lo]]) for name, code in
+                      zip(tree.names("actions"), tree.names("action_dtype"), strict=True)]
+            return self._units[u].step.remote(tree.unflatten(leaves))
         seeds = [int(s) if on else None for s, on in zip(a["seeds"][lo:hi], a["seeded"][lo:hi], strict=True)]
         if options is not None and "reset_mask" in options:
             options = {**options, "reset_mask": a["reset_mask"][lo:hi].copy()}
@@ -237,8 +233,7 @@ class RayEnvBank:
     def step(self, actions: np.ndarray[Any, Any], buffer: int = 0) -> None:
         """Step every env; observations go to ``obs_buffers[buffer]``, the rest to ``arrays``."""
         self._check_open()
-        self.arrays["actions"][...] = actions
-        self.arrays["action_dtype"][:] = action_code(actions.dtype, self.action_storage)
+        store_actions(self.act_tree, self.arrays, slice(None), actions)
         self._lockstep(STEP, None, buffer)
 
     def reset(self, seeds: Sequence[int | None] | None = None, options: dict[str, Any] | None = None,
@@ -248,7 +243,9 @@ class RayEnvBank:
         if options is not None and "reset_mask" in options:
             self.arrays["reset_mask"][:] = np.asarray(options["reset_mask"], dtype=bool)
             if buffer != self.last_buffer:
-                self.obs_buffers[buffer][...] = self.obs_buffers[self.last_buffer]
+                leaves = self.obs_leaves
+                for leaf, last in zip(leaves[buffer], leaves[self.last_buffer], strict=True):
+                    leaf[...] = last
         if seeds is None:
             self.arrays["seeded"][:] = False
         else:

@@ -42,6 +42,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from reflow.rl.envs.space_tree import SpaceTree
 from reflow.rl.envs.spec import ACTION_DTYPES, episode_recorder
 
 NEXT_STEP, SAME_STEP, DISABLED = 0, 1, 2
@@ -54,15 +55,18 @@ Events = list[tuple[int, dict[str, Any]]]
 
 class SliceRunner:
     """Envs ``lo..hi-1`` of a bank, stepped into the shared views ``arrays``. ``progress`` is the slot of
-    this slice in ``arrays["progress"]`` when the bank watches for hung envs, else None."""
+    this slice in ``arrays["progress"]`` when the bank watches for hung envs, else None. The envs have the
+    spaces of the bank's env 0 (checked where they are made)."""
 
     def __init__(self, envs: list[gym.Env[Any, Any]], lo: int, arrays: dict[str, np.ndarray[Any, Any]],
-                 mode: int, discrete: bool, progress: int | None = None) -> None:
+                 mode: int, progress: int | None = None) -> None:
         self.envs = envs
         self.lo, self.hi = lo, lo + len(envs)
         self.a = arrays
         self.mode = mode
-        self.discrete = discrete
+        self.obs_tree = SpaceTree(envs[0].observation_space)
+        self.act_tree = SpaceTree(envs[0].action_space, "action")
+        self.discrete = isinstance(envs[0].action_space, gym.spaces.Discrete)
         self.failed_env = -1  # the bank index of the env whose call raised, for the error message
         self.events: Events = []
         self.progress = progress
@@ -74,7 +78,7 @@ class SliceRunner:
         self.restarting: list[int] = []
         # Large observations (images) are stored one by one as they come, while still in the cache (which
         # also saves numpy a temporary batch, a second copy of every frame); small ones with one call.
-        self.obs_one_by_one = arrays["obs"][0, 0].nbytes >= LARGE_OBS_BYTES
+        self.obs_one_by_one = self.obs_tree.plain and arrays["obs"][0, 0].nbytes >= LARGE_OBS_BYTES
         found = [episode_recorder(env) for env in envs]
         recorders = [r for r in found if r is not None]
         self.recorders = recorders if len(recorders) == len(envs) else None
@@ -88,9 +92,17 @@ class SliceRunner:
         lo, hi = self.lo, self.hi
         self.actions, self.rewards = arrays["actions"][lo:hi], arrays["rewards"][lo:hi]
         self.action_dtype = arrays["action_dtype"][lo:hi]  # the caller's dtype (a slice's actions share it)
+        # Every leaf of the action space: its actions, dtype codes, and whether a row is a scalar (a copy).
+        self.action_leaves = [(arrays[name][lo:hi], arrays[code][lo:hi], leaf.shape == ())
+                              for name, code, leaf in zip(self.act_tree.names("actions"),
+                                                          self.act_tree.names("action_dtype"),
+                                                          self.act_tree.leaves, strict=True)]
         self.terminated, self.truncated = arrays["terminated"][lo:hi], arrays["truncated"][lo:hi]
         self.done = arrays["done"][lo:hi]
-        self.obs_buffers, self.obs_buffer = list(arrays["obs"]), arrays["obs_buffer"]
+        # Per batch buffer, the arrays of the observation space's leaves.
+        leaves = [arrays[name] for name in self.obs_tree.names("obs")]
+        self.obs_buffers = [[leaf[b] for leaf in leaves] for b in range(len(leaves[0]))]
+        self.obs_buffer = arrays["obs_buffer"]
 
     def _watched(self, k: int, call: Callable[[Any], StepResult]) -> Callable[[Any], StepResult]:
         """``call``, first noting env k in this slice's progress word if the bank watches for hangs."""
@@ -104,15 +116,25 @@ class SliceRunner:
 
         return watched
 
+    def _actions(self) -> Any:
+        """The envs' actions, in the caller's dtype, as SyncVectorEnv hands them on: Discrete ones stored in
+        that dtype as numpy integers read from the array; others as rows of a copy in that dtype, which the
+        parent may overwrite later. A Dict or Tuple action is put together per env from its leaves."""
+        if self.act_tree.plain:
+            dtype = ACTION_DTYPES[self.action_dtype[0]]
+            same = self.discrete and dtype == self.actions.dtype
+            return self.actions if same else self.actions.astype(dtype)
+        columns = []
+        for actions, codes, scalar in self.action_leaves:
+            dtype = ACTION_DTYPES[codes[0]]
+            columns.append(actions if scalar and dtype == actions.dtype else actions.astype(dtype))
+        return [self.act_tree.unflatten(row) for row in zip(*columns, strict=True)]
+
     def step(self) -> None:
         lo, hi = self.lo, self.hi
-        # Actions go to the envs in the caller's dtype, as SyncVectorEnv hands them on: Discrete ones stored
-        # in that dtype as numpy integers read from the array; others as rows of a copy in that dtype, which
-        # the parent may overwrite later.
-        dtype = ACTION_DTYPES[self.action_dtype[0]]
-        same = self.discrete and dtype == self.actions.dtype
-        actions: Any = self.actions if same else self.actions.astype(dtype)
-        out = self._obs_target()
+        actions = self._actions()
+        outs = self._obs_target()
+        out = outs[0]
         results: list[StepResult] = []
         append = results.append
         try:
@@ -129,7 +151,11 @@ class SliceRunner:
             raise
         obs, rews, terms, truncs, infos = zip(*results, strict=True)
         if not self.obs_one_by_one:
-            out[lo:hi] = obs
+            try:
+                self.obs_tree.put_rows(outs, lo, hi, obs)
+            except Exception:
+                self._put_each(outs, obs)  # raises again, naming the env
+                raise
         self.rewards[:] = rews
         self.terminated[:] = terms
         self.truncated[:] = truncs
@@ -145,7 +171,14 @@ class SliceRunner:
         if self.recorded:
             self._clear_recorded()
         if True in terms or True in truncs:
-            self._episodes_ended(done.nonzero()[0].tolist(), out, obs, infos)
+            self._episodes_ended(done.nonzero()[0].tolist(), outs, obs, infos)
+
+    def _put_each(self, outs: list[np.ndarray[Any, Any]], obs: tuple[Any, ...]) -> None:
+        """Write the observations one env at a time, so that one that does not fit names its env."""
+        for k, o in enumerate(obs):
+            self.failed_env = self.lo + k
+            self.obs_tree.put(outs, self.lo + k, o)
+        self.failed_env = -1
 
     def _restart(self, k: int) -> Callable[[Any], StepResult]:
         """Env k's next call under NEXT_STEP: a reset, reported as a step with reward 0 and no flags."""
@@ -157,7 +190,7 @@ class SliceRunner:
 
         return restart
 
-    def _episodes_ended(self, ended: list[int], out: np.ndarray[Any, Any], obs: tuple[Any, ...],
+    def _episodes_ended(self, ended: list[int], outs: list[np.ndarray[Any, Any]], obs: tuple[Any, ...],
                         infos: tuple[dict[str, Any], ...]) -> None:
         """Record the episodes of envs ``ended`` (slice indices) and auto-reset them as the mode says
         (SAME_STEP: at once, the episode's last observation and info going to the infos as final pair)."""
@@ -173,7 +206,8 @@ class SliceRunner:
                 self.failed_env = lo + k
                 if self.progress is not None:
                     self.a["progress"][self.progress] = lo + k
-                out[lo + k], resets[k] = self.envs[k].reset()
+                first, resets[k] = self.envs[k].reset()
+                self.obs_tree.put(outs, lo + k, first)
             self.failed_env = -1
             self._begun(ended)
             events: Events = []
@@ -206,10 +240,9 @@ class SliceRunner:
             recorded.append(k)
         self.recorded = recorded
 
-    def _obs_target(self) -> np.ndarray[Any, Any]:
-        """The batch buffer the parent named for this command's observations."""
-        out: np.ndarray[Any, Any] = self.obs_buffers[self.obs_buffer[0]]
-        return out
+    def _obs_target(self) -> list[np.ndarray[Any, Any]]:
+        """The leaf arrays of the batch buffer the parent named for this command's observations."""
+        return self.obs_buffers[self.obs_buffer[0]]
 
     def _begun(self, envs: list[int]) -> None:
         """Envs ``envs`` (slice indices) have just been reset: their episodes start now."""
@@ -231,7 +264,7 @@ class SliceRunner:
 
     def reset(self, options: dict[str, Any] | None) -> None:
         a, lo = self.a, self.lo
-        out = self._obs_target()
+        outs = self._obs_target()
         masked = options is not None and "reset_mask" in options
         rest = {k: v for k, v in (options or {}).items() if k != "reset_mask"} or None
         self.events = []
@@ -243,7 +276,8 @@ class SliceRunner:
             if self.progress is not None:
                 a["progress"][self.progress] = i
             seed = int(a["seeds"][i]) if a["seeded"][i] else None
-            out[i], info = env.reset(seed=seed, options=rest)
+            first, info = env.reset(seed=seed, options=rest)
+            self.obs_tree.put(outs, i, first)
             if info:
                 self.events.append((i, info))
             a["rewards"][i] = a["episode_return"][i] = a["episode_time"][i] = 0.0

@@ -13,7 +13,7 @@ rewards the env returns.
 
 ``Layout`` places every per-env array (observations, actions, rewards, flags) at an aligned offset inside one
 ``SharedSegment``; parent and workers build the same numpy views from it, so a step moves no bytes through a
-pipe.
+pipe. A ``Dict`` or ``Tuple`` space has one array per leaf (``space_tree.py``).
 
 Actions reach each env in the dtype the caller gave them, as ``SyncVectorEnv`` hands them on (Pendulum's
 reward differs in the last bits between a float64 and a float32 torque). So the shared array holds them
@@ -39,6 +39,7 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.wrappers import RecordEpisodeStatistics
 
 from reflow.errors import EnvError
+from reflow.rl.envs.space_tree import SpaceTree
 
 _ALIGN = 64
 Wrapper = Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]
@@ -142,16 +143,6 @@ def check_same_spaces(env: gym.Env[Any, Any], index: int, env_id: str,
                        "must have the same spaces")
 
 
-def array_shape(space: spaces.Space[Any], what: str, env_id: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
-    """Shape and dtype of one element of ``space``; only fixed-shape numpy spaces fit in shared arrays."""
-    if isinstance(space, spaces.Box | spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
-        assert space.shape is not None and space.dtype is not None
-        return tuple(space.shape), np.dtype(space.dtype)
-    raise EnvError(f"env {env_id!r}: {what} space {space} is not supported by the env bank "
-                   "(use Box, Discrete, MultiDiscrete or MultiBinary, e.g. via "
-                   "gymnasium.wrappers.FlattenObservation)")
-
-
 ACTION_DTYPES = tuple(np.dtype(t) for t in ("float64", "float32", "float16", "int64", "int32", "int16",
                                             "int8", "uint32", "uint16", "uint8", "bool"))
 _ACTION_CODES = {dtype: code for code, dtype in enumerate(ACTION_DTYPES)}
@@ -159,7 +150,8 @@ _INTEGRAL_SPACES = spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary
 
 
 def action_storage(space: spaces.Space[Any]) -> np.dtype[Any]:
-    """The dtype of the shared action array for ``space``: wide enough for any action gymnasium lets in."""
+    """The dtype of the shared action array for ``space`` (a leaf): wide enough for any action gymnasium
+    lets in."""
     return np.dtype(np.int64 if isinstance(space, _INTEGRAL_SPACES) else np.float64)
 
 
@@ -209,17 +201,23 @@ class Layout:
                 for k in range(slot.shape[0])]
 
 
-def bank_layout(num_envs: int, num_slices: int, obs: tuple[tuple[int, ...], np.dtype[Any]],
-                act: tuple[tuple[int, ...], np.dtype[Any]], obs_buffers: int) -> Layout:
+def bank_layout(num_envs: int, num_slices: int, obs: SpaceTree, act: SpaceTree, obs_buffers: int) -> Layout:
     """The arrays every bank shares: per env data, plus command, status and progress words per slice.
 
-    Observations have ``obs_buffers`` whole batches; ``obs_buffer`` says which one the next command fills."""
+    Each leaf of the observation space has ``obs_buffers`` whole batches (``obs``, ``obs.1``, ...);
+    ``obs_buffer`` says which one the next command fills. Each leaf of the action space has its array
+    (``actions``, ``actions.1``, ...; of ``action_storage``) and its per-env dtype codes (``action_dtype``,
+    ``action_dtype.1``, ...: the caller's dtype, an index into ``ACTION_DTYPES``)."""
     n = num_envs
+    arrays: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
+    for name, leaf in zip(obs.names("obs"), obs.leaves, strict=True):
+        arrays[name] = ((obs_buffers, n, *leaf.shape), leaf.dtype)
+    arrays["obs_buffer"] = ((1,), np.dtype(np.int64))
+    for name, code, leaf in zip(act.names("actions"), act.names("action_dtype"), act.leaves, strict=True):
+        arrays[name] = ((n, *leaf.shape), action_storage(leaf.space))
+        arrays[code] = ((n,), np.dtype(np.int8))
     return Layout.build({
-        "obs": ((obs_buffers, n, *obs[0]), obs[1]),
-        "obs_buffer": ((1,), np.dtype(np.int64)),
-        "actions": ((n, *act[0]), act[1]),  # act's dtype: action_storage(space)
-        "action_dtype": ((n,), np.dtype(np.int8)),  # the caller's dtype, as a code into ACTION_DTYPES
+        **arrays,
         "rewards": ((n,), np.dtype(np.float64)),
         "terminated": ((n,), np.dtype(np.bool_)),
         "truncated": ((n,), np.dtype(np.bool_)),
@@ -235,3 +233,19 @@ def bank_layout(num_envs: int, num_slices: int, obs: tuple[tuple[int, ...], np.d
         "status": ((num_slices,), np.dtype(np.int64)),
         "progress": ((num_slices,), np.dtype(np.int64)),  # the env a slice is calling (with a timeout)
     })
+
+
+def store_actions(tree: SpaceTree, arrays: dict[str, np.ndarray[Any, Any]], rows: Any, actions: Any) -> None:
+    """Write the batch ``actions`` (of ``tree``'s space) to rows ``rows`` of the shared action arrays, with
+    the code of each leaf's dtype."""
+    names = zip(tree.names("actions"), tree.names("action_dtype"), tree.flatten(actions), strict=True)
+    for name, code, leaf in names:
+        leaf = np.asarray(leaf)
+        arrays[name][rows] = leaf
+        arrays[code][rows] = action_code(leaf.dtype, arrays[name].dtype)
+
+
+def obs_leaf_buffers(layout: Layout, buf: memoryview, tree: SpaceTree) -> list[list[np.ndarray[Any, Any]]]:
+    """Per batch buffer, its leaf arrays (each made straight from ``buf``: see ``Layout.split``)."""
+    per_leaf = [layout.split(buf, name) for name in tree.names("obs")]
+    return [list(leaves) for leaves in zip(*per_leaf, strict=True)]

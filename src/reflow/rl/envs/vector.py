@@ -66,8 +66,11 @@ class BankVectorEnv(EpisodeLog, VectorEnv[Any, Any, Any]):
         self.num_envs = self.bank.num_envs
         self.copy = copy
         self.episode_infos = episode_infos
-        # References a batch buffer has when nobody but the bank holds it (measured, not assumed).
-        self._unheld_refs = sys.getrefcount(self.bank.obs_buffers[0])
+        # References a batch buffer (each leaf array of one) has when nobody but the bank holds it (measured,
+        # not assumed; a plain space's one leaf is its buffer).
+        self._plain = self.bank.obs_tree.plain
+        self._unheld_refs = (sys.getrefcount(self.bank.obs_buffers[0]) if self._plain else
+                             max(map(sys.getrefcount, self.bank.obs_leaves[0])))
         self._none_done = bytes(self.num_envs)  # the bank's ``done`` flags when no episode ended
         self._unreset = np.zeros(self.num_envs, bool)  # DISABLED: envs that ended and were not reset since
         self.autoreset_mode = mode
@@ -88,20 +91,34 @@ class BankVectorEnv(EpisodeLog, VectorEnv[Any, Any, Any]):
         """The batch buffer to fill next: one nobody holds, else the last one (whose batch is copied out).
 
         With ``copy=False`` it is always buffer 0, which the caller knows to be overwritten."""
-        buffers = self.bank.obs_buffers
         if not self.copy:
             return 0
-        for k in range(len(buffers) - 1):
-            if sys.getrefcount(buffers[k]) <= self._unheld_refs:
+        unheld = self._unheld_refs
+        if self._plain:
+            buffers = self.bank.obs_buffers
+            for k in range(len(buffers) - 1):
+                if sys.getrefcount(buffers[k]) <= unheld:
+                    return k
+            return len(buffers) - 1
+        every = self.bank.obs_leaves
+        for k in range(len(every) - 1):
+            leaves = every[k]
+            if max(map(sys.getrefcount, leaves)) <= unheld:
                 return k
-        return len(buffers) - 1
+        return len(every) - 1
 
-    def _obs(self) -> np.ndarray[Any, Any]:
+    def _obs(self) -> Any:
+        """The observations of the last command: a view of the bank's buffer (a copy of the last buffer);
+        with a Dict or Tuple space a new dict / tuple of such views, as ``SyncVectorEnv`` gives a new one."""
         k = self.bank.last_buffer
-        obs = self.bank.obs_buffers[k]
         if not self.copy:
-            return obs
-        return obs.copy() if k == len(self.bank.obs_buffers) - 1 else obs.view()
+            return self.bank.obs_buffers[k]
+        last = k == len(self.bank.obs_buffers) - 1
+        if self._plain:
+            obs = self.bank.obs_buffers[k]
+            return obs.copy() if last else obs.view()
+        return self.bank.obs_tree.unflatten([leaf.copy() if last else leaf.view()
+                                             for leaf in self.bank.obs_leaves[k]])
 
     def _infos(self) -> dict[str, Any]:
         """The envs' infos of the last command, merged as ``SyncVectorEnv`` merges them."""

@@ -94,7 +94,7 @@ def _error_reply(runner: SliceRunner, e: Exception) -> tuple[int, str, str, byte
 
 
 def worker_main(conn: Connection, seg_name: str, layout: Layout, spec_bytes: bytes, w: int,
-                slices: list[tuple[int, int, int]], mode: int, discrete: bool, cmd_sem: Semaphore,
+                slices: list[tuple[int, int, int]], mode: int, cmd_sem: Semaphore,
                 done_sems: list[Semaphore], ready_sem: Semaphore, spin_s: float,
                 stack_out: Connection | None) -> None:
     """Body of worker ``w``: build the envs of its ``slices`` (index, lo, hi; contiguous; ``spec_bytes`` is
@@ -119,7 +119,7 @@ def worker_main(conn: Connection, seg_name: str, layout: Layout, spec_bytes: byt
             env = make_env(spec, first + k)
             envs.append(env)
             check_same_spaces(env, first + k, spec.name, ref_spaces)
-        runners = [SliceRunner(envs[lo - first:hi - first], lo, arrays, mode, discrete,
+        runners = [SliceRunner(envs[lo - first:hi - first], lo, arrays, mode,
                                s if stack_out is not None else None)
                    for s, lo, hi in slices]
         conn.send(("ready", None))
@@ -195,11 +195,11 @@ class Worker:
     def describe(self) -> str:
         return f"worker {self.w} (envs {self.lo}..{self.hi - 1} of {self.env_id!r})"
 
-    def start(self, seg_name: str, layout: Layout, spec_bytes: bytes, mode: int, discrete: bool) -> None:
+    def start(self, seg_name: str, layout: Layout, spec_bytes: bytes, mode: int) -> None:
         """Start the process; ``spec_bytes``: cloudpickled (specs of its envs, env 0's spaces)."""
         self.proc = start_process(
             worker_main, f"reflow-envbank-{self.w}",
-            (self._child_conn, seg_name, layout, spec_bytes, self.w, self._bounds, mode, discrete,
+            (self._child_conn, seg_name, layout, spec_bytes, self.w, self._bounds, mode,
              self.cmd_sem, [self.done_sems[s] for s in self.slices], self.ready_sem, self.spin_s,
              self._stack_out))
         self._child_conn.close()
