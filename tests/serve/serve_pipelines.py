@@ -116,3 +116,16 @@ def broken() -> Flow:
     flow = Flow("broken", {"x": int})
     flow.map(Broken, name="broken_model")
     return flow
+
+
+def passthrough(data: np.ndarray) -> np.ndarray:
+    return data
+
+
+def relay(size: int, maps: int = 3) -> Flow:
+    """A chain of ``maps`` maps handing a ``size``-byte row on unchanged (the fusion benchmark's flow)."""
+    flow = Flow("relay", {"data": Array("uint8", (size,))})
+    s = flow
+    for _ in range(maps):
+        s = s.map(passthrough, names=["data"])
+    return flow

@@ -72,7 +72,7 @@ class Item:
     rows: int
     since: float
     keys: list[Hashable]
-    batch: Batch | None = None
+    batch: int | None = None  # the id of the batch it went in (an id, not the Batch: no reference cycle)
     cancelled: bool = False
 
 
@@ -363,7 +363,7 @@ class LocalExecutor:
         batch = Batch(next(self._batch_ids), slot, sp.name, items, decision.pad)
         now = time.monotonic()
         for item in items:
-            item.batch = batch
+            item.batch = batch.id
             self.metrics.waited(sp.name, now - item.since)
         slot.busy = batch
         self.batches[batch.id] = batch
@@ -371,6 +371,8 @@ class LocalExecutor:
         try:
             slot.send(("run", batch.id, sp.name, [(k, i.inputs, i.req.deadline) for k, i in enumerate(items)],
                        pads))
+            for item in items:  # sent: the worker holds them now, and this side's arrays (views on other
+                item.inputs = {}  # processes' stores, when forwarded) must not outlive the send
         except Exception as e:  # the worker is gone: its receiver thread reports the death
             self.batches.pop(batch.id, None)
             for item in items:
@@ -381,14 +383,14 @@ class LocalExecutor:
     def _cancel(self, item: Item) -> None:
         """Withdraw ``item``: from its queue, or, if its whole batch gave up, interrupt the worker."""
         item.cancelled = True
-        batch = item.batch
-        if batch is None:
+        if item.batch is None:
             queue = self.queues[item.stage]
             if item in queue:
                 queue.remove(item)
             return
-        if self.interrupt and batch.kill is None and all(i.cancelled for i in batch.items) \
-                and batch.id in self.batches:
+        batch = self.batches.get(item.batch)  # None: it answered already
+        if self.interrupt and batch is not None and batch.kill is None \
+                and all(i.cancelled for i in batch.items):
             batch.slot.cancel(batch.id)
             self.metrics.count(self.metrics.cancelled, batch.stage)
             assert self._loop is not None
