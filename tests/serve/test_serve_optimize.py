@@ -17,7 +17,7 @@ from serve_pipelines import CLAIMS, cached_lookups, racing
 
 from reflow.graph import run_passes, verify
 from reflow.serve import Flow, Store, Stream
-from reflow.serve.batching import Batcher
+from reflow.serve.batching import Batcher, Decision
 from reflow.serve.interpret import run_reference
 from reflow.serve.optimize import Optimizations, compete, fuse, fuse_whole, optimize
 from reflow.serve.plan import stage_plan
@@ -138,6 +138,39 @@ def test_adaptive_batches_pick_the_largest_size_that_meets_the_target() -> None:
     b.observe(8, 0.05)
     b.observe(8, 0.05)
     assert b.goal() == 4  # slower now: smaller batches
+
+
+def test_adaptive_batches_grow_when_the_queue_builds() -> None:
+    b = _batcher(16, target=0.02)
+    for size in b.sizes:
+        b.observe(size, 0.004 + 0.001 * size)  # a fixed cost per call plus a cost per row
+    assert b.goal() == 4  # 8 ms: the largest that fits in half the target
+    d = b.decide([_Q(1, 0.0)] * 3, now=0.001)
+    assert d.take == 0 and d.wake == pytest.approx(0.02 - 0.008)  # a short queue waits for more, as before
+    # 16 queued rows: 4 batches of 4 answer the last row after 32 ms, 2 of 8 after 24, one of 16 after 20.
+    assert b.decide([_Q(1, 0.0)] * 16, now=0.0) == Decision(16, None, 16)
+    assert b.decide([_Q(1, 0.0)] * 6, now=0.0) == Decision(6, None, 8)  # 8 now (12 ms) beats 4 then 2 (14)
+    # Overload made every batch slower than the target: the rule that only looked at batch time fell back to
+    # batches of one (the collapse); counting the queue's wait, the batches grow to the largest size.
+    for _ in range(30):
+        for size in b.sizes:
+            b.observe(size, 0.025 + 0.002 * size)
+    assert b.goal() == 1
+    assert b.decide([_Q(1, 0.0)] * 40, now=0.0) == Decision(16, None, 16)
+    assert b.decide([_Q(1, 0.0)] * 2, now=0.0).take == 2  # two queued rows beat one: both go at once
+
+
+def test_adaptive_batches_count_every_replica_of_the_stage() -> None:
+    flow = Flow("b", {"x": int})
+    flow.map(lambda x: x, output={"y": int}, batch=16, latency_target_ms=20)
+    one, four = (Batcher(stage_plan(flow.graph().node("lambda"), tuple(range(n)))) for n in (1, 4))
+    for b in (one, four):
+        for size in b.sizes:
+            b.observe(size, 0.004 + 0.001 * size)
+    # 16 rows: one worker answers them all soonest in one batch of 16 (20 ms); four workers, in four
+    # batches of 4 side by side (8 ms).
+    assert one.decide([_Q(1, 0.0)] * 16, now=0.0).take == 16
+    assert four.decide([_Q(1, 0.0)] * 16, now=0.0).take == 4
 
 
 def _post(url: str, body: Any) -> Any:

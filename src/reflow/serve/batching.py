@@ -7,13 +7,17 @@ Three policies, one per kind of stage:
 * **Fixed** (``batch=B, max_wait_ms=W``): take requests until their rows fill B; if they do not, wait until
   the oldest has waited W, then go with what there is. The model is always called on B rows (padded), so a
   row's result does not depend on its batch-mates.
-* **Adaptive** (``latency_target_ms=T``): the batch sizes are the powers of two up to B. The stage's measured
-  time per batch of each size (a moving average) picks the largest size that takes at most half of T, so
-  queueing gets the other half; a batch goes when that many rows are queued, or when waiting longer would
-  miss T, padded to the smallest size that holds its rows. Sizes not measured yet are guessed optimistically
-  (as if time grew with the square root of the size) so that each gets tried and measured. Outputs are then
-  deterministic only for models whose results do not depend on the batch size (torch's do, in the last
-  bits): use the fixed policy where bit-exact answers matter.
+* **Adaptive** (``latency_target_ms=T``): the batch sizes are the powers of two up to B, and the stage's
+  measured time per batch of each size (a moving average) picks among them. While the queue is short, the
+  goal is the largest size that takes at most half of T, so queueing gets the other half; a batch goes when
+  that many rows are queued, or when waiting longer would miss T. Once more rows are queued than that goal
+  (the queue builds: arrivals outrun batches of that size), the size is the one that answers the whole queue
+  soonest, counting the time its rows will wait behind each other (``drain``), on all the stage's replicas.
+  So under load batches grow, which raises throughput, instead of shrinking because each batch got slower.
+  A batch is padded to the smallest size that holds its rows. Sizes not measured yet are guessed
+  optimistically (as if time grew with the square root of the size) so that each gets tried and measured.
+  Outputs are then deterministic only for models whose results do not depend on the batch size (torch's do,
+  in the last bits): use the fixed policy where bit-exact answers matter.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Batcher:
     def __init__(self, stage: StagePlan) -> None:
         self.batch, self.max_wait, self.target = stage.batch, stage.max_wait, stage.target
         self.max_items = stage.max_items
+        self.replicas = max(1, len(stage.workers))
         self.sizes = [1 << i for i in range(max(1, self.batch).bit_length()) if 1 << i < self.batch]
         self.sizes.append(max(1, self.batch))
         self.cost: dict[int, float] = {}  # seconds per batch, by padded size
@@ -62,12 +67,18 @@ class Batcher:
         goal = self.batch if self.target is None else self.goal()
         if self.max_items == 1:
             return Decision(1, None, None if self.target is None else self.bucket(queue[0].rows))
+        building = False
+        if self.target is not None:
+            queued = sum(w.rows for w in queue)
+            building = queued > goal
+            if building:  # the queue builds: the size that clears it soonest, sent now
+                goal = min((s for s in self.sizes if s >= goal), key=lambda s: (self.drain(queued, s), s))
         n, rows = 0, 0
         for w in queue:
             if n and (rows + w.rows > goal or n >= self.max_items):
                 break
             n, rows = n + 1, rows + w.rows
-        if rows < goal and n == len(queue):
+        if rows < goal and n == len(queue) and not building:
             wait = self.max_wait if self.target is None else max(0.0, self.target - self.estimate(goal))
             if self.target is not None and self.max_wait:
                 wait = min(wait, self.max_wait)
@@ -88,6 +99,13 @@ class Batcher:
             return 0.0
         k = max(known)
         return self.cost[k] * math.sqrt(size / k)
+
+    def drain(self, rows: int, size: int) -> float:
+        """Seconds until ``rows`` queued rows are answered in batches of ``size`` (the rest in one smaller
+        batch), the batches shared out over the stage's replicas."""
+        full, rest = divmod(rows, size)
+        busy = full * self.estimate(size) + (self.estimate(self.bucket(rest)) if rest else 0.0)
+        return max(self.estimate(size if full else self.bucket(rest)), busy / self.replicas)
 
     def goal(self) -> int:
         """The adaptive batch size: the largest whose (estimated) time fits in half the latency target."""
