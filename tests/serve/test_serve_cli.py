@@ -64,7 +64,7 @@ def test_each_pass_can_be_turned_off_and_explain_shows_the_plan_it_makes(capsys:
     assert "[lookup_weights -> score -> model]" in on  # fusion, starting a stage at the keyed lookup
     assert "routed by cached keys of weights" in on and "batch 8 (wait 2 ms)" in on
     assert "slow#1" in on and "slow#2" in on and "[slow] in the server" in on
-    assert "slow#1] on workers [0] (home 0)" in on and "slow#2] on workers [1] (home 1)" in on  # placed apart
+    assert "slow#1] on workers [0, 1] (home 0)" in on and "slow#2] on workers [0, 1] (home 1)" in on  # apart
     off = {flag: _explain(capsys, flag) for flag in ("--no-fusion", "--no-compete", "--no-locality",
                                                      "--no-batching", "--no-placement", "--whole")}
     assert "fusion:" not in off["--no-fusion"] and "[score] on" in off["--no-fusion"]

@@ -4,6 +4,7 @@ effect: racing replicas get cancelled, lookups stay where their keys are cached.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
 from pathlib import Path
@@ -13,15 +14,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from serve_pipelines import CLAIMS, cached_lookups, racing
+from serve_pipelines import CLAIMS, LOSER_SLEEP_S, cached_lookups, racing
 
 from reflow.graph import run_passes, verify
 from reflow.serve import Flow, Store, Stream
 from reflow.serve.batching import Batcher, Decision
+from reflow.serve.executor import LocalExecutor
 from reflow.serve.interpret import run_reference
 from reflow.serve.optimize import Optimizations, compete, fuse, fuse_whole, optimize
 from reflow.serve.plan import stage_plan
 from reflow.serve.server import Server
+from reflow.serve.table import Table
 
 STORE = Store("w", {i: float(i) for i in range(8)})
 
@@ -96,7 +99,7 @@ def test_compete_races_replicas_on_different_workers() -> None:
     assert g.successors("slow") == ["after"]
     plan = optimize(flow, 3)
     assert sorted(plan.stages[f"slow#{i}"].home for i in (1, 2, 3)) == [0, 1, 2]  # type: ignore[type-var]
-    assert all(plan.stages[f"slow#{i}"].workers == (plan.stages[f"slow#{i}"].home,) for i in (1, 2, 3))
+    assert all(plan.stages[f"slow#{i}"].workers == (0, 1, 2) for i in (1, 2, 3))  # any free worker runs any
     assert plan.stages["slow"].in_server
     assert plan.branches["slow"] == [frozenset({f"slow#{i}"}) for i in (1, 2, 3)]
 
@@ -192,7 +195,7 @@ def test_racing_replicas_answer_once_and_the_loser_is_cancelled(tmp_path: Path,
     requests = 8
     with Server(racing(), workers=2) as srv:
         stages = srv.executor.plan.stages
-        assert {stages[f"straggler#{i}"].workers[0] for i in (1, 2)} == {0, 1}  # the replicas race apart
+        assert {stages[f"straggler#{i}"].home for i in (1, 2)} == {0, 1}  # the replicas race apart
         for x in range(requests):
             assert _post(srv.url, {"x": x})["rows"] == [{"straggler": 2 * x}]  # the winner's, once
         # Every race's loser was still running (it claimed the request and sleeps LOSER_SLEEP_S) when the
@@ -201,6 +204,31 @@ def test_racing_replicas_answer_once_and_the_loser_is_cancelled(tmp_path: Path,
         count = 'reflow_serve_operator_seconds_count{flow="racing",operator="straggler#'
         assert _metric(srv, count + '1"}') + _metric(srv, count + '2"}') == requests
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(str(x) for x in range(requests))
+
+
+def test_a_racing_replica_runs_on_any_free_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 no_leaks: None) -> None:
+    """Losers run to their end here (as in Cloudflow), so the first race's loser keeps its worker for
+    ``LOSER_SLEEP_S``. The second request's replica whose home that worker is must not wait for it while a
+    third worker idles: it runs there, and the second race is decided at once."""
+    monkeypatch.setenv(CLAIMS, str(tmp_path))  # the workers inherit it
+
+    async def main() -> list[Any]:
+        ex = LocalExecutor(optimize(racing(), 3), deadline=LOSER_SLEEP_S / 2, interrupt=False)
+        await ex.start()
+        try:
+            first = await ex.submit(Table({"x": int}, [(1,)]))
+            busy = [s.index for s in ex.slots if s.busy is not None]  # the first race's loser, sleeping
+            assert len(busy) == 1
+            second = await ex.submit(Table({"x": int}, [(2,)]))
+            still = busy[0] in [s.index for s in ex.slots if s.busy is not None]  # (with the second's loser)
+            return [first.to_records(), second.to_records(), still]
+        finally:
+            await ex.close()
+
+    first, second, loser_still_runs = asyncio.run(main())
+    assert first == [{"straggler": 2}] and second == [{"straggler": 4}]
+    assert loser_still_runs
 
 
 @pytest.mark.parametrize("locality", [True, False])

@@ -20,8 +20,10 @@ Each pass is a plain ``Graph -> Graph`` function that copies before it changes a
   hop's cost on every edge between clusters. That gives every stage a *home* worker: a chain lives in one
   process, and stages one request can run at the same time (branches, racing replicas) live in different
   ones. A free worker takes its home stages' requests first and helps with the others when it has nothing
-  of its own, except racing replicas, which stay at home so that a race is run in parallel. Off, every worker
-  takes every stage alike.
+  of its own. Racing replicas too: each has its own home, so that races run side by side on an idle server,
+  and any free worker may run any replica, so that under load a replica does not queue for its home while
+  others idle. A race stays parallel all the same: a worker runs one batch at a time, so the replicas of
+  one request that run at once run on different workers. Off, every worker takes every stage alike.
 """
 
 from __future__ import annotations
@@ -135,14 +137,12 @@ def optimize(flow: Flow, workers: int, opts: Optimizations | None = None) -> Pla
     out = run_passes(g, passes)
     home = homes(out, workers) if o.placement else {}
     branches = anyof_branches(out)
-    racing = {n.name for n in out if n.attrs.get("replica_of")}
     everyone = tuple(range(workers))
     stages = {}
     for node in out:
         if node.op in ("input", "output"):
             continue
-        hosts = () if node.op == "serve.anyof" else (home[node.name],) if node.name in racing and home \
-            else everyone
+        hosts = () if node.op == "serve.anyof" else everyone
         stages[node.name] = stage_plan(node, hosts, o.locality, o.batching, home.get(node.name))
     return Plan(out, stages, workers, notes=_notes(g, out, o, home), branches=branches)
 
