@@ -8,7 +8,8 @@ writes plain .onnx files into a cache folder. reflow and onnxruntime then read t
 torch: no torchvision is ever imported beside reflow.
 
 Every model is built with ``weights=None`` after ``torch.manual_seed(0)`` (nothing is downloaded); BatchNorm
-running statistics are seeded random too, so that folding them is exercised. Each model is exported with
+running statistics are seeded random too, so that folding them is exercised, and so is any layer torchvision
+initializes to zeros (ViT's head: its output would be all zeros, and every error check against it vacuous). Each model is exported with
 the legacy TorchScript exporter (what most ONNX files in the wild came from), opset 17, batch 1, with a
 dynamic batch axis (``reflow parallelize --batch N`` and the benchmark fix it). The small transformer
 encoder needs no torchvision: ``reflow.onnx.models.transformer_model`` exports it under the pinned torch.
@@ -50,6 +51,12 @@ def build(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=gen))
             m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+        # torchvision zero-initializes some layers (ViT's classification head): a zero output would make
+        # every comparison against onnxruntime vacuous, so they get seeded random weights too
+        if isinstance(m, torch.nn.Linear) and not m.weight.any():
+            torch.nn.init.normal_(m.weight, std=0.02, generator=gen)
+            if m.bias is not None:
+                torch.nn.init.normal_(m.bias, std=0.02, generator=gen)
     size = 299 if name == "inception_v3" else 224
     return model.eval(), (1, 3, size, size)
 
