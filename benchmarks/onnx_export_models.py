@@ -8,11 +8,12 @@ writes plain .onnx files into a cache folder. reflow and onnxruntime then read t
 torch: no torchvision is ever imported beside reflow.
 
 Every model is built with ``weights=None`` after ``torch.manual_seed(0)`` (nothing is downloaded); BatchNorm
-running statistics are seeded random too, so that folding them is exercised, and so is any layer torchvision
-initializes to zeros (ViT's head: its output would be all zeros, and every error check against it vacuous). Each model is exported with
-the legacy TorchScript exporter (what most ONNX files in the wild came from), opset 17, batch 1, with a
-dynamic batch axis (``reflow parallelize --batch N`` and the benchmark fix it). The small transformer
-encoder needs no torchvision: ``reflow.onnx.models.transformer_model`` exports it under the pinned torch.
+running statistics are seeded random too, so that folding them is exercised, and so is any layer
+torchvision initializes to zeros (ViT's head: its output would be all zeros, every check against it vacuous).
+Each model is exported with the legacy TorchScript exporter (what most ONNX files in the wild came from),
+opset 17, batch 1, with a dynamic batch axis (``reflow parallelize --batch N`` and the benchmark fix it).
+The small transformer encoder needs no torchvision: ``reflow.onnx.models.transformer_model`` exports it
+under the pinned torch.
 
     /tmp/reflow-export-venv/bin/python benchmarks/onnx_export_models.py --out ~/.cache/reflow/onnx-models
 """

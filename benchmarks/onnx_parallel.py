@@ -4,12 +4,14 @@ Side by side, in one process, with the same thread budget P, for batch 1 and bat
 
 * ``torch serial``   the generated serial function with P intra-op threads;
 * ``reflow``         the generated parallel code (clusters on threads, or batch slices for batch > 1);
+* ``reflow procs``   the same code with the clusters (or slices) in worker processes over shared memory
+                     (``reflow.onnx.processes``; only where the plan has more than one cluster or slice);
 * ``ort seq``        onnxruntime, sequential execution, P intra-op threads;
 * ``ort parallel``   onnxruntime, ORT_PARALLEL execution, P inter-op threads (1 intra-op thread each).
 
 Each timing is the median over interleaved repeats (one call of each variant per round, the order rotating
 from round to round). Reported as ratios:
-``vs best ort`` > 1 means reflow is faster than the better onnxruntime setting. Writes
+``vs best ort`` > 1 means the better reflow runtime is faster than the better onnxruntime setting. Writes
 results/onnx_parallel.json
 and results/onnx_parallel.png.
 
@@ -22,6 +24,7 @@ The torchvision models come from `make onnx-models` (see benchmarks/onnx_export_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -42,6 +45,7 @@ from reflow.onnx.costmodel import random_inputs
 from reflow.onnx.importer import import_model
 from reflow.onnx.models import light_model, set_batch, transformer_model, wide_model
 from reflow.onnx.pipeline import parallelize
+from reflow.onnx.processes import ProcessModel
 
 LIGHT = ["inception_v1", "inception_v2", "squeezenet", "resnet50", "densenet121", "wide4"]
 TORCHVISION = [
@@ -56,7 +60,7 @@ TORCHVISION = [
 ]
 FULL_MODELS = LIGHT + TORCHVISION
 QUICK_MODELS = ["inception_v1", "transformer"]
-VARIANTS = ("torch serial", "reflow", "ort seq", "ort parallel")
+VARIANTS = ("torch serial", "reflow", "reflow procs", "ort seq", "ort parallel")
 
 
 # torchvision models, exported by benchmarks/onnx_export_models.py (`make onnx-models`) into this folder
@@ -134,36 +138,46 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
 
     tx = {k: torch.from_numpy(v) for k, v in x.items()}
     seq, par = ort_session(proto, workers, False), ort_session(proto, workers, True)
-    with mod.load() as model:
-        ref = seq.run(None, x)[0]
-        got = model(**tx)[mod.OUTPUTS[0]].numpy()
-        err = float(np.abs(ref - got).max() / max(float(np.abs(ref).max()), 1e-12))
-        t = interleaved(
-            {
-                "torch serial": lambda: model.serial(**tx),
-                "reflow": lambda: model(**tx),
-                "ort seq": lambda: seq.run(None, x),
-                "ort parallel": lambda: par.run(None, x),
-            },
-            repeats,
-        )
     plan = result.plan
+    parallel = len(plan.clusters) > 1 or plan.batch_slices > 1
+    with mod.load(runtime="threads") as model, (
+        ProcessModel(py) if parallel else contextlib.nullcontext(model)
+    ) as procs:
+        ref = seq.run(None, x)[0]
+        errs = [
+            float(np.abs(ref - m(**tx)[mod.OUTPUTS[0]].numpy()).max() / max(float(np.abs(ref).max()), 1e-12))
+            for m in (model, procs)
+        ]
+        fns = {
+            "torch serial": lambda: model.serial(**tx),
+            "reflow": lambda: model(**tx),
+            "reflow procs": lambda: procs(**tx),
+            "ort seq": lambda: seq.run(None, x),
+            "ort parallel": lambda: par.run(None, x),
+        }
+        if not parallel:  # one cluster: a worker process would run the same code as the thread
+            del fns["reflow procs"]
+        t = interleaved(fns, repeats)
+    t.setdefault("reflow procs", float("nan"))
+    best_reflow = min(v for k, v in t.items() if k.startswith("reflow") and v == v)
     best_ort = min(t["ort seq"], t["ort parallel"])
     return {
         "model": name,
         "batch": batch,
         "workers": workers,
         "times_ms": {k: v * 1e3 for k, v in t.items()},
-        "speedup_vs_serial": t["torch serial"] / t["reflow"],
-        "measured_speedup": result.measured_serial / t["reflow"],  # over one thread, as predicted
-        "speedup_vs_best_ort": best_ort / t["reflow"],
+        "speedup_vs_serial": t["torch serial"] / best_reflow,
+        "measured_speedup": result.measured_serial / best_reflow,  # over one thread, as predicted
+        "speedup_vs_best_ort": best_ort / best_reflow,
+        "procs_vs_threads": t["reflow"] / t["reflow procs"],
         "mode": plan.mode,
         "clusters": len(plan.clusters),
         "nodes": plan.compute_nodes,
         "predicted_speedup": plan.predicted_speedup,
         "bound": plan.bound,
         "cost_model_error": result.cost_model_error,
-        "rel_err_vs_ort": err,
+        "rel_err_vs_ort": max(errs),
+        "ref_max_abs": float(np.abs(ref).max()),  # a check against an all-zero output would say nothing
         "loadavg_1min": os.getloadavg()[0],  # how loaded the shared box was while this row ran
     }
 

@@ -184,7 +184,7 @@ def test_batch_mode_on_a_light_model_with_a_literal_reshape() -> None:
         model, Plan(model.graph, compute, 2, "batch", 1, 2, total, total / 2, total, 1, len(compute[0]))
     )
     x = random_inputs(import_model(proto), seed=5)
-    (ref,) = ort_run(proto, x)  # type: ignore[arg-type]
+    (ref,) = ort_run(proto, x)
     ns = exec_generated(code.source, "sq_batch")
     with ns["ParallelModel"]({k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}) as par:
         out = par(data_0=torch.from_numpy(x["data_0"]))[model.outputs[0].name].numpy()

@@ -10,6 +10,8 @@ published in a shared dict and announced by a ``threading.Event``; its consumer 
 before its first use. torch ops release the GIL, so clusters overlap on a multicore CPU. If a cluster fails,
 every event is set so no thread waits forever, and the first error is raised in the caller. Weights live in a
 sidecar ``.pt`` file (torch.save of a dict of tensors) next to the module; the module needs only torch.
+Its ``RUNTIME`` constant may instead name "processes": ``load()`` then hands the same cluster functions to
+reflow.onnx.processes, which runs each in a worker process over shared memory (no GIL between clusters).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from reflow.onnx.eager import input_shape, lower_call, onnx_attrs, prepack_line,
 from reflow.onnx.importer import ImportedModel
 from reflow.onnx.plan import Plan
 
+RUNTIMES = ("threads", "processes")  # what a generated module's load() can run its clusters on
+
 
 @dataclass(frozen=True)
 class GeneratedCode:
@@ -36,6 +40,13 @@ class GeneratedCode:
 
     source: str
     weights: dict[str, np.ndarray[Any, Any]]
+
+    def with_runtime(self, runtime: str) -> GeneratedCode:
+        """The same module with ``runtime`` ("threads" or "processes") as what its ``load()`` runs."""
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        source = re.sub(r'^RUNTIME = "\w+"', f'RUNTIME = "{runtime}"', self.source, count=1, flags=re.M)
+        return GeneratedCode(source, self.weights)
 
     def write(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``path`` (the module) and ``path`` with suffix .pt (the weights); returns both paths."""
@@ -141,8 +152,11 @@ def _cluster_name(g: Graph, index: int, cluster: tuple[str, ...]) -> str:
     return f"cluster_{index}_" + "_".join(top)
 
 
-def generate(model: ImportedModel, plan: Plan) -> GeneratedCode:
-    """The parallel module for ``model`` under ``plan`` (in batch mode, ``model`` is one slice's graph)."""
+def generate(model: ImportedModel, plan: Plan, runtime: str = "threads") -> GeneratedCode:
+    """The parallel module for ``model`` under ``plan`` (in batch mode, ``model`` is one slice's graph);
+    ``runtime``: what its ``load()`` runs on by default, "threads" or "processes" (reflow.onnx.processes)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     g = plan.graph
     order = {n: i for i, n in enumerate(topo_order(g))}
 
@@ -252,6 +266,7 @@ def generate(model: ImportedModel, plan: Plan) -> GeneratedCode:
         f"SERIAL_THREADS = {plan.workers}  # torch threads for the serial reference",
         f'MODE = "{plan.mode}"  # "clusters": inter-op parallel; "batch": batch slices in parallel',
         f"BATCH_SLICES = {plan.batch_slices}",
+        f'RUNTIME = "{runtime}"  # "threads"; "processes": the clusters in worker processes (needs reflow)',
         f"INPUTS = {{{sig_lines}}}",
         f"OUTPUTS = {tuple(output_names)!r}",
         f"CROSS_VALUES = {tuple(cross)!r}  # values that cross clusters, each with an event",
@@ -458,9 +473,15 @@ class ParallelModel:
         self.close()
 
 
-def load(weights_path=None):
-    """The model with its weights (default: the .pt file next to this module)."""
+def load(weights_path=None, runtime=None):
+    """The model with its weights (default: the .pt file next to this module). ``runtime`` (default
+    RUNTIME): "threads" runs the clusters on threads of this process (needs only torch); "processes" runs
+    each in a worker process of its own, so that they do not share a GIL (needs reflow installed)."""
     path = Path(weights_path) if weights_path else Path(__file__).with_suffix(".pt")
+    if (runtime or RUNTIME) == "processes":
+        from reflow.onnx.processes import ProcessModel
+
+        return ProcessModel(__file__, path)
     return ParallelModel(torch.load(path, weights_only=True))
 
 
@@ -484,13 +505,13 @@ def _median_time(fn, repeats=10):
 
 if __name__ == "__main__":
     x = random_inputs()
-    with load() as model:
-        ref, par = model.serial(**x), model(**x)
+    with load(runtime="threads") as reference, load() as model:
+        ref, par = reference.serial(**x), model(**x)
         diffs = [float((ref[k] - par[k]).abs().max()) for k in OUTPUTS if ref[k].is_floating_point()]
         err = max(diffs, default=0.0)
-        t_ser = _median_time(lambda: model.serial(**x))
+        t_ser = _median_time(lambda: reference.serial(**x))
         t_par = _median_time(lambda: model(**x))
-    print(f"max |serial - parallel| = {err:.3g}")
+    print(f"max |serial - parallel| = {err:.3g} ({RUNTIME})")
     print(f"serial {t_ser * 1e3:.2f} ms, parallel {t_par * 1e3:.2f} ms, speedup {t_ser / t_par:.2f}x")
     sys.exit(0)
 '''

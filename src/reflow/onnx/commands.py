@@ -54,6 +54,14 @@ def register(subparsers: Any) -> None:
         help="replace the model's weights by seeded random ones (the light models need this)",
     )
     p.add_argument("--no-profile", action="store_true", help="use the analytic FLOP model, do not time ops")
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "threads", "processes"),
+        default="auto",
+        help="what the module's load() runs the clusters (or batch slices) on: threads of one process "
+        "(needs only torch), worker processes over shared memory (no GIL between them; needs reflow), or "
+        "auto: whichever measures faster here (default)",
+    )
     p.add_argument("--svg", metavar="PATH", help="also draw the clustered graph (.svg or .dot)")
     p.set_defaults(func=run)
 
@@ -86,6 +94,16 @@ def run(args: argparse.Namespace) -> int:
     )
     py, pt = result.code.write(args.output)
     print(summary_table(result))
+    parallel = len(result.plan.clusters) > 1 or result.plan.batch_slices > 1
+    runtime = args.runtime if parallel else "threads"
+    if args.runtime == "auto" and parallel:
+        from reflow.onnx.processes import faster_runtime
+
+        runtime, medians = faster_runtime(py)
+        print("measured: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in medians.items()))
+    if runtime != "threads":
+        py, pt = result.code.with_runtime(runtime).write(args.output)
+    print(f"runtime: {runtime}")
     print(f"wrote {py} and {pt}")
     if args.svg:
         from reflow.graph.clustering import Clustering
