@@ -1,4 +1,5 @@
-"""`reflow parallelize` end to end for one worker (no clustering passes needed), and its input errors."""
+"""`reflow parallelize` end to end for one worker (no clustering passes needed), its runtime choice and its
+input errors."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from reflow.errors import OnnxImportError
 from reflow.onnx import commands
 from reflow.onnx.models import wide_model
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -69,3 +70,17 @@ def test_bad_model_file_is_a_clear_error(tmp_path: Path) -> None:
     args = parse(["parallelize", str(bad), "-o", str(tmp_path / "x.py"), "--workers", "1"])
     with pytest.raises(OnnxImportError, match=r"bad\.onnx"):
         args.func(args)
+
+
+def test_runtime_processes_is_written_into_the_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "wide.onnx"
+    onnx.save(wide_model(3, size=12, channels=16), src)
+    py = tmp_path / "wide_procs.py"
+    args = parse(["parallelize", str(src), "-o", str(py), "--workers", "1", "--runtime", "processes"])
+    assert args.func(args) == 0
+    assert "runtime: processes" in capsys.readouterr().out
+    assert 'RUNTIME = "processes"' in py.read_text()
+    r = subprocess.run([sys.executable, str(py)], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0 and "= 0 (processes)" in r.stdout, r.stderr

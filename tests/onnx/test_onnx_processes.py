@@ -26,7 +26,7 @@ from reflow.onnx import ImportedModel, import_model
 from reflow.onnx.codegen import generate
 from reflow.onnx.costmodel import random_inputs
 from reflow.onnx.plan import Plan
-from reflow.onnx.processes import ProcessModel, load_module
+from reflow.onnx.processes import ProcessModel, faster_runtime, load_module
 from reflow.transport.shm import leaked_segments, process_alive, unlink_segments_of
 
 pytestmark = pytest.mark.timeout(300)
@@ -157,29 +157,31 @@ def test_bad_inputs_name_what_is_wrong(tmp_path: Path) -> None:
     assert_nothing_left(pids)
 
 
-def test_workers_exit_when_their_parent_dies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ending", ["SIGKILL", "exit without close"])
+def test_workers_go_when_their_parent_does(tmp_path: Path, ending: str) -> None:
     py, _ = wide_module(tmp_path)
+    last = "os.kill(os.getpid(), 9)" if ending == "SIGKILL" else "sys.exit(0)"
     script = textwrap.dedent(f"""
         import os, sys
         from reflow.onnx.processes import ProcessModel
         if __name__ == "__main__":
             m = ProcessModel({str(py)!r})
             print(" ".join(map(str, m.pids)), flush=True)
-            os.kill(os.getpid(), 9)
+            {last}
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        out, _ = parent.communicate(timeout=240)
-    finally:
-        # a SIGKILLed owner cannot unlink its segment (reflow.transport.shm): whoever sees it die does
-        unlink_segments_of(parent.pid)
-    assert parent.returncode == -9
+    out, _ = parent.communicate(timeout=240)
+    assert parent.returncode == (-9 if ending == "SIGKILL" else 0)
     pids = [int(p) for p in out.split()]
     assert len(pids) == 2
     end = time.monotonic() + 10
-    while any(process_alive(p) for p in pids) and time.monotonic() < end:
+    while (leaked_segments(parent.pid) or any(map(process_alive, pids))) and time.monotonic() < end:
         time.sleep(0.1)
-    assert not [p for p in pids if process_alive(p)], "workers outlived their killed parent"
+    assert not [p for p in pids if process_alive(p)], "workers outlived their parent"
+    # a SIGKILLed owner cannot unlink its segment; Python's resource tracker, which outlives it, does
+    leaked = leaked_segments(parent.pid)
+    unlink_segments_of(parent.pid)
+    assert leaked == []
 
 
 def test_the_generated_module_runs_its_clusters_in_processes(tmp_path: Path) -> None:
@@ -196,3 +198,11 @@ def test_the_generated_module_runs_its_clusters_in_processes(tmp_path: Path) -> 
     assert_nothing_left(pids)
     r = subprocess.run([sys.executable, str(py)], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0 and "(processes)" in r.stdout and "speedup" in r.stdout, r.stderr
+
+
+def test_faster_runtime_times_both_runtimes(tmp_path: Path) -> None:
+    py, _ = wide_module(tmp_path)
+    best, medians = faster_runtime(py, repeats=3)
+    assert set(medians) == {"threads", "processes"} and all(t > 0 for t in medians.values())
+    assert best == min(medians, key=lambda k: medians[k])
+    assert leaked_segments(os.getpid()) == []

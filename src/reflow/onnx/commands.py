@@ -14,6 +14,7 @@ examples:
   reflow parallelize model.onnx -o model_par.py --workers 4
   reflow parallelize model.onnx -o model_par.py --workers 2 --svg model_par.svg
   reflow parallelize --light inception_v1 --random-weights 0 -o inception_par.py --batch 8
+  reflow parallelize model.onnx -o model_par.py --workers 2 --runtime processes   # clusters in processes
   python model_par.py        # check the generated code against its serial version and time both
 """
 
@@ -94,13 +95,14 @@ def run(args: argparse.Namespace) -> int:
     )
     py, pt = result.code.write(args.output)
     print(summary_table(result))
-    parallel = len(result.plan.clusters) > 1 or result.plan.batch_slices > 1
-    runtime = args.runtime if parallel else "threads"
-    if args.runtime == "auto" and parallel:
-        from reflow.onnx.processes import faster_runtime
+    runtime = args.runtime
+    if runtime == "auto":  # one cluster on one thread: a worker process would run the same code
+        runtime = "threads"
+        if len(result.plan.clusters) > 1 or result.plan.batch_slices > 1:
+            from reflow.onnx.processes import faster_runtime
 
-        runtime, medians = faster_runtime(py)
-        print("measured: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in medians.items()))
+            runtime, medians = faster_runtime(py)
+            print("measured: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in medians.items()))
     if runtime != "threads":
         py, pt = result.code.with_runtime(runtime).write(args.output)
     print(f"runtime: {runtime}")

@@ -222,7 +222,8 @@ class ProcessModel:
             left = None if end is None else max(0.0, end - time.monotonic())
             ready = wait([x for i in waiting for x in (self._results[i], self._procs[i].sentinel)], left)
             if not ready:
-                raise TimeoutError(f"the workers of {[self.labels[i] for i in waiting]} did not answer in time")
+                late = [self.labels[i] for i in waiting]
+                raise TimeoutError(f"the workers of {late} did not answer in time")
             for i in waiting:
                 if self._results[i] in ready:
                     try:
@@ -289,7 +290,10 @@ class _Queue:
     def next(self) -> tuple[int, int]:
         """The next message that is not for a call already over (noting values and aborts as they come)."""
         while True:
-            what, call = MSG.unpack(self.inbox.recv_bytes())
+            try:
+                what, call = MSG.unpack(self.inbox.recv_bytes())
+            except EOFError:  # every writer is gone (the parent died): nothing will ever come, exit quietly
+                raise SystemExit(0) from None
             if what in (RUN, STOP) or call == self.call:
                 if what == ABORT:
                     self.aborted = True
