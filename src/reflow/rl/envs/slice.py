@@ -3,8 +3,9 @@
 The same ``SliceRunner`` runs in every worker process and in the parent (which steps slice 0 itself while the
 workers step theirs). It reads actions from and writes results to the shared views in place, so the only
 per-step traffic between processes is a wake-up. Observations go into the batch buffer the parent names in
-``obs_buffer`` (see ``EnvBank``). Auto-reset is done here, next to the env, in one of
-gymnasium's three modes:
+``obs_buffer`` (see ``EnvBank``); a ``Dict`` or ``Tuple`` observation goes leaf by leaf into its leaves'
+arrays (``space_tree.py``), and such an action is put together per env from its leaves. Auto-reset is done
+here, next to the env, in one of gymnasium's three modes:
 
 - NEXT_STEP (gymnasium's default): an env that ended is reset on the following step; that step's action is
   ignored, its reward is 0 and its flags are False.

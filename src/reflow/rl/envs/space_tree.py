@@ -92,10 +92,7 @@ class SpaceTree:
 
     def unflatten(self, leaves: Sequence[Any]) -> Any:
         """``leaves`` put back into the space's structure: dicts for Dict, tuples for Tuple."""
-        if self.plain:
-            return leaves[0]
-        it = iter(leaves)
-        return _build(self.space, it)
+        return leaves[0] if self.plain else _build(self.space, iter(leaves))
 
     def put(self, outs: Sequence[np.ndarray[Any, Any]], index: int, value: Any) -> None:
         """Write one element ``value`` at row ``index`` of the leaf arrays ``outs``."""

@@ -21,7 +21,9 @@ is filled again only once no Python object refers to it any more (its reference 
 and ``torch.from_numpy`` tensors of it hold a reference). So with ``copy=True`` a returned batch is never
 changed behind its holder's back, as with gymnasium, yet a loop that drops or copies each batch moves no
 frame twice. When every buffer is held, the batch is copied. ``copy=False`` always returns the same buffer,
-which the next step overwrites (gymnasium's meaning).
+which the next step overwrites (gymnasium's meaning). A ``Dict`` or ``Tuple`` space's batch is a new dict
+/ tuple of views of its leaves' buffers (``space_tree.py``); a buffer is free when none of its leaves is
+held.
 """
 
 from __future__ import annotations
