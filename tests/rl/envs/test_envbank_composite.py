@@ -255,3 +255,39 @@ def test_the_guide_example_runs_and_prints_what_the_guide_says(no_leaks: None) -
     out = subprocess.run([sys.executable, "-"], input=block, capture_output=True, text=True, timeout=120,
                          check=True)
     assert out.stdout.splitlines() == ["tuple [(4,), (4,), (4,)]", "{'cart': (4, 2), 'pole': (4, 2)}"]
+
+
+def fixed_shape_spaces() -> list[spaces.Space[Any]]:
+    """Every space of gymnasium's own test list that the bank takes, plus this module's."""
+    from gymnasium_tests.gym_testing import TESTING_SPACES
+
+    found = []
+    for space in [*TESTING_SPACES, *OBS_SPACES.values(), *ACT_SPACES.values()]:
+        try:
+            SpaceTree(space)
+        except EnvError:
+            continue
+        found.append(space)
+    return found
+
+
+@pytest.mark.parametrize("space", fixed_shape_spaces(), ids=str)
+def test_space_tree_batches_as_gymnasium_does(space: spaces.Space[Any]) -> None:
+    """Oracle: gymnasium's own create_empty_array / concatenate (how SyncVectorEnv batches observations)
+    and iterate (how it hands each env its action)."""
+    from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
+
+    tree, n = SpaceTree(space), 5
+    space = copy.deepcopy(space)
+    space.seed(0)
+    items = [space.sample() for _ in range(n)]
+    want = concatenate(space, items, create_empty_array(space, n))
+    leaves = [np.zeros((n, *leaf.shape), leaf.dtype) for leaf in tree.leaves]
+    tree.put_rows(leaves, 0, n, items)
+    assert_same(tree.unflatten(leaves), want, "batch")
+    for k, item in enumerate(items):
+        rows = [np.zeros_like(leaf) for leaf in leaves]
+        tree.put(rows, k, item)
+        assert all(np.array_equal(r[k], a[k]) for r, a in zip(rows, leaves, strict=True))
+    per_env = [tree.unflatten(row) for row in zip(*tree.flatten(want), strict=True)]
+    assert_same(per_env, list(iterate(batch_space(space, n), want)), "per env")
