@@ -41,7 +41,7 @@ from rl_sim_throughput import Loop, draw_actions, make_env
 
 from reflow.rl.envs.slice import SliceRunner
 from reflow.rl.envs.space_tree import SpaceTree
-from reflow.rl.envs.spec import bank_layout
+from reflow.rl.envs.spec import action_code, bank_layout
 from reflow.rl.envs.worker import POLL_S, spin_acquire
 from reflow.transport.shm import SharedSegment
 
@@ -105,6 +105,7 @@ def main() -> None:
     try:
         wait(done)  # the partner made its envs
         arrays = layout.views(segment.buf)
+        arrays["action_dtype"][:] = action_code(arrays["actions"].dtype, arrays["actions"].dtype)  # as a bank
 
         def runner(cls: Any) -> Any:
             envs = [make_env(args.env) for _ in range(half)]
