@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
@@ -10,6 +11,12 @@ from multiprocessing import resource_tracker
 import pytest
 
 from reflow.transport.shm import PREFIX, leaked_segments
+
+# A shell that starts the suite in the background (`make test &`) ignores SIGINT in it, and an ignored signal
+# stays ignored across exec: the Ctrl-C tests' children would never see their SIGINT. A handler is reset to
+# the default on exec, so the children start with Ctrl-C working, as under a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
