@@ -15,6 +15,7 @@ Writes results/serve_load.json and results/serve_load.png (p99 against offered l
     flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/serve_load.py                    # cascade
     flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/serve_load.py --pipeline recommender
     flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/serve_load.py --quick
+    .venv/bin/python benchmarks/serve_load.py --merge results/serve_load_cascade_a.json ... --tag _all
 """
 
 from __future__ import annotations
@@ -101,27 +102,9 @@ def plot(results: dict[str, list[LoadResult]], path: Path, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--pipeline", choices=sorted(RATES), default="cascade")
-    p.add_argument("--seconds", type=float, default=10.0, help="seconds of load per rate")
-    p.add_argument("--rates", type=float, nargs="*", help="offered rates (requests/s)")
-    p.add_argument("--ray-replicas", type=int, default=1, help="replicas per Ray Serve deployment")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each (system, rate)")
-    p.add_argument("--quick", action="store_true", help="three rates, 3 s each, one repeat")
-    args = p.parse_args()
-    rates = args.rates or RATES[args.pipeline]
-    seconds = args.seconds
-    if args.quick:
-        rates, seconds, args.repeats = rates[1::3], 3.0, 1
-    bodies, ctype = BODIES[args.pipeline]()
-    with tqdm(total=2 * len(rates) * args.repeats, desc=f"serve_load {args.pipeline}") as bar, \
-            reflow_server(args.pipeline, workers=2) as reflow_url, \
-            ray_serve(args.pipeline, free_port(), replicas=args.ray_replicas) as ray_url:
-        results = sweep({"reflow": reflow_url, "ray serve": ray_url}, bodies, ctype, rates, seconds,
-                        args.repeats, bar)
-    print(f"\n{args.pipeline}: open-loop Poisson load, {seconds:g} s per rate, median of {args.repeats} "
-          "interleaved repeats (both servers up throughout), 2-core VM")
+def report(pipeline: str, rates: list[float], results: dict[str, list[LoadResult]], header: str) -> None:
+    """The table, the summary, and each system's largest rate under the SLO."""
+    print(f"\n{pipeline}: {header}")
     print(f"{'offered/s':>9} {'system':>10} {'answered/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
           f"{'goodput/s':>9} {'shed':>6}")
     for i, rate in enumerate(rates):
@@ -137,14 +120,62 @@ def main() -> None:
     lower = [rows_r.p99_ms < rows_s.p99_ms for rows_r, rows_s in zip(results["reflow"], results["ray serve"],
                                                                       strict=True)]
     print(f"reflow's p99 lower at {sum(lower)} of {len(lower)} rates")
+
+
+def merge(paths: list[Path]) -> tuple[str, list[float], dict[str, list[LoadResult]]]:
+    """The results of several runs (each a part of the rates, e.g. split to keep each run short) as one."""
+    by_rate: dict[str, dict[float, LoadResult]] = {}
+    pipeline = ""
+    for path in paths:
+        data = json.loads(path.read_text())
+        pipeline = data["pipeline"]
+        for system, rows in data["results"].items():
+            for row in rows:
+                row.pop("throughput", None)
+                by_rate.setdefault(system, {})[row["offered"]] = LoadResult(**row)
+    rates = sorted(next(iter(by_rate.values())))
+    return pipeline, rates, {s: [rows[r] for r in rates] for s, rows in by_rate.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pipeline", choices=sorted(RATES), default="cascade")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds of load per rate")
+    p.add_argument("--rates", type=float, nargs="*", help="offered rates (requests/s)")
+    p.add_argument("--ray-replicas", type=int, default=1, help="replicas per Ray Serve deployment")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each (system, rate)")
+    p.add_argument("--quick", action="store_true", help="three rates, 3 s each, one repeat")
+    p.add_argument("--tag", default="", help="suffix of the result files (one per part of a split run)")
+    p.add_argument("--merge", type=Path, nargs="*",
+                   help="no load: merge these result files (parts of a split run) into one table and plot")
+    args = p.parse_args()
     out = Path("results")
     out.mkdir(exist_ok=True)
-    (out / f"serve_load_{args.pipeline}.json").write_text(json.dumps(
-        {"pipeline": args.pipeline, "seconds": seconds, "slo_ms": SLO_MS, "best_rate": best,
-         "results": {s: [as_dict(r) for r in rows] for s, rows in results.items()}}, indent=1))
-    plot(results, out / f"serve_load_{args.pipeline}.png",
-         f"{args.pipeline}: latency and throughput against offered load (2-core VM)")
-    print(f"wrote results/serve_load_{args.pipeline}.json and .png")
+    if args.merge:
+        pipeline, rates, results = merge(args.merge)
+        report(pipeline, rates, results, f"merged from {', '.join(str(m) for m in args.merge)}")
+        name = f"serve_load_{pipeline}{args.tag}"
+    else:
+        rates = args.rates or RATES[args.pipeline]
+        seconds = args.seconds
+        if args.quick:
+            rates, seconds, args.repeats = rates[1::3], 3.0, 1
+        bodies, ctype = BODIES[args.pipeline]()
+        with tqdm(total=2 * len(rates) * args.repeats, desc=f"serve_load {args.pipeline}") as bar, \
+                reflow_server(args.pipeline, workers=2) as reflow_url, \
+                ray_serve(args.pipeline, free_port(), replicas=args.ray_replicas) as ray_url:
+            results = sweep({"reflow": reflow_url, "ray serve": ray_url}, bodies, ctype, rates, seconds,
+                            args.repeats, bar)
+        pipeline = args.pipeline
+        report(pipeline, rates, results, f"open-loop Poisson load, {seconds:g} s per rate, median of "
+               f"{args.repeats} interleaved repeats (both servers up throughout), 2-core VM")
+        name = f"serve_load_{pipeline}{args.tag}"
+        best = {s: best_rate(rows) for s, rows in results.items()}
+        (out / f"{name}.json").write_text(json.dumps(
+            {"pipeline": pipeline, "seconds": seconds, "slo_ms": SLO_MS, "best_rate": best,
+             "results": {s: [as_dict(r) for r in rows] for s, rows in results.items()}}, indent=1))
+    plot(results, out / f"{name}.png", f"{pipeline}: latency and throughput against offered load (2-core VM)")
+    print(f"wrote results/{name}.json and .png" if not args.merge else f"wrote results/{name}.png")
 
 
 if __name__ == "__main__":
