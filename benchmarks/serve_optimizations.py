@@ -244,19 +244,21 @@ def main() -> None:
     }
     chosen = args.only or list(sections)
     runs: list[dict[str, Any]] = []
+    out = Path("results")
+    out.mkdir(exist_ok=True)
+    name = "serve_optimizations" + ("_" + "_".join(args.only) if args.only else "") + ".json"
+    results: dict[str, list[dict[str, Any]]] = {}
     with tqdm(total=len(chosen) * repeats, desc="serve_optimizations") as bar:
         for _ in range(repeats):  # every A/B of a repeat before the next repeat: the variants interleave
             run: dict[str, Any] = {}
-            for name in chosen:
-                run[name] = sections[name]()
+            for name_ in chosen:
+                run[name_] = sections[name_]()
                 bar.update(1)
             runs.append(run)
-    results = {section: [median_row([r[section][i] for r in runs]) for i in range(len(runs[0][section]))]
-               for section in chosen}
-    for r in results.get("fusion", []):
-        r["speedup"] = r["unfused_p50_ms"] / r["fused_p50_ms"]
-    for r in results.get("locality", []):
-        r["speedup"] = r["unrouted"]["p50_ms"] / r["routed"]["p50_ms"]
+            results = {section: [median_row([r[section][i] for r in runs]) for i in range(len(run[section]))]
+                       for section in chosen}
+            # written after every repeat: a run cut short keeps the repeats it finished
+            (out / name).write_text(json.dumps({"requests": n, "repeats": len(runs), **results}, indent=1))
     print(f"\nmedians of {repeats} repeat(s), each running every variant in turn")
     if "fusion" in results:
         print("fusion: 5 maps passing a row along, closed loop, median latency (2-core VM)")
@@ -279,9 +281,6 @@ def main() -> None:
     for r in results.get("batching", []):
         print(f"  {r['rate']:5.0f}/s  {r['mode']:<17} p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
               f"answered {r['throughput']:6.1f}/s")
-    out = Path("results")
-    out.mkdir(exist_ok=True)
-    name = "serve_optimizations" + ("_" + "_".join(args.only) if args.only else "") + ".json"
     (out / name).write_text(json.dumps({"requests": n, "repeats": repeats, **results}, indent=1))
     print(f"wrote results/{name}")
 
