@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from reflow.recurrent.dgraph import Read, domain, is_identity, kind, outs
 from reflow.recurrent.memory import IN_PLACE, loop_paths
 from reflow.recurrent.ops import OPS
-from reflow.recurrent.schedule import Accumulate, Free, Item, Loop, Run
+from reflow.recurrent.schedule import Accumulate, Free, Item, Loop, Run, offsets
 from reflow.recurrent.symbolic import Cmp, Cond, Const, Junction, Not
 
 if TYPE_CHECKING:
@@ -71,6 +71,11 @@ class CodeGen:
         self.paths = loop_paths(self.sched.items)
         self.vec = {r.node: r.vec for r in self.sched.runs() if isinstance(r, Run)}
         self.skew = {r.node: r.skew for r in self.sched.runs()}
+        self.run_of = {r.node: r for r in self.sched.runs()}
+        self.readers: dict[tuple[str, str], list[str]] = {}
+        for r in self.sched.runs():
+            for rd in ex.reads[r.node]:
+                self.readers.setdefault((rd.src, rd.src_port), []).append(r.node)
         self.var: dict[tuple[str, str], str] = {}
         self.loopvar: dict[str, str] = {}
         self.idents: dict[str, str] = {}
@@ -121,8 +126,11 @@ class CodeGen:
         self.emit(1, "return None")
         return "\n".join(self.lines) + "\n"
 
-    def block(self, items: list[Item], depth: int, outer: bool = False) -> None:
-        for it in items:
+    def block(self, items: list[Item], depth: int, outer: bool = False, loop: Loop | None = None) -> None:
+        drops = self.drop_read(loop, items) if loop is not None else {}
+        for k, it in enumerate(items):
+            for line in drops.get(k - 1, ()):
+                self.emit(depth, line)
             if isinstance(it, Loop):
                 self.loop(it, depth, outer)
             elif isinstance(it, Run):
@@ -137,6 +145,8 @@ class CodeGen:
                     for o in outs(self.g.node(n)):
                         if (n, o.port) in self.var:
                             self.emit(depth, f"{self.var[(n, o.port)]} = None")
+        for line in drops.get(len(items) - 1, ()):
+            self.emit(depth, line)
 
     def loop(self, loop: Loop, depth: int, outer: bool) -> None:
         lo, hi = self.ex.loop_range(loop)
@@ -147,7 +157,94 @@ class CodeGen:
         v = self.loopvar[loop.dim] = f"L_{loop.dim}"
         self.emit(depth, f"for {v} in {f'BAR({rng}, {loop.dim!r})' if outer else rng}:")
         self.emit(depth + 1, f"E[{loop.dim!r}] = {v}")
-        self.block(loop.body, depth + 1)
+        made = self.made_in(loop.body)
+        self.forget(made, depth + 1)
+        self.drop_stale(loop, v, depth + 1)
+        self.block(loop.body, depth + 1, loop=loop)
+        self.forget(made, depth)
+
+    def made_in(self, items: list[Item]) -> list[str]:
+        """The locals of the values made in ``items`` (at any depth)."""
+        def walk(its: list[Item]) -> list[str]:
+            out: list[str] = []
+            for it in its:
+                if isinstance(it, Run):
+                    out += [self.ident(f"v_{it.node}_{o.port}") for o in outs(self.g.node(it.node))]
+                elif isinstance(it, Loop):
+                    out += walk(it.body)
+            return out
+        return walk(items)
+
+    def forget(self, names: list[str], depth: int) -> None:
+        """Drop the locals of a loop's values at the start of each iteration and after the loop: no one reads
+        them there (a read across iterations or after the loop goes through a store), and a local would
+        keep the previous iteration's value alive past its last reader."""
+        for k in range(0, len(names), 8):
+            self.emit(depth, " = ".join(names[k:k + 8]) + " = None")
+
+    def carried(self, node: str, port: str, loop: Loop) -> tuple[Any, int, str] | None:
+        """A value kept in a ring along ``loop`` (its store, ring size and ``drop`` arguments selecting the
+        slots of index ``@AT`` along the loop, at the current indices of the loops outside it), if neither
+        its maker nor a reader runs behind the loop (skewed runs keep their rings whole)."""
+        st = self.ex.stores.get((node, port))
+        if st is None or not self.ex.stored[(node, port)] or loop.dim not in st.ring:
+            return None
+        if loop not in self.paths.get(node, ()) or isinstance(self.run_of.get(node), Accumulate):
+            return None
+        if self.skew.get(node) or any(self.skew.get(c) for c in self.readers.get((node, port), ())):
+            return None
+        path = self.paths[node]
+        outer = [lp.dim for lp in path[:path.index(loop)]]
+        match = [f"{pos}: (@AT) % {size}" if d == loop.dim else f"{pos}: {self.loopvar[d]} % {size}"
+                 for pos, (d, size) in enumerate(st.rings) if d == loop.dim or d in outer]
+        return st, dict(st.rings)[loop.dim], "{" + ", ".join(match) + "}"
+
+    def drop_stale(self, loop: Loop, v: str, depth: int) -> None:
+        """At the start of an iteration, drop each ring slot along the loop that its maker is about to
+        overwrite: the slot holds a value ``size`` iterations old, which no reader reaches (a ring is one
+        longer than the farthest read back), so it need not wait for the write to be freed."""
+        for node, port in self.ex.stores:
+            got = self.carried(node, port, loop)
+            if got is not None:
+                st, _, sel = got
+                lo, hi = self.sched.regions[node][loop.dim]
+                self.emit(depth, f"if {lo} <= {v} < {hi}: {self.obj(st, 'S')}.drop({sel.replace('@AT', v)})")
+
+    def drop_read(self, loop: Loop, items: list[Item]) -> dict[int, list[str]]:
+        """Lines to run after item k of a loop's body: after the last reader in this iteration of a value
+        carried along the loop, drop the oldest value in its ring, which the next iteration no longer
+        reaches (a parameter's optimizer state ``m[i-1]`` is then freed once ``m[i]``'s first term is made,
+        not when ``m[i]`` replaces it)."""
+        v = self.loopvar[loop.dim]
+        last: dict[tuple[str, str], int] = {}
+        for k, it in enumerate(items):
+            for node in self.nodes_in(it):
+                for r in self.ex.reads.get(node, []):
+                    dom = domain(self.g.node(r.src))
+                    if loop.dim not in dom:
+                        continue
+                    region = self.sched.regions[node]
+                    if loop.dim not in region or offsets(r.index[dom.index(loop.dim)], loop.dim,
+                                                         region) != (0, 0):
+                        last[(r.src, r.src_port)] = k  # may read an earlier iteration's value
+        out: dict[int, list[str]] = {}
+        for (node, port), k in last.items():
+            got = self.carried(node, port, loop)
+            if got is None or got[1] < 2:
+                continue
+            st, size, sel = got
+            at = f"{v} - {size - 1}"
+            lo, hi = self.sched.regions[node][loop.dim]
+            sel = sel.replace("@AT", at)
+            out.setdefault(k, []).append(f"if {lo} <= {at} < {hi}: {self.obj(st, 'S')}.drop({sel})")
+        return out
+
+    def nodes_in(self, it: Item) -> list[str]:
+        if isinstance(it, (Run, Accumulate)):
+            return [it.node]
+        if isinstance(it, Loop):
+            return [n for x in it.body for n in self.nodes_in(x)]
+        return []
 
     def shifted(self, node: str, skew: int, depth: int) -> tuple[int, str | None]:
         """Set up a run ``skew`` iterations behind its loop: the loop variable it sees, and E's entry."""
@@ -224,6 +321,8 @@ class CodeGen:
         args = [self.arg(run, r, bare[pos]) if r.src in self.ex.runs else "" for pos, r in enumerate(rds)]
         expr = self.compute(run, k, args, depth)
         self.emit(depth, f"{', '.join(targets)} = {expr}")
+        if expr.startswith("m_"):
+            self.emit(depth, f"{expr} = None")  # the merge's pick lives on in its target only
         full = self.ex.full_shape(run)
         for o, t in zip(outs(n), targets, strict=True):
             if full is not None and not self.ex.covers(run):

@@ -329,6 +329,15 @@ def _tensordot_kernel(attrs: Attrs, nb: int, env: Any, a: torch.Tensor, b: torch
     batch = _bshape(a.shape[:nb], b.shape[:nb])
     a = a.expand(batch + a.shape[nb:])
     b = b.expand(batch + b.shape[nb:])
+    # Contract the axes in the memory order of the larger operand: a block read as (b, t) but kept as (t, b)
+    # then merges its axes without a copy (the copy of a whole episode of images is the largest tensor).
+    big = a if a.numel() >= b.numel() else b
+    strides = big.stride()
+    order = sorted(range(nb, nb + n), key=lambda ax: -strides[ax])
+    if order != list(range(nb, nb + n)):
+        rest_a, rest_b = range(nb + n, a.dim()), range(nb + n, b.dim())
+        a = a.permute(*range(nb), *order, *rest_a)
+        b = b.permute(*range(nb), *order, *rest_b)
     k = math.prod(a.shape[nb:nb + n])
     ms, ns = a.shape[nb + n:], b.shape[nb + n:]
     p = math.prod(batch)

@@ -2,9 +2,11 @@
 
 A ``Store`` holds one output of one node as the memory plan says. Along a loop whose later iterations read
 the value, it keeps a *ring* of the last few iterations' values (no copy: the ring holds references). Along a
-loop whose value is read after the loop (a whole episode, by the learner), it keeps a *block*: the values
-are appended as they come and stacked once, on the first read after the loop (one copy, instead of one
-in-place write per step). Values made in one go, vectorized over some dims, are kept as they are.
+loop whose value is read after the loop (a whole episode, by the learner), it keeps a *block*: one buffer over
+the loop's range, allocated at the first value in that value's dtype (an env's uint8 frames stay uint8), each
+value copied into its place as it comes. Copying as it comes keeps one copy of the episode: stacking the
+values after the loop would hold them twice while it stacks. Values made in one go, vectorized over some
+dims, are kept as they are.
 
 A ``Reader`` cuts a store down to what one op reads at one point of the loops around it: it selects the
 coordinates an index fixes, narrows the ranges shifts and slices read, gathers by index where an index is
@@ -44,8 +46,8 @@ class Tracker:
 class Store:
     """The kept values of one output of one node (see the module docstring)."""
 
-    __slots__ = ("block", "bytes", "dims", "last", "lists", "lo", "owned", "ring", "rings", "slots",
-                 "stacked", "tracker")
+    __slots__ = ("block", "bufs", "bytes", "dims", "filled", "last", "lo", "owned", "ring", "rings", "sizes",
+                 "slots", "tracker")
 
     def __init__(self, dims: tuple[str, ...], ring: dict[str, int], block: tuple[str, ...], region: Region,
                  owned: bool, tracker: Tracker) -> None:
@@ -54,9 +56,10 @@ class Store:
         self.ring = {d for d, _ in self.rings}
         self.block = block  # dims kept whole although computed one index at a time
         self.lo = {d: region[d][0] for d in dims}
+        self.sizes = tuple(region[d][1] - region[d][0] for d in block)
         self.slots: dict[tuple[int, ...], Any] = {}
-        self.lists: dict[tuple[int, ...], dict[tuple[int, ...], torch.Tensor]] = {}
-        self.stacked: dict[tuple[int, ...], torch.Tensor] = {}
+        self.bufs: dict[tuple[int, ...], torch.Tensor] = {}  # ring slot -> block buffer (block dims first)
+        self.filled: dict[tuple[int, ...], int] = {}  # ring slot -> values written into its block
         self.last: tuple[int, ...] | None = None
         self.owned = owned or bool(block)
         self.tracker = tracker
@@ -77,11 +80,15 @@ class Store:
             if self.owned:
                 self._account(value.nbytes - (old.nbytes if old is not None else 0))
             return
-        parts = self.lists.setdefault(key, {})
-        parts[tuple(env[d] for d in self.block)] = value
-        self.stacked.pop(key, None)
-        if self.owned:
-            self._account(value.nbytes)
+        buf = self.bufs.get(key)
+        if buf is None or self.filled[key] >= math.prod(self.sizes):  # a new round of the loop: a fresh block
+            if buf is not None:
+                self._account(-buf.nbytes)
+            buf = self.bufs[key] = torch.empty((*self.sizes, *value.shape), dtype=value.dtype)
+            self.filled[key] = 0
+            self._account(buf.nbytes)
+        buf[tuple(env[d] - self.lo[d] for d in self.block)].copy_(value)
+        self.filled[key] += 1
 
     def accumulate(self, env: Mapping[str, Any], value: torch.Tensor) -> None:
         """Add ``value`` to this store's value at ``env`` (an accumulator over a loop)."""
@@ -94,6 +101,16 @@ class Store:
             old.add_(value)
         self.last = key
 
+    def drop(self, match: Mapping[int, int]) -> None:
+        """Drop the values in the ring slots whose coordinates at the positions of ``match`` are the ones it
+        gives (values no one reads any more: see ``CodeGen.drop_stale`` and ``CodeGen.drop_read``)."""
+        for kept in (self.slots, self.bufs):
+            for key in [k for k in kept if all(k[p] == s for p, s in match.items())]:
+                if self.owned:
+                    self._account(-kept[key].nbytes)
+                del kept[key]
+                self.filled.pop(key, None)
+
     def _account(self, delta: int) -> None:
         self.bytes += delta
         self.tracker.add(delta)
@@ -102,8 +119,8 @@ class Store:
         self.tracker.add(-self.bytes)
         self.bytes = 0
         self.slots.clear()
-        self.lists.clear()
-        self.stacked.clear()
+        self.bufs.clear()
+        self.filled.clear()
 
     def get(self, env: Mapping[str, Any]) -> torch.Tensor:
         key = self.key(env) if self.rings else ()
@@ -115,10 +132,11 @@ class Store:
                 raise RecurrentError("internal: a value was read before it was computed or after it was "
                                      "freed "
                                      f"(store over {self.dims} at {dict(env)})") from None
-        got = self.stacked.get(key)
-        if got is None:
-            got = self.stacked[key] = self._stack(self.lists[key])
-        return got
+        buf = self.bufs.get(key)
+        if buf is None:
+            raise RecurrentError(f"internal: a block over {self.block} was read before any of its values was "
+                                 f"made (store over {self.dims} at {dict(env)})")
+        return self._arrange(buf)
 
     def empty_like_values(self) -> torch.Tensor:
         """A stack of no values (an empty window), shaped like the values kept."""
@@ -128,35 +146,27 @@ class Store:
         return torch.zeros((0, *some.shape), dtype=some.dtype)
 
     def part(self, env: Mapping[str, Any], coords: tuple[int, ...]) -> torch.Tensor:
-        """One value of a block (at block coordinates ``coords``), without stacking the block."""
+        """One value of a block (at block coordinates ``coords``)."""
         key = self.key(env) if self.rings else ()
-        try:
-            return self.lists[key][coords]
-        except KeyError:
-            raise RecurrentError(f"internal: no value at {coords} of a block over {self.block}") from None
+        buf = self.bufs.get(key)
+        if buf is None:
+            raise RecurrentError(f"internal: no value at {coords} of a block over {self.block}")
+        return buf[tuple(c - self.lo[d] for c, d in zip(coords, self.block, strict=True))]
 
-    def _stack(self, parts: dict[tuple[int, ...], torch.Tensor]) -> torch.Tensor:
-        """The block's values as one tensor: block dims first (context order), then the values' axes."""
-        coords = sorted(parts)
-        first = parts[coords[0]]
-        sizes = [len({c[k] for c in coords}) for k in range(len(self.block))]
-        if len(coords) != math.prod(sizes):
-            raise RecurrentError("internal: a block was read before all of its values were made")
-        out = torch.stack([parts[c] for c in coords]).reshape((*sizes, *first.shape))
-        if self.owned:
-            self._account(out.nbytes)
-        # the block's axes come first; move each to its place among the dims of the node's domain
+    def _arrange(self, buf: torch.Tensor) -> torch.Tensor:
+        """A block buffer (block dims first, then the values' axes) with each block axis moved to its place
+        among the dims of the node's domain (a view)."""
         order = [d for d in self.dims if d not in self.ring]
         vec = [d for d in order if d not in self.block]
         current = list(self.block) + vec
         perm = [current.index(d) for d in order]
         if perm != list(range(len(perm))):
-            out = out.permute(*perm, *range(len(perm), out.dim()))
-        return out
+            return buf.permute(*perm, *range(len(perm), buf.dim()))
+        return buf
 
     def values(self) -> dict[tuple[int, ...], torch.Tensor]:
-        """Every kept value (stacked blocks), keyed by ring slot."""
-        keys = set(self.slots) | set(self.lists)
+        """Every kept value (blocks whole), keyed by ring slot."""
+        keys = set(self.slots) | set(self.bufs)
         return {k: self.get(dict(zip([d for d, _ in self.rings], k, strict=True))) for k in keys}
 
 
@@ -271,24 +281,26 @@ class DiskBlock(Store):
             f = self.files[key] = os.fdopen(fd, "w+b")
             self.meta[key] = ([], tuple(value.shape), value.dtype)
         coords, _, _ = self.meta[key]
-        coords.append(tuple(env[d] for d in self.block))
+        coords.append(tuple(env[d] - self.lo[d] for d in self.block))
         f.write(value.contiguous().numpy().tobytes())
-        self.stacked.pop(key, None)
+        if key in self.bufs:  # a copy read back earlier is stale now
+            self._account(-self.bufs.pop(key).nbytes)
 
     def get(self, env: Mapping[str, Any]) -> torch.Tensor:
         key = self.key(env) if self.rings else ()
-        got = self.stacked.get(key)
-        if got is None:
+        buf = self.bufs.get(key)
+        if buf is None:
             import numpy as np
 
             coords, shape, dtype = self.meta[key]
             f = self.files[key]
             f.flush()
             f.seek(0)
-            flat = np.fromfile(f, dtype=torch.empty((), dtype=dtype).numpy().dtype)
-            parts = dict(zip(coords, torch.from_numpy(flat).reshape(len(coords), *shape), strict=True))
-            got = self.stacked[key] = self._stack(parts)
-        return got
+            flat = torch.from_numpy(np.fromfile(f, dtype=torch.empty((), dtype=dtype).numpy().dtype))
+            buf = self.bufs[key] = torch.empty((*self.sizes, *shape), dtype=dtype)
+            self._account(buf.nbytes)
+            buf[tuple(torch.tensor(c) for c in zip(*coords, strict=True))] = flat.reshape(len(coords), *shape)
+        return self._arrange(buf)
 
     def part(self, env: Mapping[str, Any], coords: tuple[int, ...]) -> torch.Tensor:
         at = dict(zip(self.block, coords, strict=True))
