@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reflow.recurrent.symbolic import TRUE, Slice, conj, expr_range, lift, negate, restrict, smax, smin, var
+from reflow.recurrent.boxes import expr_range, restrict
+from reflow.recurrent.conditions import TRUE, conj, negate
+from reflow.recurrent.symbolic import Slice, lift, smax, smin, var
 
 t, T, i = var("t"), var("T"), var("i")
 

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 
 from reflow.errors import IndexOutOfDomain, NoBaseCase
 from reflow.graph.graph import Graph
+from reflow.recurrent.boxes import Box, box_empty, expr_range, restrict
 from reflow.recurrent.dgraph import Read, domain, kind, label, reads, sccs
-from reflow.recurrent.symbolic import Box, Expr, Slice, box_empty, expr_range, fmt_index, restrict
+from reflow.recurrent.symbolic import Expr, Slice, fmt_index
 
 Region = dict[str, tuple[int, int]]
 

@@ -27,22 +27,10 @@ import torch
 
 from reflow.errors import NotDifferentiable, RecurrentError
 from reflow.graph.graph import Graph
+from reflow.recurrent.conditions import FALSE, TRUE, Cond, Const, conj, disj
 from reflow.recurrent.dgraph import Read, domain, kind, label, reads, sccs
 from reflow.recurrent.ops import OPS, same_shape
-from reflow.recurrent.symbolic import (
-    FALSE,
-    TRUE,
-    Cond,
-    Const,
-    Expr,
-    Lin,
-    MinMax,
-    Slice,
-    conj,
-    disj,
-    fmt_index,
-    var,
-)
+from reflow.recurrent.symbolic import Expr, Lin, MinMax, Slice, fmt_index, var
 
 if TYPE_CHECKING:
     from reflow.recurrent.context import Context

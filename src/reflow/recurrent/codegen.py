@@ -16,11 +16,11 @@ import functools
 import re
 from typing import TYPE_CHECKING, Any
 
+from reflow.recurrent.conditions import Cmp, Cond, Const, Junction, Not
 from reflow.recurrent.dgraph import Read, domain, is_identity, kind, outs
 from reflow.recurrent.memory import IN_PLACE, loop_paths
 from reflow.recurrent.ops import OPS
 from reflow.recurrent.schedule import Accumulate, Free, Item, Loop, Run, offsets
-from reflow.recurrent.symbolic import Cmp, Cond, Const, Junction, Not
 
 if TYPE_CHECKING:
     from reflow.recurrent.execute import Executor

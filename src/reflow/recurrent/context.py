@@ -28,8 +28,9 @@ import torch
 
 from reflow.errors import RecurrentError
 from reflow.graph.graph import Graph, Node, Port
+from reflow.recurrent.conditions import Cond
 from reflow.recurrent.ops import OPS, Shape
-from reflow.recurrent.symbolic import Cond, Entry, Expr, Lin, Slice, var
+from reflow.recurrent.symbolic import Entry, Expr, Lin, Slice, var
 
 # Ops computed element by element, so ``x[w] op y[w] == (x op y)[w]`` for any index w.
 ELEMENTWISE = frozenset({"neg", "exp", "log", "tanh", "relu", "sigmoid", "abs", "sqrt", "sign", "not", "cast",
@@ -259,7 +260,7 @@ class Context:
         return p
 
     def dims_cond_first(self, domain: Sequence[str]) -> Cond:
-        from reflow.recurrent.symbolic import conj
+        from reflow.recurrent.conditions import conj
 
         return conj(*(var(d) == 0 for d in domain))
 

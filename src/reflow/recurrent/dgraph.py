@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from reflow.graph.graph import Graph, Node
+from reflow.recurrent.conditions import TRUE, Cond
 from reflow.recurrent.context import Branch, Out
-from reflow.recurrent.symbolic import TRUE, Cond, Entry, Expr, Slice, var
+from reflow.recurrent.symbolic import Entry, Expr, Slice, var
 
 
 @dataclass(frozen=True)

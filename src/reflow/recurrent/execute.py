@@ -16,13 +16,14 @@ import torch
 from reflow.errors import RecurrentError
 from reflow.graph.graph import Graph
 from reflow.recurrent.analysis import Region, branch_regions
+from reflow.recurrent.boxes import expr_range, restrict
 from reflow.recurrent.dgraph import Read, domain, is_identity, kind, label, outs, reads
 from reflow.recurrent.incremental import window_dim, window_kernel
 from reflow.recurrent.memory import VIEW_OPS
 from reflow.recurrent.ops import OPS
 from reflow.recurrent.schedule import Accumulate, Item, Loop, Run, Schedule
 from reflow.recurrent.store import DiskBlock, Reader, Store, Tracker
-from reflow.recurrent.symbolic import Lin, Slice, expr_range, restrict
+from reflow.recurrent.symbolic import Lin, Slice
 
 Env = dict[str, Any]
 

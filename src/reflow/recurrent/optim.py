@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reflow.errors import RecurrentError
-from reflow.recurrent.symbolic import Cond, Expr, conj, var
+from reflow.recurrent.conditions import Cond, conj
+from reflow.recurrent.symbolic import Expr, var
 from reflow.recurrent.tensor import RecurrentTensor
 
 

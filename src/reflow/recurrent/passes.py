@@ -91,9 +91,10 @@ def duplicates(g: Graph, roots: list[str]) -> Graph:
 def specialize(g: Graph) -> Graph:
     """Read each merge read at constant indices through a merge specialized to those indices."""
     from reflow.graph.graph import Port
+    from reflow.recurrent.conditions import Const
     from reflow.recurrent.context import Branch
     from reflow.recurrent.dgraph import domain, kind
-    from reflow.recurrent.symbolic import Const, Lin
+    from reflow.recurrent.symbolic import Lin
 
     out = g.copy()
     made: dict[tuple[str, tuple[tuple[str, int], ...]], str] = {}

@@ -22,9 +22,10 @@ import torch
 
 from reflow.errors import MissingBound, RecurrentError
 from reflow.graph.graph import Graph, Node
+from reflow.recurrent.conditions import Cond
 from reflow.recurrent.context import Branch, Context, Out
 from reflow.recurrent.dgraph import domain, kind, label, reads
-from reflow.recurrent.symbolic import Cond, Expr, Slice, fmt_index
+from reflow.recurrent.symbolic import Expr, Slice, fmt_index
 
 if TYPE_CHECKING:
     from reflow.recurrent.schedule import Schedule

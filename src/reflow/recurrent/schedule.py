@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from reflow.errors import NoBaseCase, ScheduleError
 from reflow.graph.graph import Graph, Node
 from reflow.recurrent.analysis import Region, demanded
+from reflow.recurrent.boxes import expr_range
 from reflow.recurrent.dgraph import Read, components, domain, kind, label, outs, reads
 from reflow.recurrent.incremental import window_dim
-from reflow.recurrent.symbolic import Expr, Lin, Slice, expr_range, var
+from reflow.recurrent.symbolic import Expr, Lin, Slice, var
 
 
 @dataclass

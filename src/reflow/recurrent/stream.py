@@ -24,11 +24,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from reflow.graph.graph import Graph, Node, Port
+from reflow.recurrent.boxes import expr_range
+from reflow.recurrent.conditions import TRUE
 from reflow.recurrent.context import Branch, Out
 from reflow.recurrent.dgraph import Read, domain, kind, outs
 from reflow.recurrent.incremental import window_dim
 from reflow.recurrent.schedule import Accumulate, Item, Loop, Run
-from reflow.recurrent.symbolic import TRUE, Expr, Lin, Slice, expr_range, var
+from reflow.recurrent.symbolic import Expr, Lin, Slice, var
 
 
 def stream_dim(g: Graph) -> str | None:

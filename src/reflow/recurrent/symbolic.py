@@ -1,10 +1,9 @@
-"""Symbolic index expressions and conditions over the dimensions of a recurrent program.
+"""Symbolic index expressions over the dimensions of a recurrent program.
 
 A recurrent tensor is indexed by expressions in its context's dimensions (``t``, ``i``, ``b``) and bounds
 (``T``, ``I``, ``B``): ``t - 1``, ``min(t + n, T)``, ``max(0, t - w + 1)``, ``i % C``. Slices ``lo:hi`` of
-such
-expressions select ranges. Conditions (``t == 0``, ``(t > 0) & (t < T - 1)``) choose between the branches of
-a conditional definition.
+such expressions select ranges. Comparing expressions builds a condition (``conditions``); what a condition
+says about a box of points is ``boxes``.
 
 Expressions are immutable trees in a small normal form: every affine part is one ``Lin`` (coefficients per
 variable plus a constant), so ``(t + 1) - 1`` *is* ``t``, and ``min``/``max`` of two affine forms that differ
@@ -20,9 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
+
+if TYPE_CHECKING:
+    from reflow.recurrent.conditions import Cond
 
 Value = Any  # an int, or an integer/boolean torch tensor when evaluated over a grid
 Env = Mapping[str, Value]
@@ -119,22 +121,22 @@ class Expr:
 
     # comparisons build conditions ---------------------------------------------------------------------
     def __eq__(self, o: object) -> Cond:  # type: ignore[override]
-        return Cmp("==", self, lift(o))  # type: ignore[arg-type]
+        return _conditions.Cmp("==", self, lift(o))  # type: ignore[arg-type]
 
     def __ne__(self, o: object) -> Cond:  # type: ignore[override]
-        return Cmp("!=", self, lift(o))  # type: ignore[arg-type]
+        return _conditions.Cmp("!=", self, lift(o))  # type: ignore[arg-type]
 
     def __lt__(self, o: IntLike) -> Cond:
-        return Cmp("<", self, lift(o))
+        return _conditions.Cmp("<", self, lift(o))
 
     def __le__(self, o: IntLike) -> Cond:
-        return Cmp("<=", self, lift(o))
+        return _conditions.Cmp("<=", self, lift(o))
 
     def __gt__(self, o: IntLike) -> Cond:
-        return Cmp("<", lift(o), self)
+        return _conditions.Cmp("<", lift(o), self)
 
     def __ge__(self, o: IntLike) -> Cond:
-        return Cmp("<=", lift(o), self)
+        return _conditions.Cmp("<=", lift(o), self)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -399,279 +401,4 @@ def fmt_index(entries: Iterable[Entry]) -> str:
     return "[" + ", ".join(str(e) for e in entries) + "]"
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Conditions
-# ---------------------------------------------------------------------------------------------------------
-class Cond:
-    """A boolean condition over the dimensions (and bounds) of a program."""
-
-    __slots__ = ()
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        raise NotImplementedError
-
-    def ev(self, env: Env) -> Value:
-        raise NotImplementedError
-
-    def vars(self) -> frozenset[str]:
-        raise NotImplementedError
-
-    def subs(self, env: Mapping[str, IntLike]) -> Cond:
-        raise NotImplementedError
-
-    def __bool__(self) -> bool:
-        raise TypeError(f"the symbolic condition {self} has no truth value; use it to index a recurrent "
-                        "tensor (x[t == 0] = ...), or compare expressions with .same()")
-
-    def __and__(self, o: Cond | bool) -> Cond:
-        return conj(self, lift_cond(o))
-
-    __rand__ = __and__
-
-    def __or__(self, o: Cond | bool) -> Cond:
-        return disj(self, lift_cond(o))
-
-    __ror__ = __or__
-
-    def __invert__(self) -> Cond:
-        return negate(self)
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Const(Cond):
-    value: bool
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return ("const", self.value)
-
-    def ev(self, env: Env) -> Value:
-        return self.value
-
-    def vars(self) -> frozenset[str]:
-        return frozenset()
-
-    def subs(self, env: Mapping[str, IntLike]) -> Cond:
-        return self
-
-    def __str__(self) -> str:
-        return "true" if self.value else "false"
-
-
-TRUE, FALSE = Const(True), Const(False)
-
-_CMP = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b}
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Cmp(Cond):
-    op: str
-    a: Expr
-    b: Expr
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return ("cmp", self.op, self.a.key, self.b.key)
-
-    def ev(self, env: Env) -> Value:
-        return _CMP[self.op](self.a.ev(env), self.b.ev(env))
-
-    def vars(self) -> frozenset[str]:
-        return self.a.vars() | self.b.vars()
-
-    def subs(self, env: Mapping[str, IntLike]) -> Cond:
-        out = Cmp(self.op, self.a.subs(env), self.b.subs(env))
-        if not out.vars():
-            return Const(bool(out.ev({})))
-        return out
-
-    def __str__(self) -> str:
-        return f"{self.a} {self.op} {self.b}"
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Junction(Cond):
-    """``&`` (``op="and"``) or ``|`` of several conditions."""
-
-    op: str
-    parts: tuple[Cond, ...]
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return (self.op, tuple(p.key for p in self.parts))
-
-    def ev(self, env: Env) -> Value:
-        vals = [p.ev(env) for p in self.parts]
-        out = vals[0]
-        for v in vals[1:]:
-            out = (out & v) if self.op == "and" else (out | v)
-        return out
-
-    def vars(self) -> frozenset[str]:
-        return frozenset().union(*(p.vars() for p in self.parts))
-
-    def subs(self, env: Mapping[str, IntLike]) -> Cond:
-        parts = [p.subs(env) for p in self.parts]
-        return conj(*parts) if self.op == "and" else disj(*parts)
-
-    def __str__(self) -> str:
-        sep = " & " if self.op == "and" else " | "
-        return sep.join(f"({p})" if isinstance(p, Junction) else str(p) for p in self.parts)
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Not(Cond):
-    c: Cond
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return ("not", self.c.key)
-
-    def ev(self, env: Env) -> Value:
-        v = self.c.ev(env)
-        return ~v if isinstance(v, torch.Tensor) else not v
-
-    def vars(self) -> frozenset[str]:
-        return self.c.vars()
-
-    def subs(self, env: Mapping[str, IntLike]) -> Cond:
-        return negate(self.c.subs(env))
-
-    def __str__(self) -> str:
-        return f"~({self.c})"
-
-
-def lift_cond(c: Cond | bool) -> Cond:
-    if isinstance(c, Cond):
-        return c
-    if isinstance(c, bool):
-        return TRUE if c else FALSE
-    raise TypeError(f"expected a condition (e.g. t == 0) or a bool, got {c!r}")
-
-
-def conj(*cs: Cond) -> Cond:
-    parts: list[Cond] = []
-    for c in cs:
-        if isinstance(c, Const):
-            if not c.value:
-                return FALSE
-            continue
-        parts.extend(c.parts if isinstance(c, Junction) and c.op == "and" else [c])
-    uniq = list({p.key: p for p in parts}.values())
-    return TRUE if not uniq else uniq[0] if len(uniq) == 1 else Junction("and", tuple(uniq))
-
-
-def disj(*cs: Cond) -> Cond:
-    parts: list[Cond] = []
-    for c in cs:
-        if isinstance(c, Const):
-            if c.value:
-                return TRUE
-            continue
-        parts.extend(c.parts if isinstance(c, Junction) and c.op == "or" else [c])
-    uniq = list({p.key: p for p in parts}.values())
-    return FALSE if not uniq else uniq[0] if len(uniq) == 1 else Junction("or", tuple(uniq))
-
-
-def negate(c: Cond) -> Cond:
-    if isinstance(c, Const):
-        return FALSE if c.value else TRUE
-    if isinstance(c, Not):
-        return c.c
-    if isinstance(c, Cmp):
-        if c.op == "<":
-            return Cmp("<=", c.b, c.a)
-        if c.op == "<=":
-            return Cmp("<", c.b, c.a)
-        return Cmp("!=" if c.op == "==" else "==", c.a, c.b)
-    if isinstance(c, Junction):
-        parts = [negate(p) for p in c.parts]
-        return disj(*parts) if c.op == "and" else conj(*parts)
-    return Not(c)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Intervals: what a condition says about one variable, for boxes of points
-# ---------------------------------------------------------------------------------------------------------
-Box = dict[str, tuple[int, int]]  # var -> [lo, hi)
-
-
-def restrict(cond: Cond, box: Box) -> Box | None:
-    """The smallest box inside ``box`` holding every point of ``box`` where ``cond`` holds, if ``cond`` is a
-    conjunction of comparisons of one variable with constants (after substitution); else None (unknown).
-    An empty box has some ``lo >= hi``."""
-    out = dict(box)
-    parts = cond.parts if isinstance(cond, Junction) and cond.op == "and" else (cond,)
-    for p in parts:
-        if isinstance(p, Const):
-            if not p.value:
-                return {v: (0, 0) for v in out} or {"": (0, 0)}
-            continue
-        if not isinstance(p, Cmp) or p.op == "!=":
-            return None
-        diff = p.a - p.b  # a op b  <=>  diff op 0
-        if not isinstance(diff, Lin) or len(diff.coeffs) != 1 or diff.coeffs[0][0] not in out:
-            return None
-        (v, c), k = diff.coeffs[0], diff.c0
-        lo, hi = out[v]
-        if abs(c) != 1:
-            return None
-        # c*v + k op 0
-        if p.op == "==":
-            x = -k * c
-            lo, hi = max(lo, x), min(hi, x + 1)
-        elif c == 1:  # v < -k  (or <=)
-            hi = min(hi, -k if p.op == "<" else -k + 1)
-        else:  # -v + k < 0  ->  v > k  (or >=)
-            lo = max(lo, k + 1 if p.op == "<" else k)
-        out[v] = (lo, hi)
-    return out
-
-
-def box_empty(box: Box) -> bool:
-    return any(lo >= hi for lo, hi in box.values())
-
-
-def expr_range(e: Expr, box: Box) -> tuple[int, int]:
-    """Inclusive [min, max] of ``e`` over the non-empty ``box`` (exact for expressions monotone in each
-    variable: affine forms with min/max; others are bounded by evaluating every corner, which is exact for
-    them too when they are monotone, and otherwise a best effort)."""
-    names = sorted(e.vars())
-    missing = [v for v in names if v not in box]
-    if missing:
-        raise KeyError(f"expression {e} uses {missing}, which have no range")
-    lo_env: dict[str, int] = {}
-    hi_env: dict[str, int] = {}
-    exact = True
-    for v in names:
-        m = e.monotone(v)
-        a, b = box[v][0], box[v][1] - 1
-        if m >= 0:
-            lo_env[v], hi_env[v] = a, b
-        else:
-            lo_env[v], hi_env[v] = b, a
-        exact = exact and m != 0
-    if exact:
-        return int(e.ev(lo_env)), int(e.ev(hi_env))
-    vals = []
-    grid = [[]]  # type: list[list[tuple[str, int]]]
-    for v in names:
-        a, b = box[v][0], box[v][1] - 1
-        if b - a <= 64:
-            choices = list(range(a, b + 1))
-        else:
-            choices = sorted({a, b, *range(a, a + 32), *range(b - 31, b + 1)})
-        grid = [[*g, (v, x)] for g in grid for x in choices]
-        if len(grid) > 100_000:
-            grid = grid[:100_000]
-    for g in grid:
-        vals.append(int(e.ev(dict(g))))
-    return min(vals), max(vals)
+from reflow.recurrent import conditions as _conditions  # noqa: E402  (conditions build on expressions)

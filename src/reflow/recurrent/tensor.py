@@ -21,9 +21,10 @@ from typing import Any
 import torch
 
 from reflow.errors import RecurrentError, ShapeMismatch
+from reflow.recurrent.conditions import Cond, conj, lift_cond
 from reflow.recurrent.context import Branch, Context
 from reflow.recurrent.ops import Shape, broadcast, fmt_shape, norm_axis, same_shape
-from reflow.recurrent.symbolic import Cond, Entry, Expr, Lin, Slice, conj, fmt_index, lift, lift_cond, var
+from reflow.recurrent.symbolic import Entry, Expr, Lin, Slice, fmt_index, lift, var
 
 Operand = Any  # a RecurrentTensor, a number, or an index expression
 
