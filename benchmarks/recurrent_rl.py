@@ -117,18 +117,30 @@ def one(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def measure(spec: dict[str, Any], timeout: float = 1800.0) -> dict[str, Any]:
-    """``one(spec)`` in a fresh process (its own peak RSS)."""
+TIMEOUT = [1800.0]  # seconds one system's process may run (--timeout)
+
+
+def measure(spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    """``one(spec)`` in a fresh process (its own peak RSS). A process past its time is stopped with SIGTERM
+    (so its env workers are shut down and their semaphores unlinked), then killed if it does not exit."""
+    timeout = TIMEOUT[0] if timeout is None else timeout
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    try:
-        proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True,
-                              text=True, timeout=timeout, env=env, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
+    with subprocess.Popen([sys.executable, __file__, "--one", json.dumps(spec)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            return {"error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
+        lines = err.strip().splitlines()
         return {"error": lines[-1] if lines else f"exit {proc.returncode}"}
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def per_iteration(runs: list[dict[str, Any]]) -> float:
@@ -299,6 +311,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--one":
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: env banks close their workers
         print(json.dumps(one(json.loads(sys.argv[2]))))
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -315,12 +330,14 @@ def main() -> None:
     p.add_argument("--peer-iterations", type=int, help="ppo: the eager peer's iterations (default: reflow's)")
     p.add_argument("--plot-from", nargs="*", help="only merge the rows of these results JSON files and plot "
                    "them into results/OUT.png")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds one system's process may run")
     p.add_argument("--tempo-python", default="/tmp/tempo-venv/bin/python")
     p.add_argument("--tempo-src", default="/tmp/tempo-src")
     p.add_argument("--tempo-backend", default="jax", choices=["jax", "torch"])
     p.add_argument("--tempo-timeout", type=float, default=1200.0)
     args = p.parse_args()
     args.systems = tuple(args.systems)
+    TIMEOUT[0] = args.timeout
     args.lengths = args.lengths or ([100, 1000] if args.quick else [100, 1000, 10_000])
     args.envs = args.envs or ([4] if args.quick else [4, 16])
     args.sides = args.sides or ([64] if args.quick else [64, 128, 256])
