@@ -44,6 +44,16 @@ def test_cluster_nodes_listed_with_this_node_first(ray_cluster: LocalCluster,
     assert ray.is_initialized()
 
 
+def test_connecting_elsewhere_while_connected_is_an_error(ray_cluster: LocalCluster) -> None:
+    """Ray allows one cluster per process: asking for another address must not quietly hand back the open
+    connection (a server would then place its workers on the wrong cluster)."""
+    port = int(ray_cluster.address.rpartition(":")[2])
+    with pytest.raises(ClusterError, match=re.escape(ray_cluster.address.rpartition(":")[2])):
+        connect(f"127.0.0.1:{port + 1}")
+    with connect(ray_cluster.address) as same, connect(f"localhost:{port}") as same_by_name:
+        assert not same.connected and not same_by_name.connected  # the open connection, borrowed
+
+
 def test_reflow_run_on_a_local_ray_started_for_it() -> None:
     """``reflow run FILE --ray`` with no address and no RAY_ADDRESS: a private Ray for this run, stopped after
     it (in a fresh process, as a user runs it; this one is connected to the test cluster)."""

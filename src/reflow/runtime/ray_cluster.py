@@ -157,6 +157,16 @@ class RayCluster:
         self.close()
 
 
+def _same_gcs(asked: str, current: str) -> bool:
+    """Whether GCS address ``asked`` may name the cluster at ``current`` (ports equal, hosts equal or one
+    of them this machine's loopback); a Ray client address (``ray://``) is not compared."""
+    if asked.startswith("ray://"):
+        return True
+    (host, _, port), (now_host, _, now_port) = asked.rpartition(":"), current.rpartition(":")
+    local = {"", "localhost", "127.0.0.1", now_host}
+    return port == now_port and (host in local or host == now_host)
+
+
 def connect(address: str | None = None, *, num_cpus: int | None = None,
             object_store_mb: int = DEFAULT_OBJECT_STORE_MB, temp_dir: str | None = None,
             namespace: str = DEFAULT_NAMESPACE, runtime_env: dict[str, Any] | None = None,
@@ -169,6 +179,11 @@ def connect(address: str | None = None, *, num_cpus: int | None = None,
     answers at ``address``."""
     ray = require_ray()
     if ray.is_initialized():
+        current = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto", "local") and not _same_gcs(address, current):
+            raise ClusterError(
+                f"this process is already connected to the Ray cluster at {current}, not {address!r}: Ray "
+                "allows one cluster per process; close the other connection (ray.shutdown()) first")
         return RayCluster(address or "local", started=False, connected=False)
     address = address or os.environ.get("RAY_ADDRESS") or None
     if num_cpus is not None and num_cpus < 1:
