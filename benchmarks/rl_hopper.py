@@ -11,12 +11,14 @@ subprocess; it targets gymnasium 0.29, so ``cleanrl_child`` adapts the two gymna
 finished episodes as arrays, not a ``final_info`` list) without touching its algorithm.
 
 Score: the mean return of the last 20 training episodes (raw rewards, from ``RecordEpisodeStatistics`` /
-SB3's ``Monitor`` / reflow's episode records) when the budget is spent; wall seconds per run. Seeds run in
-turn, the order of the three systems rotating with the seed. One torch thread everywhere.
+SB3's ``Monitor`` / reflow's episode records) when the budget is spent; wall and CPU seconds per run. Every
+run is a child process (``--child``), so its CPU time (user + system, its own worker processes included) is
+read from ``RUSAGE_CHILDREN``: on a shared machine that is steadier than wall time. Seeds run in turn, the
+order of the systems rotating with the seed (``--systems`` picks some). One torch thread everywhere.
 
     nice -n 19 .venv/bin/python benchmarks/rl_hopper.py \
         --cleanrl ../cleanrl/cleanrl/ppo_continuous_action.py [--seeds 3] [--steps 200000] \
-        [--log results/hopper.jsonl]
+        [--log results/hopper.jsonl] [--systems reflow sb3 cleanrl] [--first-seed 0]
     .venv/bin/python benchmarks/rl_hopper.py --table results/hopper.jsonl
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -47,6 +50,18 @@ def run_reflow(seed: int, steps: int, script: Path | None) -> tuple[float, list[
     cfg = replace(resolve(ENV, "ppo"), seed=seed, total_steps=steps, target_return=None, eval_every=0)
     r = train(cfg)
     return time.perf_counter() - t0, [float(x) for x in r.episode_returns]
+
+
+def run_child(name: str, seed: int, steps: int, script: Path | None) -> tuple[float, float, list[float]]:
+    """Run one system in a child process (``--child``); wall and CPU seconds of the child and its returns."""
+    cmd = [sys.executable, __file__, "--child", name, str(seed), str(steps), str(script or "")]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu, json.loads(out.strip().splitlines()[-1])
 
 
 def run_sb3(seed: int, steps: int, script: Path | None) -> tuple[float, list[float]]:
@@ -81,6 +96,7 @@ def run_cleanrl(seed: int, steps: int, script: Path | None) -> tuple[float, list
     args = ["--env-id", ENV, "--total-timesteps", str(steps), "--seed", str(seed), "--no-cuda"]
     cmd = [sys.executable, __file__, "--cleanrl-child", str(script), *args]
     t0 = time.perf_counter()
+    Path("results").mkdir(exist_ok=True)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd="results").stdout
     seconds = time.perf_counter() - t0
     returns = [float(m) for m in re.findall(r"episodic_return=\[?([-0-9.e+]+)", out)]
@@ -125,9 +141,10 @@ SYSTEMS = {"reflow": run_reflow, "sb3": run_sb3, "cleanrl": run_cleanrl}
 
 def table(rows: list[dict[str, Any]]) -> None:
     print(
-        f"\n| system | seeds | final return (last {WINDOW} episodes): IQM [95% CI] | mean | seconds: median |"
+        f"\n| system | seeds | final return (last {WINDOW} episodes): IQM [95% CI] | mean | "
+        "wall s: median | CPU s: median |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for name in SYSTEMS:
         mine = [r for r in rows if r["system"] == name]
         if not mine:
@@ -135,9 +152,11 @@ def table(rows: list[dict[str, Any]]) -> None:
         score = np.array([r["final_return"] for r in mine])
         est = stratified_bootstrap(score, iqm, reps=1000)
         secs = float(np.median([r["seconds"] for r in mine]))
+        cpus = [r["cpu_seconds"] for r in mine if "cpu_seconds" in r]
+        cpu = f"{np.median(cpus):.0f}" if cpus else "-"
         print(
             f"| {name} | {len(mine)} | {est.value:.0f} [{est.low:.0f}, {est.high:.0f}] | "
-            f"{score.mean():.0f} | {secs:.0f} |"
+            f"{score.mean():.0f} | {secs:.0f} | {cpu} |"
         )
 
 
@@ -145,11 +164,17 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--cleanrl-child":
         cleanrl_child(Path(sys.argv[2]), sys.argv[3:])
         return
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        name, seed, steps, script = sys.argv[2:6]
+        _, returns = SYSTEMS[name](int(seed), int(steps), Path(script) if script else None)
+        print(json.dumps(returns))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cleanrl", type=Path, default=None, help="CleanRL's ppo_continuous_action.py")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=200_000)
+    ap.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     ap.add_argument("--log", type=Path, default=Path("results/hopper.jsonl"))
     ap.add_argument("--table", type=Path, nargs="+", default=None, help="only print the table of these logs")
     ap.add_argument("--quick", action="store_true", help="1 seed of 4096 steps (make bench)")
@@ -159,7 +184,7 @@ def main() -> None:
     if args.table:
         table([json.loads(x) for p in args.table for x in p.read_text().splitlines() if x.strip()])
         return
-    names = [n for n in SYSTEMS if n != "cleanrl" or args.cleanrl is not None]
+    names = [n for n in args.systems if n != "cleanrl" or args.cleanrl is not None]
     if args.cleanrl is not None:
         args.cleanrl = args.cleanrl.resolve()
     args.log.parent.mkdir(parents=True, exist_ok=True)
@@ -167,12 +192,13 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         k = seed % len(names)
         for name in names[k:] + names[:k]:
-            seconds, returns = SYSTEMS[name](seed, args.steps, args.cleanrl)
+            seconds, cpu, returns = run_child(name, seed, args.steps, args.cleanrl)
             row = {
                 "system": name,
                 "seed": seed,
                 "steps": args.steps,
                 "seconds": seconds,
+                "cpu_seconds": cpu,
                 "episodes": len(returns),
                 "final_return": float(np.mean(returns[-WINDOW:])) if returns else float("nan"),
             }
@@ -180,7 +206,9 @@ def main() -> None:
             with args.log.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(
-                f"{name:8s} seed {seed}: {row['final_return']:.0f} after {args.steps} steps, {seconds:.0f} s"
+                f"{name:8s} seed {seed}: {row['final_return']:.0f} after {args.steps} steps, "
+                f"{seconds:.0f} s, {cpu:.0f} s CPU",
+                flush=True,
             )
     table(rows)
 

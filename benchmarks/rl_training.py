@@ -453,20 +453,24 @@ def run_zoo(tasks: list[str], seeds: list[int], rows: list[dict[str, Any]], log:
         for seed in seeds:
             runners = [("reflow", reflow_to_target), ("sb3", sb3_to_target)]
             for impl, fn in runners if seed % 2 == 0 else runners[::-1]:
+                c0 = time.process_time()  # CPU of this process: both sides step their envs here
                 sec, steps = fn(algo, env_id, target, seed, budget)
-                row = {"task": task, "impl": impl, "seed": seed, "seconds": sec, "steps": steps}
+                cpu = time.process_time() - c0 if np.isfinite(sec) else float("inf")
+                row = {"task": task, "impl": impl, "seed": seed, "seconds": sec, "cpu": cpu, "steps": steps}
                 rows.append(row)
                 if log is not None:
                     with log.open("a") as f:
                         f.write(json.dumps(row) + "\n")
-                print(f"{task} {impl:6s} seed {seed}: {steps} env steps, {sec:.1f} s", flush=True)
+                print(f"{task} {impl} seed {seed}: {steps} steps, {sec:.1f} s, {cpu:.1f} s CPU", flush=True)
     zoo_table(rows)
 
 
 def zoo_table(rows: list[dict[str, Any]]) -> None:
-    """The Markdown table of env steps and seconds to target, per task and library."""
-    print("\n| task | library | seeds | env steps: median | IQM [95% CI] | seconds: median | IQM [95% CI] |")
-    print("|---|---|---:|---:|---|---:|---|")
+    """The Markdown table of env steps, wall seconds and CPU seconds (rows that have them) to target, per
+    task and library."""
+    print("\n| task | library | seeds | env steps: median | IQM [95% CI] | seconds: median | IQM [95% CI] | "
+          "CPU s: median | IQM [95% CI] |")
+    print("|---|---|---:|---:|---|---:|---|---:|---|")
     for task in dict.fromkeys(r["task"] for r in rows):
         budget = TASKS[task][3]
         for impl in ("reflow", "sb3"):
@@ -477,6 +481,9 @@ def zoo_table(rows: list[dict[str, Any]]) -> None:
             secs = [r["seconds"] for r in mine]
             worst = max([s for s in secs if np.isfinite(s)], default=0.0) * 2 or 1.0
             cells = f"{summary(steps, budget)} | {summary(secs, worst, '.0f')}"
+            cpus = [r["cpu"] for r in mine if "cpu" in r]
+            worst_cpu = max([s for s in cpus if np.isfinite(s)], default=0.0) * 2 or 1.0
+            cells += f" | {summary(cpus, worst_cpu, '.0f')}" if len(cpus) == len(mine) else " | - | -"
             print(f"| {task} | {impl} | {len(mine)} | {cells} |")
     print("(misses count as the step budget, and as twice the slowest finished run for seconds)")
 

@@ -24,6 +24,7 @@ from reflow.components import (
     PPOLoss,
     PrioritizedReplay,
     ReplayBuffer,
+    RewardScaler,
     Spec,
     SquashedGaussianHead,
     build,
@@ -269,6 +270,31 @@ def test_obs_normalizer_running_stats_match_numpy() -> None:
         rtol=1e-4,
         atol=1e-4,
     )
+
+
+@pytest.mark.parametrize("envs", [1, 3])
+def test_reward_scaler_matches_closed_form_statistics(envs: int) -> None:
+    """Each step's rewards are divided by the std of every discounted return so far (per env, cut at
+    episode ends), counted with VecNormalize's prior (count 1e-4, mean 0, var 1): checked against that
+    closed form over the whole history, for one env (the one-sample update) and several."""
+    gamma, rng = 0.9, np.random.default_rng(1)
+    scaler = RewardScaler("scaler", gamma)
+    build(scaler, {"scale": {"rewards": Spec(()), "dones": Spec(())}})
+    history: list[float] = []
+    ret = np.zeros(envs)
+    for _ in range(40):
+        rewards = rng.normal(3.0, 2.0, envs).astype(np.float32)
+        dones = (rng.random(envs) < 0.2).astype(np.float32)
+        got = scaler.scale(torch.from_numpy(rewards), torch.from_numpy(dones))
+        ret = ret * gamma + rewards.astype(np.float64)
+        history += ret.tolist()
+        x, prior = np.array(history), 1e-4
+        mean = x.sum() / (prior + len(x))
+        var = (prior * (1.0 + mean**2) + np.square(x - mean).sum()) / (prior + len(x))
+        want = np.clip(rewards / np.sqrt(var + 1e-8), -10, 10)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5)
+        assert got.dtype == torch.float32
+        ret = ret * (1.0 - dones)
 
 
 def test_replay_sized_from_memory_clear_error_when_it_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,8 +51,8 @@ class Transition:
 
 def obs_tensor(obs: Any, spec: Spec) -> torch.Tensor:
     """A batch of raw observations as a tensor: frames stay uint8, everything else becomes float32."""
-    dtype = torch.uint8 if spec.dtype == "uint8" else torch.float32
-    return torch.as_tensor(np.asarray(obs)).to(dtype).reshape(-1, *spec.shape)
+    dtype = np.uint8 if spec.dtype == "uint8" else np.float32
+    return torch.from_numpy(np.asarray(obs, dtype=dtype).reshape(-1, *spec.shape))
 
 
 class Agent(Component):
@@ -71,6 +71,12 @@ class Agent(Component):
         self.num_envs, self.agent_seed, self.learner = num_envs, seed, learner
         self.progress = 0.0  # fraction of the training budget used, for schedules
         self.built: Built | None = None
+        self.action_bounds: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
+        if action.low is not None and action.high is not None:  # float32, as torch.tensor(low) gives them
+            self.action_bounds = (
+                np.asarray(action.low, dtype=np.float32).reshape(action.shape),
+                np.asarray(action.high, dtype=np.float32).reshape(action.shape),
+            )
 
     def build(self, backend: str = "eager") -> Built:
         """Run the staged build (``reflow.components.build``) on this agent's API inputs."""
@@ -96,15 +102,11 @@ class Agent(Component):
         """Learner role: take in one step of every env; True if the policy's weights changed."""
 
     def env_actions(self, actions: torch.Tensor) -> np.ndarray[Any, Any]:
-        """Actions as the env takes them: clipped into a box's bounds."""
-        a = actions.detach()
-        if self.action_spec.low is not None and self.action_spec.high is not None:
-            a = torch.clamp(
-                a,
-                torch.tensor(self.action_spec.low).view(self.action_spec.shape),
-                torch.tensor(self.action_spec.high).view(self.action_spec.shape),
-            )
-        return a.numpy()
+        """Actions as the env takes them: clipped into a box's bounds (in numpy: one call, not three)."""
+        a: np.ndarray[Any, Any] = actions.detach().numpy()
+        if self.action_bounds is not None:
+            a = np.clip(a, *self.action_bounds)
+        return a
 
     def policy_state(self) -> dict[str, torch.Tensor]:
         """A snapshot (copies) of the variables of the components acting needs."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,17 +26,21 @@ class GAE(Component):
     def advantages(
         self, rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(advantages, returns)``; returns = advantages + values, the critic's targets."""
-        steps = rewards.shape[0]
-        adv = torch.zeros_like(rewards)
-        running = torch.zeros_like(last_value)
-        for t in reversed(range(steps)):
-            next_value = last_value if t == steps - 1 else values[t + 1]
-            live = 1.0 - dones[t]
-            delta = rewards[t] + self.gamma * next_value * live - values[t]
+        """``(advantages, returns)``; returns = advantages + values, the critic's targets. The recursion
+        runs in numpy, step by step on rows of a few envs, where torch would spend more on dispatching each
+        op than on the arithmetic (the same float32 operations in the same order)."""
+        r, v, d = (x.detach().numpy() for x in (rewards, values, dones))
+        adv = np.zeros_like(r)
+        running = np.zeros_like(r[0])
+        next_value = last_value.detach().numpy()
+        for t in reversed(range(r.shape[0])):
+            live = 1.0 - d[t]
+            delta = r[t] + self.gamma * next_value * live - v[t]
             running = delta + self.gamma * self.lam * live * running
             adv[t] = running
-        return adv, adv + values
+            next_value = v[t]
+        out = torch.from_numpy(adv)
+        return out, out + values
 
 
 class PPOLoss(Component):

@@ -10,6 +10,7 @@ it and by the learner that trains on it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,9 @@ from reflow.errors import ComponentSpaceError
 
 
 class RunningStats(nn.Module):
-    """Mean and variance of a stream of batches."""
+    """Mean and variance of a stream of batches. The statistics are float64 buffers (they go into state
+    dicts and checkpoints); the arithmetic runs in numpy on their memory: these are a few numbers per env
+    step, where each torch op would cost more in dispatch than in arithmetic."""
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -29,18 +32,30 @@ class RunningStats(nn.Module):
         self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
 
-    def update(self, x: torch.Tensor) -> None:
-        """Chan's parallel update with the batch ``x``, in numpy on the buffers' memory: these are a few
-        numbers per env step, where each torch op would cost more in dispatch than in arithmetic."""
-        b = x.detach().numpy().astype(np.float64, copy=False)
-        b_mean, b_var, n = b.mean(0), b.var(0), b.shape[0]
-        mean, var = self.get_buffer("mean").numpy(), self.get_buffer("var").numpy()
-        count = float(self.get_buffer("count"))
+    def arrays(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Numpy views of (mean, var, count); writing them writes the buffers."""
+        b = self._buffers
+        return b["mean"].numpy(), b["var"].numpy(), b["count"].numpy()  # type: ignore[union-attr]
+
+    def std(self) -> np.ndarray[Any, Any]:
+        """sqrt(var + 1e-8), the divisor of normalisation (float64)."""
+        return np.sqrt(self.arrays()[1] + 1e-8)
+
+    def update(self, x: torch.Tensor | np.ndarray[Any, Any]) -> None:
+        """Chan's parallel update with the batch ``x`` (first axis: the batch)."""
+        b = np.asarray(x.detach() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+        n = b.shape[0]
+        if n == 1:  # one env: the batch mean is the sample and its variance 0 (same numbers, 2 fewer calls)
+            b_mean, b_m2 = b[0], 0.0
+        else:
+            b_mean, b_m2 = b.mean(0), b.var(0) * n
+        mean, var, count_ = self.arrays()
+        count = float(count_)
         delta, total = b_mean - mean, count + n
-        m2 = var * count + b_var * n + np.square(delta) * count * n / total
+        m2 = var * count + b_m2 + np.square(delta) * count * n / total
         mean += delta * n / total
         var[...] = m2 / total
-        self.get_buffer("count").fill_(total)
+        count_[...] = total
 
 
 class ObsNormalizer(Component):
@@ -71,11 +86,15 @@ class ObsNormalizer(Component):
 
     @api
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """In float64, as ``VecNormalize`` does; in numpy (see ``RunningStats``) unless gradients flow."""
         if not self.enabled:
             return obs
         s = self._stats("frozen")
-        z = (obs.double() - s.get_buffer("mean")) / torch.sqrt(s.get_buffer("var") + 1e-8)
-        return z.clamp(-self.clip, self.clip).to(obs.dtype)
+        if obs.requires_grad:
+            mean, std = s.get_buffer("mean"), torch.sqrt(s.get_buffer("var") + 1e-8)
+            return ((obs.double() - mean) / std).clamp(-self.clip, self.clip).to(obs.dtype)
+        z = (obs.numpy().astype(np.float64) - s.arrays()[0]) / s.std()
+        return torch.from_numpy(np.clip(z, -self.clip, self.clip, out=z).astype(obs.numpy().dtype))
 
     @api
     def update(self, obs: torch.Tensor) -> None:
@@ -93,21 +112,22 @@ class RewardScaler(Component):
     def __init__(self, name: str, gamma: float, clip: float = 10.0) -> None:
         super().__init__(name)
         self.gamma, self.clip = gamma, clip
-        self.returns: torch.Tensor | None = None
+        self.returns: np.ndarray[Any, Any] | None = None  # float64, per env
 
     def create_variables(self, method: str, specs: Mapping[str, Spec]) -> None:
         self.module = RunningStats(())
 
     @api
     def scale(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """Float32 rewards scaled (float64 arithmetic, in numpy like ``RunningStats``)."""
         assert isinstance(self.module, RunningStats)
+        r = rewards.numpy().astype(np.float64)
         if not building():
-            ret = self.returns if self.returns is not None else torch.zeros_like(rewards, dtype=torch.float64)
-            ret = ret * self.gamma + rewards.double()
+            ret = r if self.returns is None else self.returns * self.gamma + r
             self.module.update(ret)
-            self.returns = ret * (1.0 - dones.double())
-        std = torch.sqrt(self.module.get_buffer("var") + 1e-8)
-        return (rewards.double() / std).clamp(-self.clip, self.clip).float()
+            self.returns = ret * (1.0 - dones.numpy().astype(np.float64))
+        z = r / self.module.std()
+        return torch.from_numpy(np.clip(z, -self.clip, self.clip, out=z).astype(np.float32))
 
 
 class FrameStack(Component):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from reflow.components import (
@@ -88,8 +89,10 @@ class PPOAgent(Agent):
                 c.max_grad_norm,
                 eps=1e-5,
             )
-            self.reward_scaler = RewardScaler("reward_scaler", c.gamma)
-            self.add(self.gae, self.loss_fn, self.optimizer, self.reward_scaler)
+            self.add(self.gae, self.loss_fn, self.optimizer)
+            if c.normalize_reward:
+                self.reward_scaler = RewardScaler("reward_scaler", c.gamma)
+                self.add(self.reward_scaler)
             self.gen = torch.Generator().manual_seed(seed + 2)
             self.rollout: list[dict[str, torch.Tensor]] = []
 
@@ -136,14 +139,14 @@ class PPOAgent(Agent):
         return self.pi_head.greedy(self._dist(x)[0])
 
     @api
-    def normalize(
-        self, obs: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The learner's statistics: update them with ``obs``; rewards scaled if configured."""
+    def normalize(self, obs: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """The learner's statistics: update them with ``obs`` and ``rewards``; the rewards, scaled if
+        configured. (The observations were normalised by the policy that acted on them.)"""
         if self.config.normalize_obs:
             self.normalizer.update(obs)
-        scaled = self.reward_scaler.scale(rewards, dones)
-        return self.normalizer.normalize(obs), scaled if self.config.normalize_reward else rewards
+        if not self.config.normalize_reward:
+            return rewards
+        return self.reward_scaler.scale(rewards, dones)
 
     @api
     def advantages(
@@ -187,14 +190,16 @@ class PPOAgent(Agent):
 
     def observe(self, act: Act, tr: Transition) -> bool:
         c = self.config
-        dones = (tr.terminations | tr.truncations).float()
+        # Per-step flags in numpy (a few booleans: a torch op each would cost more than the arithmetic).
+        terms, truncs = tr.terminations.numpy(), tr.truncations.numpy()
+        dones = torch.from_numpy((terms | truncs).astype(np.float32))
         with torch.no_grad():
-            _, rewards = self.normalize(tr.obs, tr.rewards, dones)
-            cut = tr.truncations & ~tr.terminations  # time limit: bootstrap from the true last observation
+            rewards = self.normalize(tr.obs, tr.rewards, dones)
+            cut = truncs & ~terms  # time limit: bootstrap from the true last observation
             if cut.any():
-                final = self.normalizer.normalize(tr.next_obs[cut])
+                final = self.normalizer.normalize(tr.next_obs[torch.from_numpy(cut)])
                 rewards = rewards.clone()
-                rewards[cut] += c.gamma * self.v_head(self.v_torso(final))
+                rewards[torch.from_numpy(cut)] += c.gamma * self.v_head(self.v_torso(final))
         self.rollout.append(
             {
                 "obs": act.obs,
