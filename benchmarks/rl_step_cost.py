@@ -38,8 +38,8 @@ from reflow.rl.train import train
 # task -> env steps per run (enough for tens of updates; the updates' share is the same on both sides)
 TASKS = {
     "ppo-InvertedPendulum-v5": 4096,
-    "sac-Pendulum-v1": 1500,
-    "dqn-Acrobot-v1": 4096,
+    "sac-Pendulum-v1": 600,
+    "dqn-Acrobot-v1": 2048,
     "ppo-CartPole-v1": 8192,
 }
 
