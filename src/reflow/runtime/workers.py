@@ -9,7 +9,10 @@ Threads. Numeric libraries start one thread per core in every process, so P work
 at once would put P times as many threads on the cores as there are cores. ``thread_caps`` sets
 ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` in the environment of the processes
 started meanwhile, where torch, OpenBLAS and MKL read them when they load. A user who set any of them keeps
-their own setting.
+their own setting. Setting them and starting the processes is one critical section (``_ENVIRON``): threads
+that start workers at the same time (the serving pool starts each from a thread of its own) must not change
+the environment while another thread forks and execs, where a child can inherit a half-changed ``environ``
+(its exec then fails: exit code 255, no output, seen under load) or find another thread's caps already gone.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,19 +33,21 @@ from reflow.transport.shm import unlink_segments_of
 POLL = 0.05  # seconds between checks that the process is still alive while waiting for it
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _names = itertools.count()
+_ENVIRON = threading.RLock()  # held while the thread variables are set and processes start (docstring)
 
 
 @contextlib.contextmanager
 def thread_caps(threads: int) -> Iterator[None]:
     """Set the thread variables for the processes started meanwhile, unless the user set any of them."""
-    user_set = any(name in os.environ for name in THREAD_VARS)
-    added = {} if user_set else {name: str(threads) for name in THREAD_VARS}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
+    with _ENVIRON:
+        user_set = any(name in os.environ for name in THREAD_VARS)
+        added = {} if user_set else {name: str(threads) for name in THREAD_VARS}
+        os.environ.update(added)
+        try:
+            yield
+        finally:
+            for name in added:
+                os.environ.pop(name, None)
 
 
 class WorkerProcess:
