@@ -20,7 +20,11 @@ policy (``score = "greedy"``).
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -140,9 +144,8 @@ def run_suite(suite: Suite, store: Store, workers: int = 1, progress: bool = Tru
         for env, seed in tqdm(jobs, desc=f"wield {suite.name}", unit="run", disable=not progress):
             store_run(run_one(suite, env, seed))
         return ids
-    ctx = multiprocessing.get_context("spawn")
     with (
-        ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool,
+        worker_pool(workers) as pool,
         tqdm(total=len(jobs), desc=f"wield {suite.name}", unit="run", disable=not progress) as bar,
     ):
         futures = [pool.submit(run_one, suite, env, seed) for env, seed in jobs]
@@ -151,3 +154,16 @@ def run_suite(suite: Suite, store: Store, workers: int = 1, progress: bool = Tru
             bar.update(1)
     return ids
 
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``spawn``ed workers that die with the process that made it: a pool's workers wait for work
+    forever, so a suite killed mid-run (SIGKILL, the OOM killer) would otherwise leave them behind."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with, initargs=(os.getpid(),))
+
+
+def _die_with(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the line above ran
+        os._exit(1)
