@@ -6,9 +6,10 @@ For a node made inside loops, and each loop around it:
   ``w + 1``;
 - a reader after the loop (the learner reading the whole episode) needs a block over the loop's range.
 A value is freed after its last reader in the innermost scope that holds its maker and all its readers, unless
-that scope's loop carries it into the next iteration (then the ring recycles it, and the generated code drops
-a ring slot as soon as no reader reaches it: ``CodeGen.drop_read``, ``CodeGen.drop_stale``). An elementwise op whose
-input has no other reader and dies right after it is given that input's buffer for its result.
+that scope's loop carries it into the next iteration (then the ring recycles it, and the generated code
+drops a ring slot as soon as no reader reaches it: ``CodeGen.drop_read``, ``CodeGen.drop_stale``). An
+elementwise op whose input has no other reader and dies right after it is given that input's buffer for its
+result.
 """
 
 from __future__ import annotations
