@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from reflow.transport.shm import process_alive
 
@@ -25,10 +25,9 @@ if __name__ == "__main__":
 """
 
 
-def test_pool_workers_die_when_the_suite_is_killed(tmp_path: os.PathLike[str]) -> None:
-    script = os.path.join(tmp_path, "suite_child.py")
-    with open(script, "w") as f:
-        f.write(CODE)
+def test_pool_workers_die_when_the_suite_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "suite_child.py"
+    script.write_text(CODE)
     child = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None

@@ -163,8 +163,7 @@ def _same_gcs(asked: str, current: str) -> bool:
     if asked.startswith("ray://"):
         return True
     (host, _, port), (now_host, _, now_port) = asked.rpartition(":"), current.rpartition(":")
-    local = {"", "localhost", "127.0.0.1", now_host}
-    return port == now_port and (host in local or host == now_host)
+    return port == now_port and host in {"", "localhost", "127.0.0.1", now_host}
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None,
