@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -104,23 +105,6 @@ def test_batch_slices_in_processes_match_onnxruntime(tmp_path: Path) -> None:
     assert_nothing_left(pids)
 
 
-def test_an_error_in_a_cluster_is_raised_and_the_pool_stays_usable(tmp_path: Path) -> None:
-    py, proto = wide_module(tmp_path, extra=SABOTAGE)
-    x = random_inputs(import_of(proto), seed=1)["input"]
-    (ref,) = ort_run(proto, {"input": x})  # type: ignore[arg-type]
-    with ProcessModel(py) as model:
-        pids = model.pids
-        bad = torch.from_numpy(x.copy())
-        bad.view(-1)[0] = -1.0
-        with pytest.raises(ArithmeticError, match="refuses negative") as info:
-            model(input=bad)
-        assert any("cluster 1" in note for note in info.value.__notes__)  # names where it happened
-        out = model(input=torch.from_numpy(x))["output"].numpy()  # the other cluster was not left waiting
-        assert rel_err(ref, out) < 1e-4
-        assert all(process_alive(p) for p in pids)
-    assert_nothing_left(pids)
-
-
 def test_a_worker_killed_between_calls_is_reported_and_everything_is_freed(tmp_path: Path) -> None:
     py, proto = wide_module(tmp_path)
     model = ProcessModel(py)
@@ -143,17 +127,6 @@ def test_a_worker_that_dies_in_the_middle_of_a_call_does_not_hang_the_caller(tmp
     pids = model.pids
     with pytest.raises(WorkerCrashed, match="exit code 7"):
         model(input=torch.from_numpy(x))
-    assert_nothing_left(pids)
-
-
-def test_bad_inputs_name_what_is_wrong(tmp_path: Path) -> None:
-    py, _ = wide_module(tmp_path)
-    with ProcessModel(py) as model:
-        with pytest.raises(ValueError, match=r"input 'input': shape \(2, 3, 12, 12\)"):
-            model(input=torch.zeros(2, 3, 12, 12))
-        with pytest.raises(ValueError, match="takes inputs"):
-            model(image=torch.zeros(1, 3, 12, 12))
-        pids = model.pids
     assert_nothing_left(pids)
 
 
@@ -206,3 +179,37 @@ def test_faster_runtime_times_both_runtimes(tmp_path: Path) -> None:
     assert set(medians) == {"threads", "processes"} and all(t > 0 for t in medians.values())
     assert best == min(medians, key=lambda k: medians[k])
     assert leaked_segments(os.getpid()) == []
+
+
+@pytest.fixture(scope="module")
+def sabotaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProcessModel, object]]:
+    """One pool for the tests after which it stays usable (starting one spawns torch-importing workers).
+    Only the module's last tests use it: the others check that this process owns no segment."""
+    py, proto = wide_module(tmp_path_factory.mktemp("sabotaged"), extra=SABOTAGE)
+    with ProcessModel(py) as model:
+        yield model, proto
+    assert_nothing_left(model.pids)
+
+
+def test_an_error_in_a_cluster_is_raised_and_the_pool_stays_usable(
+        sabotaged: tuple[ProcessModel, object]) -> None:
+    model, proto = sabotaged
+    x = random_inputs(import_of(proto), seed=1)["input"]
+    (ref,) = ort_run(proto, {"input": x})  # type: ignore[arg-type]
+    bad = torch.from_numpy(x.copy())
+    bad.view(-1)[0] = -1.0
+    with pytest.raises(ArithmeticError, match="refuses negative") as info:
+        model(input=bad)
+    assert any("cluster 1" in note for note in info.value.__notes__)  # names where it happened
+    out = model(input=torch.from_numpy(x))["output"].numpy()  # the other cluster was not left waiting
+    assert rel_err(ref, out) < 1e-4
+    assert all(process_alive(p) for p in model.pids)
+
+
+def test_bad_inputs_name_what_is_wrong(sabotaged: tuple[ProcessModel, object]) -> None:
+    model, _ = sabotaged
+    with pytest.raises(ValueError, match=r"input 'input': shape \(2, 3, 12, 12\)"):
+        model(input=torch.zeros(2, 3, 12, 12))
+    with pytest.raises(ValueError, match="takes inputs"):
+        model(image=torch.zeros(1, 3, 12, 12))
+    assert all(process_alive(p) for p in model.pids)

@@ -17,6 +17,7 @@ import pytest
 from reflow.runtime.ray_cluster import LocalCluster, NodeInfo, connect, nodes
 
 NODES = 3
+LOST_NODE_DEAD_AFTER_S = 3.0  # the lost-node tests wait this long (not Ray's ~15 s) for a node to count dead
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 # the programs the other executors are tested on
@@ -33,7 +34,8 @@ _cluster: LocalCluster | None = None
 def ray_cluster() -> LocalCluster:
     global _cluster
     if _cluster is None:
-        _cluster = _open.enter_context(LocalCluster(nodes=NODES, cpus_per_node=1, object_store_mb=128))
+        _cluster = _open.enter_context(LocalCluster(nodes=NODES, cpus_per_node=1, object_store_mb=128,
+                                                         dead_after_s=LOST_NODE_DEAD_AFTER_S))
         _open.enter_context(connect(_cluster.address, log_to_driver=False))
     return _cluster
 

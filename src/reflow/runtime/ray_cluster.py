@@ -44,6 +44,7 @@ DEFAULT_NAMESPACE = "reflow"
 PROBE_TIMEOUT_S = 5.0
 START_TRIES = 2  # a LocalCluster that fails to start is stopped and started once more
 KILL_WAIT_S = 10.0
+HEALTH_CHECKS_BEFORE_DEAD = 5  # failed health checks in a row before a node counts as dead
 NODE_GONE_TIMEOUT_S = 90.0  # Ray's health checks declare a silent node dead within about 30 s
 MB = 1 << 20
 
@@ -235,10 +236,12 @@ class LocalCluster:
     Every node keeps its files under one private temp dir, and the cluster's address is written there too,
     not to the machine-wide ``/tmp/ray`` (where a plain ``ray.init()`` of another program would find it).
     ``shutdown()`` stops every node; the nodes are real Ray nodes (a raylet and object store each), so code
-    that spreads work over them exercises the same paths as on separate machines, except the network."""
+    that spreads work over them exercises the same paths as on separate machines, except the network.
+    ``dead_after_s`` sets how soon a node that stops answering counts as dead (Ray's default is ~15 s)."""
 
     def __init__(self, nodes: int = 2, cpus_per_node: int = 1,
-                 object_store_mb: int = DEFAULT_OBJECT_STORE_MB, temp_dir: str | None = None) -> None:
+                 object_store_mb: int = DEFAULT_OBJECT_STORE_MB, temp_dir: str | None = None,
+                 dead_after_s: float | None = None) -> None:
         if nodes < 1 or cpus_per_node < 1:
             raise ClusterError(f"a local cluster needs nodes >= 1 and cpus_per_node >= 1, got {nodes} and "
                                f"{cpus_per_node}")
@@ -247,6 +250,7 @@ class LocalCluster:
         self._scratch = temp_dir is None  # a temp dir made here is removed at shutdown
         self.cpus_per_node = cpus_per_node
         self.object_store_mb = object_store_mb
+        self.dead_after_s = dead_after_s
         self._workers: list[Any] = []
         for attempt in range(START_TRIES if self._scratch else 1):
             try:
@@ -267,7 +271,7 @@ class LocalCluster:
         saved = os.environ.get("RAY_TMPDIR")
         os.environ["RAY_TMPDIR"] = self.temp_dir  # where Cluster writes the address file
         try:
-            self._cluster: Any = Cluster(initialize_head=True, head_node_args=self._node_args())
+            self._cluster: Any = Cluster(initialize_head=True, head_node_args=self._head_args())
         finally:
             if saved is None:
                 os.environ.pop("RAY_TMPDIR", None)
@@ -280,6 +284,18 @@ class LocalCluster:
     def _node_args(self) -> dict[str, Any]:
         return {"num_cpus": self.cpus_per_node, "object_store_memory": self.object_store_mb * MB,
                 "include_dashboard": False, "temp_dir": self.temp_dir}
+
+    def _head_args(self) -> dict[str, Any]:
+        """The head's arguments; ``dead_after_s`` shortens Ray's health checks (by default a lost node counts
+        as dead after ~15 s of failed checks), each check still allowed Ray's full reply timeout, so a slow
+        but live node on a loaded machine is not declared dead."""
+        args = self._node_args()
+        if self.dead_after_s is not None:
+            checks = HEALTH_CHECKS_BEFORE_DEAD
+            period_ms = max(100, int(self.dead_after_s * 1000 / checks))
+            args["_system_config"] = {"health_check_period_ms": period_ms,
+                                      "health_check_failure_threshold": checks}
+        return args
 
     def add_node(self) -> Any:
         """Start one more node; returns Ray's handle on it (for ``remove_node``)."""
