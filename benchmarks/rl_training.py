@@ -445,13 +445,21 @@ def summary(values: list[float], budget: float, fmt: str = ",.0f") -> str:
     )
 
 
-def run_zoo(tasks: list[str], seeds: list[int], rows: list[dict[str, Any]], log: Path | None = None) -> None:
+def run_zoo(
+    tasks: list[str],
+    seeds: list[int],
+    rows: list[dict[str, Any]],
+    log: Path | None = None,
+    impls: tuple[str, ...] = ("reflow", "sb3"),
+) -> None:
     """Each task's seeds in turn, reflow and SB3 alternating which goes first; each row is appended to
-    ``log`` (JSON lines) as soon as it is measured, so a run cut short keeps what it finished."""
+    ``log`` (JSON lines) as soon as it is measured, so a run cut short keeps what it finished. ``impls``
+    picks the libraries (one run per invocation keeps each piece of a shared CPU lock short)."""
     for task in tasks:
         algo, env_id, target, budget = TASKS[task]
         for seed in seeds:
-            runners = [("reflow", reflow_to_target), ("sb3", sb3_to_target)]
+            both = (("reflow", reflow_to_target), ("sb3", sb3_to_target))
+            runners = [(name, fn) for name, fn in both if name in impls]
             for impl, fn in runners if seed % 2 == 0 else runners[::-1]:
                 c0 = time.process_time()  # CPU of this process: both sides step their envs here
                 sec, steps = fn(algo, env_id, target, seed, budget)
@@ -548,6 +556,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None, help="seeds per task (default 5; ppo10: 10)")
     ap.add_argument("--first-seed", type=int, default=0, help="zoo seeds are first-seed .. first-seed+N-1")
     ap.add_argument("--log", type=Path, default=None, help="zoo: append each run as a JSON line here")
+    ap.add_argument(
+        "--impls", nargs="+", choices=("reflow", "sb3"), default=["reflow", "sb3"], help="zoo: libraries"
+    )
     ap.add_argument("--table", type=Path, nargs="+", default=None, help="print the zoo table of these logs")
     ap.add_argument("--out", type=Path, default=Path("results/rl_training.json"))
     ap.add_argument("--no-rllib", action="store_true", help="skip the RLlib PPO column")
@@ -563,7 +574,8 @@ def main() -> None:
         med.update(run_matched(list(range(n)), not args.no_rllib, rows["matched"]))
     if "zoo" in args.part:
         tasks = args.tasks or (["ppo-CartPole-v1"] if args.quick else list(TASKS))
-        run_zoo(tasks, list(range(args.first_seed, args.first_seed + n)), rows["zoo"], args.log)
+        seeds = list(range(args.first_seed, args.first_seed + n))
+        run_zoo(tasks, seeds, rows["zoo"], args.log, tuple(args.impls))
     if "ppo10" in args.part:
         run_zoo(["ppo-CartPole-v1"], list(range(args.seeds or 10)), rows["zoo"])
         for impl in ("reflow", "sb3"):
