@@ -216,3 +216,33 @@ def test_api_calls_after_the_build_are_plain_calls() -> None:
     actions, values = p.act(obs)
     assert actions.shape == (5,) and values.shape == (5,)
     assert torch.equal(actions, p.head.module(p.torso.module(obs)).argmax(-1))  # type: ignore[misc]
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_policy_snapshot_is_the_policy_state_and_loads_into_the_same_structure_only() -> None:
+    """Weights are published as snapshots of the live policy variables (collected once per build): copies
+    equal to ``policy_state()`` that later in-place updates leave alone, loading into an agent whose
+    variables have the same names and shapes, and refused (naming the variable) by any other."""
+    obs, act = CARTPOLE
+    cfg = AGENTS["ppo"][1]()
+    learner = make_agent("ppo", obs, act, cfg, 2, 0, True)
+    policy = make_agent("ppo", obs, act, cfg, 2, 1, False)  # another seed: other initial weights
+    snap = learner.policy_snapshot()
+    assert _same(snap.state_dict(), learner.policy_state())
+    assert not _same(snap.state_dict(), policy.policy_state())
+    policy.load_policy_snapshot(snap)
+    assert _same(policy.policy_state(), learner.policy_state())
+    with torch.no_grad():  # an update changes the live variables in place: the snapshot keeps its values
+        learner.policy_vars().tensors[0].add_(1.0)
+    assert not _same(snap.state_dict(), learner.policy_state())
+    assert _same(learner.policy_snapshot().state_dict(), learner.policy_state())
+    wide = make_agent("ppo", Spec((6,)), act, cfg, 2, 0, False)  # same names, other shapes
+    shapes = r"variable 'normalizer/.:running.mean' has shape \(6,\), the snapshot's has \(4,\)"
+    with pytest.raises(ComponentError, match=shapes):
+        wide.load_policy_snapshot(snap)
+    dqn = make_agent("dqn", obs, act, AGENTS["dqn"][1](), 2, 0, False)
+    with pytest.raises(ComponentError, match="same config"):
+        dqn.load_policy_snapshot(snap)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from reflow.components import Act, Agent, Transition
-from reflow.components.agent import obs_tensor
+from reflow.components.agent import PolicyTensors, obs_tensor
 from reflow.reactor import Reactor, reaction
 from reflow.rl.envs.reactors import EnvStep
 
@@ -32,10 +32,15 @@ Progress = Callable[[int, float | None], None]  # (env steps so far, recent mean
 
 @dataclass(frozen=True)
 class Weights:
-    """A published policy state; ``version`` counts publications (1 is the first update)."""
+    """A published policy state (a copy of the learner's policy variables, ``Agent.policy_snapshot``);
+    ``version`` counts publications (1 is the first update)."""
 
     version: int
-    state_dict: dict[str, torch.Tensor]
+    snapshot: PolicyTensors
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The snapshot keyed as ``Agent.policy_state`` keys it."""
+        return self.snapshot.state_dict()
 
 
 def transition(step: EnvStep, agent: Agent) -> Transition:
@@ -76,7 +81,7 @@ class InferenceReactor(Reactor):
     def act(self) -> None:
         if self.weights.is_present:
             published = self.weights.get()
-            self.agent.load_policy_state(published.state_dict)
+            self.agent.load_policy_snapshot(published.snapshot)
             self.version = published.version
         if self.done.is_present or not self.obs.is_present:
             return
@@ -164,7 +169,7 @@ class LearnerReactor(Reactor):
         self.tracker.record(step.infos, self.steps)
         if self.agent.observe(act, transition(step, self.agent)):
             self.version += 1
-            self.weights.set(Weights(self.version, self.agent.policy_state()))
+            self.weights.set(Weights(self.version, self.agent.policy_snapshot()))
             self.progress(self.steps, self.tracker.recent())
         if (
             self.evaluate is not None

@@ -72,9 +72,9 @@ def test_published_weights_reach_the_policy(cfg: TrainConfig) -> None:
     assert [w.version for w in published] == list(range(1, len(published) + 1))
     last = published[-1]
     assert program.policy.version == program.learner.version == last.version
-    assert _same(program.policy.agent.policy_state(), last.state_dict)
-    assert _same(program.learner.agent.policy_state(), last.state_dict)
-    assert not _same(published[0].state_dict, last.state_dict)  # snapshots, not views of the learner's net
+    assert _same(program.policy.agent.policy_state(), last.state_dict())
+    assert _same(program.learner.agent.policy_state(), last.state_dict())
+    assert not _same(published[0].state_dict(), last.state_dict())  # snapshots, not views of the learner
     # the learner ended the run: the policy stopped acting, the envs stopped stepping
     steps = cfg.total_steps // cfg.num_envs
     assert program.envs.done_steps == program.policy.steps == steps == program.learner.steps // cfg.num_envs
