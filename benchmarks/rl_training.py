@@ -30,6 +30,8 @@ pins gymnasium 1.2, reflow runs on 1.4); its clock starts after ``build_algo()``
 
 Usage: flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/rl_training.py [--quick] [--part P ...]
        [--seeds N] [--tasks ppo-CartPole-v1 dqn-Acrobot-v1 ...] [--no-rllib]
+       [--part zoo --impls reflow|sb3 --first-seed K --log zoo.jsonl]   # one run per piece of a lock
+       --table zoo.jsonl ... [--tasks ...]                             # the zoo table of logged runs
 """
 
 from __future__ import annotations
@@ -559,14 +561,14 @@ def main() -> None:
     ap.add_argument(
         "--impls", nargs="+", choices=("reflow", "sb3"), default=["reflow", "sb3"], help="zoo: libraries"
     )
-    ap.add_argument("--table", type=Path, nargs="+", default=None, help="print the zoo table of these logs")
+    ap.add_argument("--table", type=Path, nargs="+", default=None, help="print the table of these zoo logs")
     ap.add_argument("--out", type=Path, default=Path("results/rl_training.json"))
     ap.add_argument("--no-rllib", action="store_true", help="skip the RLlib PPO column")
     args = ap.parse_args()
     n = args.seeds or (2 if args.quick else 5)
     if args.table:
         lines = [line for p in args.table for line in p.read_text().splitlines() if line.strip()]
-        zoo_table([json.loads(line) for line in lines])
+        zoo_table([r for r in map(json.loads, lines) if args.tasks is None or r["task"] in args.tasks])
         return
     rows: dict[str, Any] = {"matched": [], "zoo": [], "q": []}
     med: dict[str, float] = {}
