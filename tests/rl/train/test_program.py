@@ -84,9 +84,20 @@ def test_published_weights_reach_the_policy(cfg: TrainConfig) -> None:
 
 def test_progress_reports_each_ppo_update() -> None:
     seen: list[tuple[int, float | None]] = []
-    r = train(PPO, lambda steps, recent: seen.append((steps, recent)))
+    flags = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
+
+    def report(steps: int, recent: float | None) -> None:  # inside the run: its torch settings
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
+        seen.append((steps, recent))
+
+    r = train(PPO, report)
     assert [s for s, _ in seen] == [128, 256, 384] and r.steps == 384  # one report per update
     assert seen[-1][1] is not None
+    # and the caller's settings back afterwards
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == flags
+    assert torch.utils.deterministic.fill_uninitialized_memory == fill  # type: ignore[attr-defined]
 
 
 def test_train_on_another_env_transport_gives_the_same_run() -> None:
