@@ -6,6 +6,9 @@ Side by side, in one process, with the same thread budget P, for batch 1 and bat
 * ``reflow``         the generated parallel code (clusters on threads, or batch slices for batch > 1);
 * ``reflow procs``   the same code with the clusters (or slices) in worker processes over shared memory
                      (``reflow.onnx.processes``; only where the plan has more than one cluster or slice);
+* ``procs plan``     the plan made for processes (``parallelize(runtime="processes")``: a cheaper wait per
+                     cross-cluster value) run in worker processes; only where it differs from the thread
+                     plan (elsewhere it is ``reflow procs``);
 * ``ort seq``        onnxruntime, sequential execution, P intra-op threads;
 * ``ort parallel``   onnxruntime, ORT_PARALLEL execution, P inter-op threads (1 intra-op thread each).
 
@@ -60,7 +63,7 @@ TORCHVISION = [
 ]
 FULL_MODELS = LIGHT + TORCHVISION
 QUICK_MODELS = ["inception_v1", "transformer"]
-VARIANTS = ("torch serial", "reflow", "reflow procs", "ort seq", "ort parallel")
+VARIANTS = ("torch serial", "reflow", "reflow procs", "procs plan", "ort seq", "ort parallel")
 
 
 # torchvision models, exported by benchmarks/onnx_export_models.py (`make onnx-models`) into this folder
@@ -140,25 +143,36 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
     seq, par = ort_session(proto, workers, False), ort_session(proto, workers, True)
     plan = result.plan
     parallel = len(plan.clusters) > 1 or plan.batch_slices > 1
+    pplan = plan  # the plan made for worker processes, where it differs
+    if workers > 1:
+        presult = parallelize(proto, workers=workers, runtime="processes")
+        if _shape_of(presult.plan) != _shape_of(plan):
+            pplan = presult.plan
+            ppy, _ = presult.code.write(tmp / f"{name}_b{batch}_p{workers}_procs.py")
+    pparallel = pplan is not plan and (len(pplan.clusters) > 1 or pplan.batch_slices > 1)
     with mod.load(runtime="threads") as model, (
         ProcessModel(py) if parallel else contextlib.nullcontext(model)
-    ) as procs:
+    ) as procs, (ProcessModel(ppy) if pparallel else contextlib.nullcontext(procs)) as pprocs:
         ref = seq.run(None, x)[0]
         errs = [
             float(np.abs(ref - m(**tx)[mod.OUTPUTS[0]].numpy()).max() / max(float(np.abs(ref).max()), 1e-12))
-            for m in (model, procs)
+            for m in (model, procs, pprocs)
         ]
         fns = {
             "torch serial": lambda: model.serial(**tx),
             "reflow": lambda: model(**tx),
             "reflow procs": lambda: procs(**tx),
+            "procs plan": lambda: pprocs(**tx),
             "ort seq": lambda: seq.run(None, x),
             "ort parallel": lambda: par.run(None, x),
         }
         if not parallel:  # one cluster: a worker process would run the same code as the thread
             del fns["reflow procs"]
+        if not pparallel:
+            del fns["procs plan"]
         t = interleaved(fns, repeats)
     t.setdefault("reflow procs", float("nan"))
+    t.setdefault("procs plan", t["reflow procs"])
     best_reflow = min(v for k, v in t.items() if k.startswith("reflow") and v == v)
     best_ort = min(t["ort seq"], t["ort parallel"])
     return {
@@ -170,6 +184,8 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
         "measured_speedup": result.measured_serial / best_reflow,  # over one thread, as predicted
         "speedup_vs_best_ort": best_ort / best_reflow,
         "procs_vs_threads": t["reflow"] / t["reflow procs"],
+        "procs_plan": _shape_of(pplan),  # (mode, clusters, slices) of the plan made for processes
+        "procs_plan_predicted": pplan.predicted_speedup,
         "mode": plan.mode,
         "clusters": len(plan.clusters),
         "nodes": plan.compute_nodes,
@@ -180,6 +196,10 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
         "ref_max_abs": float(np.abs(ref).max()),  # a check against an all-zero output would say nothing
         "loadavg_1min": os.getloadavg()[0],  # how loaded the shared box was while this row ran
     }
+
+
+def _shape_of(plan: Any) -> tuple[str, int, int]:
+    return (plan.mode, len(plan.clusters), plan.batch_slices)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -65,6 +65,22 @@ def test_the_intra_op_plan_wins_where_it_is_measured_faster() -> None:
     assert intra.intra_threads == 2 and intra.predicted_speedup == pytest.approx(1 / 0.55)
 
 
+def test_a_plan_for_worker_processes_splits_where_a_thread_wait_would_not_pay() -> None:
+    """Issue 18: the planner charged every runtime a thread's wait (0.5 ms, the GIL won back); a wait in the
+    process runtime is a pipe message, so a 4 ms wide graph is worth two clusters there and not on threads."""
+    model = import_model(wide_model(2, size=12, channels=16))
+    costs = flop_costs(model)
+    total = sum(costs.values())
+    g = apply_costs(model, {k: v * 4e-3 / total for k, v in costs.items()}).graph
+    kw = {"measured_serial": g.total_cost(), "intra_cost": g.total_cost()}
+    threads = make_plan(g, 2, **kw)  # type: ignore[arg-type]
+    procs = make_plan(g, 2, runtime="processes", **kw)  # type: ignore[arg-type]
+    assert len(threads.clusters) == 1 and threads.predicted_speedup == pytest.approx(1.0)
+    assert len(procs.clusters) == 2 and procs.predicted_speedup > 1.1
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        make_plan(g, 2, runtime="fibers")
+
+
 def test_parallelize_command_writes_module_and_prints_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -61,7 +61,8 @@ def register(subparsers: Any) -> None:
         default="auto",
         help="what the module's load() runs the clusters (or batch slices) on: threads of one process "
         "(needs only torch), worker processes over shared memory (no GIL between them; needs reflow), or "
-        "auto: whichever measures faster here (default)",
+        "auto: the plan made for processes, then whichever runtime measures faster for it here (default); "
+        "the planner charges each cross-cluster wait what it costs on that runtime",
     )
     p.add_argument("--svg", metavar="PATH", help="also draw the clustered graph (.svg or .dot)")
     p.set_defaults(func=run)
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.random_weights,
         profile_ops=not args.no_profile,
         progress=True,
+        runtime="threads" if args.runtime == "threads" else "processes",  # auto: see --runtime's help
     )
     py, pt = result.code.write(args.output)
     print(summary_table(result))

@@ -40,8 +40,10 @@ def parallelize(
     seed: int | None = None,
     profile_ops: bool = True,
     progress: bool = False,
+    runtime: str = "threads",
 ) -> Result:
-    """ONNX model -> costed graph -> plan for ``workers`` threads -> generated module."""
+    """ONNX model -> costed graph -> plan for ``workers`` threads (or worker processes: ``runtime``, what the
+    planner charges per cross-cluster wait) -> generated module."""
     if seed is not None:
         proto = randomize_weights(proto, seed)
     if batch is not None:
@@ -60,7 +62,13 @@ def parallelize(
     slice_cost = sliced.graph.total_cost() if sliced is not None else None
     intra = measure_graph(model, random_inputs(model), threads=workers, repeats=3)
     plan = make_plan(
-        model.graph, workers, slice_cost=slice_cost, batch=b, measured_serial=measured, intra_cost=intra
+        model.graph,
+        workers,
+        slice_cost=slice_cost,
+        batch=b,
+        measured_serial=measured,
+        intra_cost=intra,
+        runtime=runtime,
     )
     if plan.mode == "batch" and sliced is not None:  # the code runs the slice's graph on each slice
         code_plan = replace(plan, graph=sliced.graph, clusters=serial_plan(sliced.graph).clusters)

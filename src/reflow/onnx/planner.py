@@ -9,8 +9,11 @@ Policy. The plan is made by the shared graph passes, in this order:
 4. **simulation** of the result gives the predicted makespan.
 
 Communication between threads costs no copy (they share memory) but a wake-up: the comm model charges a fixed
-``latency`` per cross-cluster edge: ``WAIT_COST``, what a wait measured in the generated code, where the woken
-thread must win the GIL back from one dispatching Python ops (a thread wake-up alone is ~8 us).
+``latency`` per cross-cluster edge, ``WAIT_COSTS[runtime]``: for threads what a wait measured in the generated
+code, where the woken thread must win the GIL back from one dispatching Python ops (a thread wake-up alone is
+~8 us); for worker processes (``reflow.onnx.processes``) no GIL is won back, a wait is an 8-byte message on a
+pipe and a process wake-up, plus one copy of the value into its shared slot. The plan is made for the
+runtime that will run it: with processes inter-op clusters pay off on finer-grained graphs.
 
 Three plans compete, each predicted in measured time (the summed op costs scaled by the measured whole-graph
 time of one thread over their sum, the cost model's calibration):
@@ -36,9 +39,12 @@ from reflow.graph.merge import merge_clusters
 from reflow.graph.simulate import simulate
 from reflow.onnx.plan import Plan
 
-# seconds a cross-cluster wait costs in the generated code (issue 18: ~0.5 ms per wait on shufflenet_v2,
-# whose 2-cluster plan with 46 waits ran 1.84x slower than serial; the 30 us charged before hid that)
+# seconds a cross-cluster wait costs in the generated code, per runtime. Threads (issue 18): ~0.5 ms per wait
+# on shufflenet_v2, whose 2-cluster plan with 46 waits ran 1.84x slower than serial (the 30 us charged before
+# hid that). Processes: PROCESS_WAIT_COST, see docs/benchmarks.md (issue 18, round 4).
 WAIT_COST = 0.5e-3
+PROCESS_WAIT_COST = 0.1e-3  # a pipe wake-up (12 us median, 20 us p90 here) plus copying ~0.5 MB into a slot
+WAIT_COSTS = {"threads": WAIT_COST, "processes": PROCESS_WAIT_COST}
 
 
 def batch_slices(batch: int, workers: int) -> int:
@@ -57,17 +63,22 @@ def make_plan(
     batch: int = 1,
     measured_serial: float | None = None,
     intra_cost: float | None = None,
+    runtime: str = "threads",
 ) -> Plan:
     """Cluster ``g`` (node costs in seconds) for ``workers`` threads.
 
     ``slice_cost`` is the summed op cost of one batch slice's graph (see :func:`batch_slices`); with it (and
     batch > 1) the plan may choose hyperclustering. ``measured_serial`` (the whole graph measured on one
     thread) calibrates the summed op costs; ``intra_cost`` is the whole graph measured on ``workers`` torch
-    threads (without it, the intra-op plan is predicted at the serial time).
+    threads (without it, the intra-op plan is predicted at the serial time). ``runtime`` ("threads" or
+    "processes") is what will run the plan: it sets the cost of a cross-cluster wait (``WAIT_COSTS``).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    comm = comm or CommModel(latency=WAIT_COST)
+    if runtime not in WAIT_COSTS:
+        raise ValueError(f"runtime must be one of {sorted(WAIT_COSTS)}, got {runtime!r}")
+    wait = WAIT_COSTS[runtime]
+    comm = comm or CommModel(latency=wait)
     compute = tuple(n.name for n in g if n.op.startswith("onnx."))
     serial = g.total_cost()
     scale = measured_serial / serial if measured_serial and serial > 0 else 1.0  # the calibration
@@ -117,7 +128,7 @@ def make_plan(
         )
     if workers > 1 and batch > 1 and slice_cost is not None:
         slices = batch_slices(batch, workers)
-        hyper = max(slice_cost, serial / slices) * scale + WAIT_COST  # all slices at once, one per thread
+        hyper = max(slice_cost, serial / slices) * scale + wait  # all slices at once, one per thread
         options.append(plan(g, (compute,), "batch", max(1, workers // slices), slices, hyper))
     return min(options, key=lambda p: p.makespan)
 
