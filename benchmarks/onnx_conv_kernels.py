@@ -1,19 +1,22 @@
-"""Which kernel for a pointwise convolution: oneDNN's fused call, torch's F.conv2d, or one GEMM.
+"""Which kernel for a pointwise or a depthwise convolution: oneDNN's fused call, F.conv2d, or one GEMM.
 
-Every 1x1 convolution with stride 1, no padding and one group of the given models (as reflow prepares them:
-BatchNorm folded, activation and residual fused) is run three ways on its real shapes, one thread, each
+Every 1x1 convolution with stride 1, no padding and one group (``--kind pointwise``), or every depthwise
+convolution (one group per input channel, ``--kind depthwise``), of the given models (as reflow prepares
+them: BatchNorm folded, activation and residual fused) is run each way on its real shapes, one thread, each
 time on the same random channels-last input:
 
 * ``onednn``  ``onnx_conv`` on the prepacked weight (oneDNN's fused post-ops);
-* ``aten``    ``F.conv2d``, then the add and activation in place (torch's reference kernel at batch < 16
-  on one thread);
-* ``linear``  ``onnx_conv1x1``: ``F.linear`` over the (N, H, W, C) view, then the add and activation.
+* ``aten``    ``F.conv2d``, then the add and activation in place (for a pointwise conv at batch < 16 on one
+  thread torch's reference kernel);
+* ``linear``  (pointwise only) ``onnx_conv1x1``: ``F.linear`` over the (N, H, W, C) view, then the add and
+  activation.
 
 One call of each per round, rounds interleaved, medians; reported per conv (with ``--verbose``) and summed
-per model beside reflow's current choice (``conv_fusion._kernel``). It is what ``LINEAR_MAX_OUTPUT`` in
-reflow.onnx.conv_fusion was chosen from.
+per model beside reflow's current choice (``conv_fusion._kernel``). It is what ``LINEAR_MAX_OUTPUT`` and
+the depthwise rule in reflow.onnx.conv_fusion were chosen from.
 
-    flock -x /tmp/reflow-cpu.lock .venv/bin/python benchmarks/onnx_conv_kernels.py --batch 1
+    /work/bin/cpu-excl .venv/bin/python benchmarks/onnx_conv_kernels.py --batch 1
+    /work/bin/cpu-excl .venv/bin/python benchmarks/onnx_conv_kernels.py --kind depthwise --batch 8
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from reflow.onnx.pipeline import prepare
 Case = tuple[str, str, dict[str, Callable[[], torch.Tensor]]]
 
 
-def pointwise_convs(name: str, batch: int) -> list[Case]:
-    """(label, reflow's kernel, the three calls) for each pointwise FusedConv of ``name`` at ``batch``."""
+def convs(name: str, batch: int, kind: str) -> list[Case]:
+    """(label, reflow's kernel, the calls) for each pointwise (or depthwise) FusedConv of ``name``."""
     model = prepare(make_model(name, batch))
     gen = torch.Generator().manual_seed(0)
     cases: list[Case] = []
@@ -46,10 +49,15 @@ def pointwise_convs(name: str, batch: int) -> list[Case]:
             continue
         ins = node.attrs["_inputs"]
         w = torch.from_numpy(model.weights[ins[1]].copy())
-        if not conv_fusion._pointwise(node, tuple(w.shape)):
+        groups = int(node.attrs.get("group", 1))
+        if kind == "pointwise" and not conv_fusion._pointwise(node, tuple(w.shape)):
             continue
-        x_shape = tuple(int(d) for d in model.values[ins[0]].shape or ())
-        out_shape = tuple(int(d) for d in model.values[node.attrs["_outputs"][0]].shape or ())
+        if kind == "depthwise" and not (groups > 1 and w.shape[0] == groups and w.shape[1] == 1):
+            continue
+        strides, pads = tuple(node.attrs.get("strides", (1, 1))), tuple(node.attrs.get("pads", (0,) * 4))[:2]
+        dilations = tuple(node.attrs.get("dilations", (1, 1)))
+        x_shape = tuple(int(d or 0) for d in model.values[ins[0]].shape or ())
+        out_shape = tuple(int(d or 0) for d in model.values[node.attrs["_outputs"][0]].shape or ())
         x = torch.randn(x_shape, generator=gen).contiguous(memory_format=torch.channels_last)
         b = torch.from_numpy(model.weights[ins[2]].copy()) if ins[2] else None
         z = (
@@ -58,21 +66,25 @@ def pointwise_convs(name: str, batch: int) -> list[Case]:
             else None
         )
         act, sc = node.attrs["activation"], tuple(node.attrs.get("scalars", ()))
-        packed = onnx_pack_conv_weight(w, (0, 0), (1, 1), (1, 1), 1, x_shape)
+        packed = onnx_pack_conv_weight(w, pads, strides, dilations, groups, x_shape)
         flat = w.flatten(1)
+        geometry = (strides, pads, dilations, groups)
 
-        def onednn(x=x, p=packed, b=b, z=z, act=act, sc=sc):  # type: ignore[no-untyped-def]
-            return onnx_conv(x, p, b, None if z is None else z.clone(), (1, 1), (0, 0), (1, 1), 1, act, sc)
+        def onednn(x=x, p=packed, b=b, z=z, act=act, sc=sc, g=geometry):  # type: ignore[no-untyped-def]
+            return onnx_conv(x, p, b, None if z is None else z.clone(), g[0], g[1], g[2], g[3], act, sc)
 
-        def aten(x=x, w=w, b=b, z=z, act=act, sc=sc):  # type: ignore[no-untyped-def]
-            y = F.conv2d(x, w, b)
+        def aten(x=x, w=w, b=b, z=z, act=act, sc=sc, g=geometry):  # type: ignore[no-untyped-def]
+            y = F.conv2d(x, w, b, *g)
             return onnx_activation_(y if z is None else y.add_(z), act, sc)
 
         def linear(x=x, w=flat, b=b, z=z, act=act, sc=sc):  # type: ignore[no-untyped-def]
             return onnx_conv1x1(x, w, b, z, act, sc)
 
-        label = f"{x_shape} -> {tuple(w.shape[:2])} {act}{' +z' if z is not None else ''}"
-        cases.append((label, node.attrs["kernel"], {"onednn": onednn, "aten": aten, "linear": linear}))
+        label = f"{x_shape} -> {tuple(w.shape)} s{strides[0]} {act}{' +z' if z is not None else ''}"
+        calls: dict[str, Callable[[], torch.Tensor]] = {"onednn": onednn, "aten": aten}
+        if kind == "pointwise":
+            calls["linear"] = linear
+        cases.append((label, node.attrs["kernel"], calls))
     return cases
 
 
@@ -82,15 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         "--models", nargs="*", default=["mobilenet_v2", "googlenet", "efficientnet_b0", "squeezenet"]
     )
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--kind", choices=("pointwise", "depthwise"), default="pointwise")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--verbose", action="store_true", help="one line per convolution")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"batch {args.batch}, 1 thread, medians of {args.repeats} interleaved rounds, ms summed per model")
-    print(f"{'model':<18}{'convs':>6}{'onednn':>10}{'aten':>10}{'linear':>10}{'reflow':>10}")
+    kernels = ("onednn", "aten", "linear")[: 3 if args.kind == "pointwise" else 2]
+    print(f"{args.kind} convs, batch {args.batch}, 1 thread, medians of {args.repeats} rounds, ms")
+    print(f"{'model':<18}{'convs':>6}" + "".join(f"{k:>10}" for k in kernels) + f"{'reflow':>10}")
     with torch.inference_mode():
         for name in args.models:
-            cases = pointwise_convs(name, args.batch)
+            cases = convs(name, args.batch, args.kind)
             times: dict[tuple[int, str], list[float]] = defaultdict(list)
             for fns in (c[2] for c in cases):
                 for fn in fns.values():
@@ -102,16 +116,16 @@ def main(argv: list[str] | None = None) -> int:
                         fn()
                         times[(i, k)].append(time.perf_counter() - t0)
             med = {key: statistics.median(v) * 1e3 for key, v in times.items()}
-            total = {k: sum(med[(i, k)] for i in range(len(cases))) for k in ("onednn", "aten", "linear")}
+            total = {k: sum(med[(i, k)] for i in range(len(cases))) for k in kernels}
             chosen = sum(med[(i, kern)] for i, (_, kern, _) in enumerate(cases))
             print(
                 f"{name:<18}{len(cases):>6}"
-                + "".join(f"{total[k]:>10.2f}" for k in ("onednn", "aten", "linear"))
+                + "".join(f"{total[k]:>10.2f}" for k in kernels)
                 + f"{chosen:>10.2f}"
             )
             if args.verbose:
                 for i, (label, kern, _) in enumerate(cases):
-                    row = " ".join(f"{k} {med[(i, k)]:.3f}" for k in ("onednn", "aten", "linear"))
+                    row = " ".join(f"{k} {med[(i, k)]:.3f}" for k in kernels)
                     print(f"    {label:<48} {row}  (reflow: {kern})")
     return 0
 
