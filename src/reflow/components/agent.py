@@ -122,24 +122,24 @@ class Agent(Component):
             a = np.clip(a, *self.action_bounds)
         return a
 
-    def policy_state(self) -> dict[str, torch.Tensor]:
-        """A snapshot (copies) of the variables of the components acting needs."""
+    def _walk_policy(self) -> dict[str, torch.Tensor]:
+        """The variables of the components acting needs, walked now (detached views, not copies)."""
         return {
-            f"{name}/{k}": v.detach().clone()
+            f"{name}/{k}": v
             for name in self.POLICY
             for k, v in self.components[name].state_dict().items()
         }
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """A snapshot (copies) of the variables of the components acting needs."""
+        return {k: v.clone() for k, v in self._walk_policy().items()}
 
     def policy_vars(self) -> PolicyTensors:
         """The live variables of ``policy_state`` (same names, same order), collected once: variables are
         made at build time only and changed in place afterwards, so the list stays valid until the next
         build. Publishing weights after every update goes through these instead of two state-dict walks."""
         if self._policy_vars is None or self._policy_vars[0] is not self.built:
-            state = {
-                f"{name}/{k}": v
-                for name in self.POLICY
-                for k, v in self.components[name].state_dict().items()
-            }
+            state = self._walk_policy()
             self._policy_vars = (self.built, PolicyTensors(tuple(state), tuple(state.values())))
         return self._policy_vars[1]
 
