@@ -24,11 +24,12 @@ from typing import Any
 
 import onnx
 import onnxruntime as ort
-from onnx_parallel import interleaved, make_model
+from onnx_parallel import make_model
 
 from reflow.onnx.costmodel import measure_graph, profile, random_inputs
 from reflow.onnx.importer import import_model
 from reflow.onnx.pipeline import prepare
+from reflow.onnx.timing import steady_medians
 
 
 def ort_profile(proto: onnx.ModelProto, x: dict[str, Any], runs: int) -> dict[str, float]:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
         whole = {
             "reflow": measure_graph(prepare(proto), x, repeats=repeats),
-            "ort": interleaved({"ort": lambda s=sess, x=x: s.run(None, x)}, repeats)["ort"],  # type: ignore[misc]
+            "ort": steady_medians({"ort": lambda s=sess, x=x: s.run(None, x)}, repeats)[0]["ort"],  # type: ignore[misc]
         }
         print(
             f"\n{name}, batch {args.batch}, 1 thread: whole graph reflow {whole['reflow'] * 1e3:.2f} ms "

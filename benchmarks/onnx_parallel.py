@@ -12,9 +12,10 @@ Side by side, in one process, with the same thread budget P, for batch 1 and bat
 * ``ort seq``        onnxruntime, sequential execution, P intra-op threads;
 * ``ort parallel``   onnxruntime, ORT_PARALLEL execution, P inter-op threads (1 intra-op thread each).
 
-Each timing is the median over interleaved repeats (one call of each variant per round, the order rotating
-from round to round). Reported as ratios:
-``vs best ort`` > 1 means the better reflow runtime is faster than the better onnxruntime setting. Writes
+Each timing is the median over rounds of blocks of calls (each variant a few calls in a row, the first of
+them untimed; see reflow.onnx.timing). Reported as ratios:
+``vs best ort`` > 1 means the better reflow runtime is faster than the better onnxruntime setting; ``rounds``
+is the lowest and highest of that ratio over the rounds (how far the shared box moved it). Writes
 results/onnx_parallel.json
 and results/onnx_parallel.png.
 
@@ -31,11 +32,8 @@ import contextlib
 import importlib.util
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,7 @@ from reflow.onnx.importer import import_model
 from reflow.onnx.models import light_model, set_batch, transformer_model, wide_model
 from reflow.onnx.pipeline import parallelize
 from reflow.onnx.processes import ProcessModel
+from reflow.onnx.timing import steady_medians
 
 LIGHT = ["inception_v1", "inception_v2", "squeezenet", "resnet50", "densenet121", "wide4"]
 TORCHVISION = [
@@ -115,22 +114,6 @@ def load_module(path: Path) -> Any:
     return mod
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median per variant over rounds of one call each. The order rotates every round, so no variant always
-    runs right after the same one (the call after another variant pays for its leftovers: memory to map
-    again, thread pools still spinning on a 2-core box)."""
-    for fn in fns.values():  # warm up
-        fn()
-    names = list(fns)
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(repeats):
-        for k in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> dict[str, Any]:
     proto = make_model(name, batch)
     result = parallelize(proto, workers=workers)
@@ -170,11 +153,11 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
             del fns["reflow procs"]
         if not pparallel:
             del fns["procs plan"]
-        t = interleaved(fns, repeats)
+        t, rounds = steady_medians(fns, repeats)
     t.setdefault("reflow procs", float("nan"))
     t.setdefault("procs plan", t["reflow procs"])
-    best_reflow = min(v for k, v in t.items() if k.startswith("reflow") and v == v)
-    best_ort = min(t["ort seq"], t["ort parallel"])
+    best_reflow, best_ort = _best_reflow(t), _best_ort(t)
+    per_round = [_best_ort(rt) / _best_reflow(rt) for rt in rounds]
     return {
         "model": name,
         "batch": batch,
@@ -183,6 +166,7 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
         "speedup_vs_serial": t["torch serial"] / best_reflow,
         "measured_speedup": result.measured_serial / best_reflow,  # over one thread, as predicted
         "speedup_vs_best_ort": best_ort / best_reflow,
+        "vs_best_ort_rounds": [min(per_round), max(per_round)],  # the same ratio, round by round: its spread
         "procs_vs_threads": t["reflow"] / t["reflow procs"],
         "procs_plan": _shape_of(pplan),  # (mode, clusters, slices) of the plan made for processes
         "procs_plan_predicted": pplan.predicted_speedup,
@@ -198,6 +182,14 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
     }
 
 
+def _best_reflow(t: dict[str, float]) -> float:
+    return min(v for k, v in t.items() if k.startswith("reflow") and v == v)
+
+
+def _best_ort(t: dict[str, float]) -> float:
+    return min(t["ort seq"], t["ort parallel"])
+
+
 def _shape_of(plan: Any) -> tuple[str, int, int]:
     return (plan.mode, len(plan.clusters), plan.batch_slices)
 
@@ -206,7 +198,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
         f"{'model':<14}{'batch':>6}{'P':>3}{'mode':>10}{'clus':>5}  "
         + "".join(f"{v:>14}" for v in VARIANTS)
-        + f"{'vs serial':>11}{'vs best ort':>12}{'predicted':>10}{'measured':>9}{'bound':>7}{'cm err':>8}"
+        + f"{'vs serial':>11}{'vs best ort':>12}{'rounds':>12}{'predicted':>10}{'measured':>9}{'bound':>7}"
+        + f"{'cm err':>8}"
     )
     print(head)
     print("-" * len(head))
@@ -216,6 +209,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['model']:<14}{r['batch']:>6}{r['workers']:>3}{r['mode']:>10}{r['clusters']:>5}  "
             + "".join(f"{t[v]:>11.2f} ms" for v in VARIANTS)
             + f"{r['speedup_vs_serial']:>10.2f}x{r['speedup_vs_best_ort']:>11.2f}x"
+            + "{:>12}".format("{:.2f}-{:.2f}".format(*r["vs_best_ort_rounds"]))
             + f"{r['predicted_speedup']:>9.2f}x{r['measured_speedup']:>8.2f}x{r['bound']:>6.2f}x"
             + f"{r['cost_model_error']:>+8.0%}"
         )

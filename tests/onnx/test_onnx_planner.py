@@ -14,6 +14,7 @@ from onnx_oracle import exec_generated, ort_run, rel_err
 from reflow.onnx import import_model
 from reflow.onnx.costmodel import apply_costs, flop_costs, random_inputs
 from reflow.onnx.models import wide_model
+from reflow.onnx.pipeline import describe, parallelize
 from reflow.onnx.planner import make_plan
 
 pytestmark = pytest.mark.timeout(120)
@@ -109,3 +110,21 @@ def test_parallelize_command_writes_module_and_prints_summary(
         assert word in out
     assert (tmp_path / "wide_par.py").exists() and (tmp_path / "wide_par.pt").exists()
     assert (tmp_path / "wide_par.svg").read_text().lstrip().startswith("<")
+
+
+def test_the_pipeline_keeps_the_faster_of_the_parallel_and_the_intra_op_plan() -> None:
+    """A parallel plan is predicted; whether it beats one cluster on P torch threads is measured: both
+    modules are timed and the faster kept, and the kept module still computes onnxruntime's result."""
+    proto = wide_model(3, batch=4, size=24, channels=32)  # batch slices are predicted faster (2 of 4 rows)
+    result = parallelize(proto, workers=2, profile_ops=False, time_plans=True)
+    timed = result.measured_plans
+    assert len(timed) == 2 and "intra-op (2 threads)" in timed and all(t > 0 for t in timed.values())
+    assert describe(result.plan) == min(timed, key=timed.__getitem__)
+    x = random_inputs(result.model, seed=3)
+    (ref,) = ort_run(proto, x)
+    ns = exec_generated(result.code.source, "timed_choice")
+    weights = {k: torch.from_numpy(np.array(v)) for k, v in result.code.weights.items()}
+    with ns["ParallelModel"](weights) as model:
+        assert rel_err(ref, model(input=torch.from_numpy(x["input"]))["output"].numpy()) < 1e-4
+    untimed = parallelize(proto, workers=2, profile_ops=False)  # the analytic pipeline times nothing
+    assert untimed.measured_plans == {} and untimed.plan.mode == "batch"

@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     )
     py, pt = result.code.write(args.output)
     print(summary_table(result))
+    if result.measured_plans:
+        timed = ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in result.measured_plans.items())
+        print(f"plans timed here: {timed}; kept the faster")
     runtime = args.runtime
     if runtime == "auto":  # one cluster on one thread: a worker process would run the same code
         runtime = "threads"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import contextlib
+import functools
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import onnx
 
@@ -25,6 +29,7 @@ class Result:
     plan: Plan
     code: GeneratedCode
     measured_serial: float  # measured whole-graph time of the serial code, 1 thread (seconds)
+    measured_plans: dict[str, float] = field(default_factory=dict)  # plan -> seconds per call, where timed
 
     @property
     def cost_model_error(self) -> float:
@@ -41,9 +46,12 @@ def parallelize(
     profile_ops: bool = True,
     progress: bool = False,
     runtime: str = "threads",
+    time_plans: bool | None = None,
 ) -> Result:
     """ONNX model -> costed graph -> plan for ``workers`` threads (or worker processes: ``runtime``, what the
-    planner charges per cross-cluster wait) -> generated module."""
+    planner charges per cross-cluster wait) -> generated module. Where the plan predicted cheapest is a
+    parallel one (clusters or batch slices), its code and the intra-op plan's are timed on ``runtime`` and
+    the faster is kept (``time_plans``, default: as ``profile_ops``, the measuring pipeline)."""
     if seed is not None:
         proto = randomize_weights(proto, seed)
     if batch is not None:
@@ -52,7 +60,7 @@ def parallelize(
     measured = measure_graph(model, random_inputs(model), repeats=3)
     if workers == 1:
         return Result(model, serial_plan(model.graph), generate(model, serial_plan(model.graph)), measured)
-    from reflow.onnx.planner import batch_slices, make_plan
+    from reflow.onnx.planner import batch_slices, plan_options
 
     b = _batch(model)
     slices = batch_slices(b, workers)
@@ -61,7 +69,7 @@ def parallelize(
         sliced = _costed(prepare(set_batch(proto, b // slices)), profile_ops, False)
     slice_cost = sliced.graph.total_cost() if sliced is not None else None
     intra = measure_graph(model, random_inputs(model), threads=workers, repeats=3)
-    plan = make_plan(
+    options = plan_options(
         model.graph,
         workers,
         slice_cost=slice_cost,
@@ -70,10 +78,55 @@ def parallelize(
         intra_cost=intra,
         runtime=runtime,
     )
-    if plan.mode == "batch" and sliced is not None:  # the code runs the slice's graph on each slice
+    plan, timed = options[0], {}
+    if (profile_ops if time_plans is None else time_plans) and is_parallel(plan):
+        intra_plan = next(p for p in options if not is_parallel(p))
+        candidates = {describe(p): (p, _code(model, sliced, p, runtime)) for p in (plan, intra_plan)}
+        timed = time_codes({k: code for k, (_, code) in candidates.items()})
+        plan = candidates[min(timed, key=timed.__getitem__)][0]
+    return Result(model, plan, _code(model, sliced, plan), measured, timed)
+
+
+def is_parallel(plan: Plan) -> bool:
+    """Whether ``plan`` runs clusters or batch slices at once (else it is one cluster, the intra-op plan)."""
+    return len(plan.clusters) > 1 or plan.batch_slices > 1
+
+
+def describe(plan: Plan) -> str:
+    """A plan in a few words: '2 clusters', '2 batch slices', 'intra-op (2 threads)'."""
+    if plan.mode == "batch":
+        return f"{plan.batch_slices} batch slices"
+    if len(plan.clusters) > 1:
+        return f"{len(plan.clusters)} clusters"
+    return f"intra-op ({plan.intra_threads} threads)"
+
+
+def time_codes(codes: dict[str, GeneratedCode], calls: int = 32) -> dict[str, float]:
+    """Seconds per call of each generated module, loaded on its own runtime (its RUNTIME constant) and timed
+    in its steady state beside the others (reflow.onnx.timing) on random inputs."""
+    from reflow.onnx.processes import load_module
+    from reflow.onnx.timing import steady_medians
+
+    with tempfile.TemporaryDirectory(prefix="reflow-plans-") as d, contextlib.ExitStack() as stack:
+        calls_of = {}
+        for i, (name, code) in enumerate(codes.items()):
+            py, _ = code.write(Path(d) / f"candidate_{i}.py")
+            mod = load_module(py)
+            model = stack.enter_context(mod.load())
+            x = mod.random_inputs()
+            calls_of[name] = functools.partial(model, **x)
+        medians, _ = steady_medians(calls_of, calls)
+    return medians
+
+
+def _code(
+    model: ImportedModel, sliced: ImportedModel | None, plan: Plan, runtime: str = "threads"
+) -> GeneratedCode:
+    """The module that runs ``plan``: in batch mode the slice's graph, run on each slice."""
+    if plan.mode == "batch" and sliced is not None:
         code_plan = replace(plan, graph=sliced.graph, clusters=serial_plan(sliced.graph).clusters)
-        return Result(model, plan, generate(sliced, code_plan), measured)
-    return Result(model, plan, generate(model, plan), measured)
+        return generate(sliced, code_plan, runtime if is_parallel(plan) else "threads")
+    return generate(model, plan, runtime if is_parallel(plan) else "threads")
 
 
 def prepare(proto: onnx.ModelProto) -> ImportedModel:

@@ -25,10 +25,13 @@ time of one thread over their sum, the cost model's calibration):
   (costed at batch / slices) on each; never predicted faster than the serial time over the slices.
 
 The cheapest wins. The work / critical-path ratio bounds what inter-op parallelism can gain; it is
-reported with every plan.
+reported with every plan. A prediction can be wrong where it matters most, between the intra-op plan and a
+parallel one of about the same predicted time, so reflow.onnx.pipeline times the two before it picks.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from reflow.graph import Graph
 from reflow.graph.cloning import clone_shared_nodes
@@ -53,7 +56,12 @@ def batch_slices(batch: int, workers: int) -> int:
     return max(d for d in range(1, min(workers, batch) + 1) if batch % d == 0)
 
 
-def make_plan(
+def make_plan(g: Graph, workers: int, **kwargs: Any) -> Plan:
+    """The plan predicted cheapest for ``g`` on ``workers`` threads (see :func:`plan_options`)."""
+    return plan_options(g, workers, **kwargs)[0]
+
+
+def plan_options(
     g: Graph,
     workers: int,
     *,
@@ -64,8 +72,9 @@ def make_plan(
     measured_serial: float | None = None,
     intra_cost: float | None = None,
     runtime: str = "threads",
-) -> Plan:
-    """Cluster ``g`` (node costs in seconds) for ``workers`` threads.
+) -> list[Plan]:
+    """Every plan considered for ``g`` (node costs in seconds) on ``workers`` threads, the predicted cheapest
+    first; one of them is always the intra-op plan (one cluster on ``workers`` torch threads).
 
     ``slice_cost`` is the summed op cost of one batch slice's graph (see :func:`batch_slices`); with it (and
     batch > 1) the plan may choose hyperclustering. ``measured_serial`` (the whole graph measured on one
@@ -130,7 +139,7 @@ def make_plan(
         slices = batch_slices(batch, workers)
         hyper = max(slice_cost, serial / slices) * scale + wait  # all slices at once, one per thread
         options.append(plan(g, (compute,), "batch", max(1, workers // slices), slices, hyper))
-    return min(options, key=lambda p: p.makespan)
+    return sorted(options, key=lambda p: p.makespan)
 
 
 def _compute_clusters(g: Graph, c: Clustering) -> tuple[tuple[str, ...], ...]:

@@ -411,19 +411,13 @@ def _worker_main(index: int, module_path: str, weights_path: str, seg_name: str,
 
 
 def faster_runtime(module_path: str | Path, repeats: int = 10) -> tuple[str, dict[str, float]]:
-    """Time a generated module on threads and on processes (interleaved calls, medians): the faster runtime
-    and both times in seconds. What ``reflow parallelize --runtime auto`` picks by."""
+    """Time a generated module on threads and on processes (each in its steady state, reflow.onnx.timing):
+    the faster runtime and both times in seconds. What ``reflow parallelize --runtime auto`` picks by."""
+    from reflow.onnx.timing import steady_medians
+
     mod = load_module(module_path)
     x = mod.random_inputs()
-    times: dict[str, list[float]] = {"threads": [], "processes": []}
     with mod.load(runtime="threads") as threads, ProcessModel(module_path) as procs:
-        models = {"threads": threads, "processes": procs}
-        for model in models.values():
-            model(**x)  # warm up
-        for r in range(repeats):
-            for name in (list(models) if r % 2 else list(models)[::-1]):
-                t0 = time.perf_counter()
-                models[name](**x)
-                times[name].append(time.perf_counter() - t0)
-    medians = {k: float(np.median(v)) for k, v in times.items()}
+        calls = {"threads": lambda: threads(**x), "processes": lambda: procs(**x)}
+        medians, _ = steady_medians(calls, repeats)
     return min(medians, key=lambda k: medians[k]), medians

@@ -1,0 +1,42 @@
+"""Steady-state timing of alternatives on one (possibly shared) machine: what the plan choice, ``reflow
+parallelize --runtime auto`` and the ONNX benchmarks measure by.
+
+Policy. Each alternative runs a block of calls in a row and only the calls after the first are timed: the
+first pays for the previous alternative's leftovers (memory to map again, thread pools still spinning on a
+small box), so each is timed in its own steady state, as a server running one model is. Timing single calls
+in turn charged every alternative for another's leftovers instead (1.5-2x slower calls on the 2-core VM,
+onnxruntime's more than reflow's; docs/benchmarks.md, issue 18 round 5). The order of the blocks rotates from
+round to round, and the rounds spread each alternative over the whole run, so a slow stretch of a shared box
+hits every alternative alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+
+
+def steady_medians(
+    fns: Mapping[str, Callable[[], object]], calls: int = 12, block: int = 5
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Median seconds per call of each alternative over about ``calls`` timed calls, and the medians of each
+    round (for the spread of a ratio between alternatives). ``block`` >= 2 calls per alternative and round."""
+    if block < 2:
+        raise ValueError(f"block must be >= 2 (its first call is not timed), got {block}")
+    for fn in fns.values():  # warm up: first calls allocate, JIT and start thread pools
+        fn()
+    names = list(fns)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    rounds: list[dict[str, float]] = []
+    for r in range(max(1, -(-calls // (block - 1)))):
+        this: dict[str, list[float]] = {k: [] for k in fns}
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            fns[k]()  # pays for the previous alternative's leftovers: not timed
+            for _ in range(block - 1):
+                t0 = time.perf_counter()
+                fns[k]()
+                this[k].append(time.perf_counter() - t0)
+            times[k] += this[k]
+        rounds.append({k: statistics.median(v) for k, v in this.items()})
+    return {k: statistics.median(v) for k, v in times.items()}, rounds
