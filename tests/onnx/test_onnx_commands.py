@@ -29,14 +29,13 @@ def test_one_worker_writes_a_runnable_module_and_a_summary(
 ) -> None:
     src = tmp_path / "wide.onnx"
     onnx.save(wide_model(3, size=12, channels=16), src)
-    args = parse(["parallelize", str(src), "-o", str(tmp_path / "wide_serial.py"), "--workers", "1"])
+    module = tmp_path / "generated" / "wide_serial.py"  # a folder that does not exist yet
+    args = parse(["parallelize", str(src), "-o", str(module), "--workers", "1"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     for word in ("nodes", "clusters", "bound", "predicted", "cost model error"):
         assert word in out
-    r = subprocess.run(
-        [sys.executable, str(tmp_path / "wide_serial.py")], capture_output=True, text=True, timeout=120
-    )
+    r = subprocess.run([sys.executable, str(module)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "max |serial - parallel| = 0" in r.stdout, r.stderr
 
 

@@ -49,11 +49,13 @@ class GeneratedCode:
         return GeneratedCode(source, self.weights)
 
     def write(self, path: str | Path) -> tuple[Path, Path]:
-        """Write ``path`` (the module) and ``path`` with suffix .pt (the weights); returns both paths."""
+        """Write ``path`` (the module) and ``path`` with suffix .pt (the weights), making its folder if
+        needed; returns both paths."""
         import torch
 
         py = Path(path)
         pt = py.with_suffix(".pt")
+        py.parent.mkdir(parents=True, exist_ok=True)
         py.write_text(self.source)
         torch.save({k: torch.from_numpy(np.array(v, copy=True)) for k, v in self.weights.items()}, pt)
         return py, pt
