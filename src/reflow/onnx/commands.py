@@ -25,8 +25,9 @@ def register(subparsers: Any) -> None:
         help="turn an ONNX model into parallel PyTorch code for a multicore CPU",
         description="Import an ONNX model, measure each op's cost in PyTorch, cluster the graph for P "
         "workers (critical-path linear clustering, merging by simulated makespan, cloning of cheap shared "
-        "nodes, batch slicing for batch > 1) and write a readable Python module that runs the clusters on "
-        "threads. The module needs only torch; its weights go to a .pt file next to it.",
+        "nodes, batch slicing for batch > 1), time the best parallel plan against the whole graph on P torch "
+        "threads and keep the faster, and write a readable Python module that runs the clusters on threads. "
+        "The module needs only torch; its weights go to a .pt file next to it.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
