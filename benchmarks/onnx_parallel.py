@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import sys
@@ -45,8 +44,8 @@ from tqdm import tqdm
 from reflow.onnx.costmodel import random_inputs
 from reflow.onnx.importer import import_model
 from reflow.onnx.models import light_model, set_batch, transformer_model, wide_model
-from reflow.onnx.pipeline import parallelize
-from reflow.onnx.processes import ProcessModel
+from reflow.onnx.pipeline import is_parallel, parallelize
+from reflow.onnx.processes import ProcessModel, load_module
 from reflow.onnx.timing import steady_medians
 
 LIGHT = ["inception_v1", "inception_v2", "squeezenet", "resnet50", "densenet121", "wide4"]
@@ -106,14 +105,6 @@ def ort_session(proto: onnx.ModelProto, threads: int, parallel: bool) -> ort.Inf
     return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def load_module(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> dict[str, Any]:
     proto = make_model(name, batch)
     result = parallelize(proto, workers=workers)
@@ -125,14 +116,14 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
     tx = {k: torch.from_numpy(v) for k, v in x.items()}
     seq, par = ort_session(proto, workers, False), ort_session(proto, workers, True)
     plan = result.plan
-    parallel = len(plan.clusters) > 1 or plan.batch_slices > 1
+    parallel = is_parallel(plan)
     pplan = plan  # the plan made for worker processes, where it differs
     if workers > 1:
         presult = parallelize(proto, workers=workers, runtime="processes")
         if _shape_of(presult.plan) != _shape_of(plan):
             pplan = presult.plan
             ppy, _ = presult.code.write(tmp / f"{name}_b{batch}_p{workers}_procs.py")
-    pparallel = pplan is not plan and (len(pplan.clusters) > 1 or pplan.batch_slices > 1)
+    pparallel = pplan is not plan and is_parallel(pplan)
     with mod.load(runtime="threads") as model, (
         ProcessModel(py) if parallel else contextlib.nullcontext(model)
     ) as procs, (ProcessModel(ppy) if pparallel else contextlib.nullcontext(procs)) as pprocs:

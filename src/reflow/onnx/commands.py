@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     import onnx
 
     from reflow.errors import OnnxImportError
-    from reflow.onnx.pipeline import parallelize
+    from reflow.onnx.pipeline import is_parallel, parallelize
     from reflow.onnx.report import summary_table
 
     if (args.model is None) == (args.light is None):
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     runtime = args.runtime
     if runtime == "auto":  # one cluster on one thread: a worker process would run the same code
         runtime = "threads"
-        if len(result.plan.clusters) > 1 or result.plan.batch_slices > 1:
+        if is_parallel(result.plan):
             from reflow.onnx.processes import faster_runtime
 
             runtime, medians = faster_runtime(py)

@@ -78,13 +78,14 @@ def parallelize(
         intra_cost=intra,
         runtime=runtime,
     )
-    plan, timed = options[0], {}
-    if (profile_ops if time_plans is None else time_plans) and is_parallel(plan):
-        intra_plan = next(p for p in options if not is_parallel(p))
-        candidates = {describe(p): (p, _code(model, sliced, p, runtime)) for p in (plan, intra_plan)}
-        timed = time_codes({k: code for k, (_, code) in candidates.items()})
-        plan = candidates[min(timed, key=timed.__getitem__)][0]
-    return Result(model, plan, _code(model, sliced, plan), measured, timed)
+    plan = options[0]
+    if not ((profile_ops if time_plans is None else time_plans) and is_parallel(plan)):
+        return Result(model, plan, _code(model, sliced, plan), measured)
+    intra_plan = next(p for p in options if not is_parallel(p))
+    candidates = {describe(p): (p, _code(model, sliced, p, runtime)) for p in (plan, intra_plan)}
+    timed = time_codes({k: code for k, (_, code) in candidates.items()})
+    plan, code = candidates[min(timed, key=timed.__getitem__)]
+    return Result(model, plan, code.with_runtime("threads"), measured, timed)  # as written without timing
 
 
 def is_parallel(plan: Plan) -> bool:
