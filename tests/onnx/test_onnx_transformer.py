@@ -130,3 +130,30 @@ def test_erf_gelu_becomes_one_gelu() -> None:
     x = random_inputs(model, seed=4)
     (ref,) = ort_run(proto, x)
     assert rel_err(ref, run_generated(model, x)["y"].numpy()) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_onnx_linear_equals_linear_add_activation(dtype: torch.dtype) -> None:
+    """The oneDNN matrix product (float32) and the F.linear fallback (float64) compute the same thing: with
+    and without bias and residual, each fused activation, on a transposed (non-contiguous) 3-D input."""
+    from reflow.onnx.kernels import onnx_linear
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 3, 16, generator=gen, dtype=dtype).transpose(0, 1)
+    w = torch.randn(5, 16, generator=gen, dtype=dtype)
+    b = torch.randn(5, generator=gen, dtype=dtype)
+    z = torch.randn(3, 7, 5, generator=gen, dtype=dtype)
+    acts = {
+        "none": lambda y: y,
+        "relu": torch.relu,
+        "hardtanh": lambda y: y.clamp(0.0, 6.0),
+        "swish": torch.nn.functional.silu,
+        "gelu": torch.nn.functional.gelu,
+    }
+    for act, ref_act in acts.items():
+        scalars = (0.0, 6.0) if act == "hardtanh" else ()
+        for bias in (b, None):
+            ref = ref_act(torch.nn.functional.linear(x, w, bias))
+            torch.testing.assert_close(onnx_linear(x, w, bias, None, act, scalars), ref)
+    with_z = onnx_linear(x, w, b, z.clone(), "relu")
+    torch.testing.assert_close(with_z, torch.relu(torch.nn.functional.linear(x, w, b) + z))

@@ -184,22 +184,49 @@ def onnx_conv1x1(
 ) -> torch.Tensor:
     """``activation(conv2d(x, w, b) + z)`` for a 1x1 convolution with stride 1, no padding and one group, as
     one matrix product over the pixels: on a channels-last ``x`` the (N, H, W, C) view is contiguous, so
-    ``F.linear`` runs one GEMM without a copy, and its output viewed back is channels-last again. torch itself
+    onnx_linear runs one GEMM without a copy, and its output viewed back is channels-last again. torch itself
     sends such a conv at batch 1 on one thread to its slow reference kernel (``w`` may be the 4-D conv weight
     or, prepacked, the 2-D matrix)."""
-    y = F.linear(x.permute(0, 2, 3, 1), w if w.dim() == 2 else w.flatten(1), b).permute(0, 3, 1, 2)
-    y = y if z is None else y.add_(z)
+    w = w if w.dim() == 2 else w.flatten(1)
+    nhwc = None if z is None else z.permute(0, 2, 3, 1)
+    return onnx_linear(x.permute(0, 2, 3, 1), w, b, nhwc, activation, scalars).permute(0, 3, 1, 2)
+
+
+def onnx_linear(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    z: torch.Tensor | None = None,
+    activation: str = "none",
+    scalars: tuple[float, ...] = (),
+) -> torch.Tensor:
+    """``activation(F.linear(x, w, b) + z)`` (``z`` optional; after a ``z`` only "relu") on oneDNN's matrix
+    product, the add and activation applied while the output is in cache. ``F.linear`` calls MKL, whose
+    float32 GEMM on AMD CPUs takes a path about half as fast as oneDNN's (vit_b_16's 1576x768x2304 on one
+    Zen 5 thread: 52 vs 24 ms; onnxruntime 27 ms)."""
+    if x.dtype == torch.float32 and w.dtype == torch.float32 and onnx_has_onednn():
+        linear = torch.ops.mkldnn._linear_pointwise
+        if z is None:
+            algorithm = "none" if activation == "gelu" else ""  # GELU's exact (erf) form
+            y: torch.Tensor = linear(x, w, b, activation, list(scalars), algorithm)
+            return y
+        y = linear.binary(x, z, w, b, "add")
+    else:
+        y = F.linear(x, w, b)
+        y = y if z is None else y.add_(z)
     return onnx_activation_(y, activation, scalars)
 
 
 def onnx_activation_(y: torch.Tensor, activation: str, scalars: tuple[float, ...] = ()) -> torch.Tensor:
-    """A fused convolution's activation, applied in place to ``y``."""
+    """A fused convolution's or dense layer's activation, applied in place to ``y`` (GELU, exact, is not)."""
     if activation == "relu":
         return y.relu_()
     if activation == "hardtanh":
         return y.clamp_(scalars[0], scalars[1])
     if activation == "swish":
         return F.silu(y, inplace=True)
+    if activation == "gelu":
+        return F.gelu(y)
     return y
 
 

@@ -200,9 +200,10 @@ def _matmul_flops(f: FlopCall) -> float:
 
 register("Gemm", _gemm, _matmul_flops)
 # Linear and DotProductAttention are reflow's own ops, made by reflow.onnx.transformer_fusion:
-# Linear(X, W, B) is F.linear (W is (out, in), transposed at import); DotProductAttention(Q, K, V) is
-# softmax(Q K^T * scale) V in one F.scaled_dot_product_attention call (``k_transposed``: input K is K^T).
-register("Linear", lambda c: f"F.linear({c.arg(0)}, {c.arg(1)}, {c.arg(2)})", _matmul_flops)
+# Linear(X, W, B) is F.linear, run on oneDNN by onnx_linear (W is (out, in), transposed at import);
+# DotProductAttention(Q, K, V) is softmax(Q K^T * scale) V in one F.scaled_dot_product_attention call
+# (``k_transposed``: input K is K^T).
+register("Linear", lambda c: f"onnx_linear({c.arg(0)}, {c.arg(1)}, {c.arg(2)})", _matmul_flops)
 
 
 def _attention(c: Call) -> str:
