@@ -157,3 +157,11 @@ def test_onnx_linear_equals_linear_add_activation(dtype: torch.dtype) -> None:
             torch.testing.assert_close(onnx_linear(x, w, bias, None, act, scalars), ref)
     with_z = onnx_linear(x, w, b, z.clone(), "relu")
     torch.testing.assert_close(with_z, torch.relu(torch.nn.functional.linear(x, w, b) + z))
+
+
+def test_the_encoder_exports_inside_a_callers_inference_mode() -> None:
+    """Under inference_mode eval-mode attention takes torch's fused fast path, which has no ONNX export: the
+    model builder turns grad back on for its export (onnx_conv_kernels.py called it inside one)."""
+    with torch.inference_mode():
+        proto = transformer_model(layers=1, d_model=32, heads=4, seq=12, ff=64)
+    assert "Softmax" in {n.op_type for n in proto.graph.node}

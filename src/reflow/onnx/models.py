@@ -232,12 +232,13 @@ def transformer_model(
 
     import torch
 
-    torch.manual_seed(seed)
-    layer = torch.nn.TransformerEncoderLayer(d_model, heads, ff, dropout=0.0, batch_first=True)
-    encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).eval()
-    x = torch.randn(1, seq, d_model, generator=torch.Generator().manual_seed(seed + 1))
-    # grad stays on: under no_grad eval-mode attention takes torch's fused fast path, which has no export
-    with tempfile.TemporaryDirectory() as tmp:
+    # grad on, even inside a caller's inference_mode or no_grad: without grad eval-mode attention takes
+    # torch's fused fast path, which has no export
+    with torch.inference_mode(False), torch.enable_grad(), tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(seed)
+        layer = torch.nn.TransformerEncoderLayer(d_model, heads, ff, dropout=0.0, batch_first=True)
+        encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).eval()
+        x = torch.randn(1, seq, d_model, generator=torch.Generator().manual_seed(seed + 1))
         path = Path(tmp) / "transformer.onnx"
         torch.onnx.export(
             encoder,
