@@ -1,22 +1,26 @@
-"""Which kernel for a pointwise or a depthwise convolution: oneDNN's fused call, F.conv2d, or one GEMM.
+"""Which kernel for a pointwise or depthwise convolution or a dense layer: oneDNN's fused call, F.conv2d,
+one GEMM on oneDNN, or one GEMM on MKL.
 
-Every 1x1 convolution with stride 1, no padding and one group (``--kind pointwise``), or every depthwise
-convolution (one group per input channel, ``--kind depthwise``), of the given models (as reflow prepares
-them: BatchNorm folded, activation and residual fused) is run each way on its real shapes, one thread, each
-time on the same random channels-last input:
+Every 1x1 convolution with stride 1, no padding and one group (``--kind pointwise``), every depthwise
+convolution (one group per input channel, ``--kind depthwise``), or every dense layer (reflow's ``Linear``,
+``--kind dense``) of the given models (as reflow prepares them: BatchNorm folded, activation and residual
+fused) is run each way on its real shapes, one thread, each time on the same random (channels-last) input:
 
 * ``onednn``  ``onnx_conv`` on the prepacked weight (oneDNN's fused post-ops);
 * ``aten``    ``F.conv2d``, then the add and activation in place (for a pointwise conv at batch < 16 on one
   thread torch's reference kernel);
-* ``linear``  (pointwise only) ``onnx_conv1x1``: ``F.linear`` over the (N, H, W, C) view, then the add and
-  activation.
+* ``linear``  (pointwise, dense) ``onnx_conv1x1`` / ``onnx_linear``: one GEMM on oneDNN's matrix product
+  over the (N, H, W, C) view, the add and activation as post-ops;
+* ``mkl``     (pointwise, dense) the same GEMM by ``F.linear`` (torch's BLAS, MKL), then the add and
+  activation: the lowering before round 6 of issue 18.
 
-One call of each per round, rounds interleaved, medians; reported per conv (with ``--verbose``) and summed
-per model beside reflow's current choice (``conv_fusion._kernel``). It is what ``LINEAR_MAX_OUTPUT`` and
-the depthwise rule in reflow.onnx.conv_fusion were chosen from.
+One call of each per round, rounds interleaved, medians; reported per kernel (with ``--verbose``) and
+summed per model beside reflow's current choice (``conv_fusion._kernel``; ``linear`` for dense layers). It
+is what ``LINEAR_MAX_OUTPUT`` and the depthwise rule in reflow.onnx.conv_fusion were chosen from.
 
-    /work/bin/cpu-excl .venv/bin/python benchmarks/onnx_conv_kernels.py --batch 1
-    /work/bin/cpu-excl .venv/bin/python benchmarks/onnx_conv_kernels.py --kind depthwise --batch 8
+    .venv/bin/python benchmarks/onnx_conv_kernels.py --batch 1
+    .venv/bin/python benchmarks/onnx_conv_kernels.py --kind depthwise --batch 8
+    .venv/bin/python benchmarks/onnx_conv_kernels.py --kind dense --models transformer vit_b_16 --batch 8
 """
 
 from __future__ import annotations
@@ -33,14 +37,43 @@ import torch.nn.functional as F
 from onnx_parallel import make_model
 
 from reflow.onnx import conv_fusion
-from reflow.onnx.kernels import onnx_activation_, onnx_conv, onnx_conv1x1, onnx_pack_conv_weight
+from reflow.onnx.kernels import onnx_activation_, onnx_conv, onnx_conv1x1, onnx_linear, onnx_pack_conv_weight
 from reflow.onnx.pipeline import prepare
 
 Case = tuple[str, str, dict[str, Callable[[], torch.Tensor]]]
 
 
+KERNELS = {
+    "pointwise": ("onednn", "aten", "linear", "mkl"),
+    "depthwise": ("onednn", "aten"),
+    "dense": ("linear", "mkl"),
+}
+
+
+def dense_layers(name: str, batch: int) -> list[Case]:
+    """(label, reflow's kernel, the calls) for each Linear node of ``name``."""
+    model = prepare(make_model(name, batch))
+    gen = torch.Generator().manual_seed(0)
+    cases: list[Case] = []
+    for node in model.graph:
+        if node.op != "onnx.Linear":
+            continue
+        ins = node.attrs["_inputs"]
+        x = torch.randn(tuple(int(d or 1) for d in model.values[ins[0]].shape or ()), generator=gen)
+        w = torch.from_numpy(model.weights[ins[1]].copy())
+        b = torch.from_numpy(model.weights[ins[2]].copy()) if len(ins) > 2 and ins[2] else None
+        calls: dict[str, Callable[[], torch.Tensor]] = {
+            "linear": lambda x=x, w=w, b=b: onnx_linear(x, w, b),
+            "mkl": lambda x=x, w=w, b=b: F.linear(x, w, b),
+        }
+        cases.append((f"{tuple(x.shape)} x {tuple(w.shape)}", "linear", calls))
+    return cases
+
+
 def convs(name: str, batch: int, kind: str) -> list[Case]:
     """(label, reflow's kernel, the calls) for each pointwise (or depthwise) FusedConv of ``name``."""
+    if kind == "dense":
+        return dense_layers(name, batch)
     model = prepare(make_model(name, batch))
     gen = torch.Generator().manual_seed(0)
     cases: list[Case] = []
@@ -78,12 +111,16 @@ def convs(name: str, batch: int, kind: str) -> list[Case]:
             return onnx_activation_(y if z is None else y.add_(z), act, sc)
 
         def linear(x=x, w=flat, b=b, z=z, act=act, sc=sc):  # type: ignore[no-untyped-def]
-            return onnx_conv1x1(x, w, b, z, act, sc)
+            return onnx_conv1x1(x, w, b, z, act, sc)  # z is read, not written
+
+        def mkl(x=x, w=flat, b=b, z=z, act=act, sc=sc):  # type: ignore[no-untyped-def]
+            y = F.linear(x.permute(0, 2, 3, 1), w, b).permute(0, 3, 1, 2)
+            return onnx_activation_(y if z is None else y.add_(z), act, sc)
 
         label = f"{x_shape} -> {tuple(w.shape)} s{strides[0]} {act}{' +z' if z is not None else ''}"
         calls: dict[str, Callable[[], torch.Tensor]] = {"onednn": onednn, "aten": aten}
         if kind == "pointwise":
-            calls["linear"] = linear
+            calls.update(linear=linear, mkl=mkl)
         cases.append((label, node.attrs["kernel"], calls))
     return cases
 
@@ -94,14 +131,17 @@ def main(argv: list[str] | None = None) -> int:
         "--models", nargs="*", default=["mobilenet_v2", "googlenet", "efficientnet_b0", "squeezenet"]
     )
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--kind", choices=("pointwise", "depthwise"), default="pointwise")
+    ap.add_argument("--kind", choices=tuple(KERNELS), default="pointwise")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--verbose", action="store_true", help="one line per convolution")
+    ap.add_argument("--quick", action="store_true", help="the first model, 3 rounds (a smoke run)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.models, args.repeats = args.models[:1], 3
     torch.set_num_threads(1)
-    kernels = ("onednn", "aten", "linear")[: 3 if args.kind == "pointwise" else 2]
-    print(f"{args.kind} convs, batch {args.batch}, 1 thread, medians of {args.repeats} rounds, ms")
-    print(f"{'model':<18}{'convs':>6}" + "".join(f"{k:>10}" for k in kernels) + f"{'reflow':>10}")
+    kernels = KERNELS[args.kind]
+    print(f"{args.kind} kernels, batch {args.batch}, 1 thread, medians of {args.repeats} rounds, ms")
+    print(f"{'model':<18}{'nodes':>6}" + "".join(f"{k:>10}" for k in kernels) + f"{'reflow':>10}")
     with torch.inference_mode():
         for name in args.models:
             cases = convs(name, args.batch, args.kind)

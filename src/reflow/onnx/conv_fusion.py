@@ -37,11 +37,11 @@ ONEDNN_MIN_FLOPS = 5e6
 ONEDNN_MIN_FLOPS_1X1 = 2e7
 # A 1x1 convolution (stride 1, no padding, one group) whose output has at most this many elements runs as
 # one GEMM over the channels-last pixels (kernel "linear", onnx_conv1x1). torch sends such a conv at batch
-# below 16 on one thread to its reference kernel, and oneDNN's call costs ~20 us more; timing the 1x1 convs of
-# mobilenet_v2, googlenet, efficientnet_b0 and densenet121 three ways, interleaved (docs/benchmarks.md), the
-# GEMM won below ~200k output elements (its separate bias and activation passes stay in cache), oneDNN's
-# fused post-ops above (mostly large ReLU6 outputs at batch 8).
-LINEAR_MAX_OUTPUT = 200_704
+# below 16 on one thread to its reference kernel, and oneDNN's conv call costs ~20 us more. With the GEMM on
+# MKL (F.linear) oneDNN's conv won above ~200k output elements; on oneDNN's matrix product, whose post-ops
+# fuse the bias, residual and activation too, the GEMM won on the sum of every model's pointwise convs at
+# batch 1 and 8 (benchmarks/onnx_conv_kernels.py, docs/benchmarks.md round 6): no size limit.
+LINEAR_MAX_OUTPUT = math.inf
 
 
 def _shape(model: ImportedModel, value: str) -> tuple[int, ...] | None:
