@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
+from itertools import pairwise
 
 import pytest
 
-from reflow.onnx.timing import steady_medians
+from reflow.onnx.timing import balanced_orders, steady_medians
 
 
 def test_the_call_after_a_switch_is_not_timed_and_blocks_rotate() -> None:
@@ -30,3 +32,24 @@ def test_the_call_after_a_switch_is_not_timed_and_blocks_rotate() -> None:
 def test_a_block_needs_a_timed_call() -> None:
     with pytest.raises(ValueError, match="block must be >= 2"):
         steady_medians({"a": lambda: None}, block=1)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7])
+def test_every_alternative_follows_every_other_equally_often(n: int) -> None:
+    """A leftover that outlasts the untimed call must not always fall on the same alternative: over a full
+    cycle of orders each ordered pair is adjacent equally often (the rotation had each after one only)."""
+    orders = balanced_orders(n)
+    assert len(orders) == (n if n % 2 == 0 else 2 * n)
+    assert all(sorted(order) == list(range(n)) for order in orders)
+    pairs = Counter((a, b) for order in orders for a, b in pairwise(order))
+    assert set(pairs) == {(a, b) for a in range(n) for b in range(n) if a != b}
+    assert len(set(pairs.values())) == 1
+
+
+def test_steady_medians_runs_the_blocks_in_balanced_orders() -> None:
+    order: list[str] = []
+    fns = {k: (lambda k=k: order.append(k)) for k in "abc"}
+    steady_medians(fns, calls=6, block=2)  # 6 rounds of one timed call each
+    blocks = order[3::2]  # after the three warm-up calls, the first call of each block
+    follows = Counter(pairwise(blocks))
+    assert all(follows[(x, y)] >= 2 for x in "abc" for y in "abc" if x != y), follows

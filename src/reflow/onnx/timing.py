@@ -5,9 +5,12 @@ Policy. Each alternative runs a block of calls in a row and only the calls after
 first pays for the previous alternative's leftovers (memory to map again, thread pools still spinning on a
 small box), so each is timed in its own steady state, as a server running one model is. Timing single calls
 in turn charged every alternative for another's leftovers instead (1.5-2x slower calls on the 2-core VM,
-onnxruntime's more than reflow's; docs/benchmarks.md, issue 18 round 5). The order of the blocks rotates from
-round to round, and the rounds spread each alternative over the whole run, so a slow stretch of a shared box
-hits every alternative alike.
+onnxruntime's more than reflow's; docs/benchmarks.md, issue 18 round 5). Leftovers outlast the untimed call
+(perhaps a torch OpenMP team still spinning), so the order of the blocks follows a balanced Latin square (a
+Williams design): over a full cycle of rounds every alternative follows every other equally often, where the
+rotation used before always put each after the same one (mobilenet_v2 at batch 1: the same module timed
+8.2-8.3 ms after onnxruntime's blocks, 10.3 ms right after torch's serial run on two threads). The rounds
+spread each alternative over the whole run, so a slow stretch of a shared box hits every alternative alike.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ def steady_medians(
     for fn in fns.values():  # warm up: first calls allocate, JIT and start thread pools
         fn()
     names = list(fns)
+    orders = balanced_orders(len(names))
     times: dict[str, list[float]] = {k: [] for k in fns}
     rounds: list[dict[str, float]] = []
     for r in range(max(1, -(-calls // (block - 1)))):
         this: dict[str, list[float]] = {k: [] for k in fns}
-        for k in names[r % len(names) :] + names[: r % len(names)]:
+        for k in (names[i] for i in orders[r % len(orders)]):
             fns[k]()  # pays for the previous alternative's leftovers: not timed
             for _ in range(block - 1):
                 t0 = time.perf_counter()
@@ -40,3 +44,12 @@ def steady_medians(
             times[k] += this[k]
         rounds.append({k: statistics.median(v) for k, v in this.items()})
     return {k: statistics.median(v) for k, v in times.items()}, rounds
+
+
+def balanced_orders(n: int) -> list[list[int]]:
+    """Orders of ``n`` alternatives in which each one directly follows each other one equally often: ``n``
+    orders for an even ``n``, ``2n`` for an odd one (each also reversed). Row r is the first row plus r, the
+    first being 0, 1, n-1, 2, n-2, ... (a Williams design)."""
+    first = [0] + [(j + 1) // 2 if j % 2 else n - j // 2 for j in range(1, n)]
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    return rows + [row[::-1] for row in rows] if n % 2 and n > 1 else rows
