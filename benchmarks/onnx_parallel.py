@@ -44,7 +44,7 @@ from tqdm import tqdm
 from reflow.onnx.costmodel import random_inputs
 from reflow.onnx.importer import import_model
 from reflow.onnx.models import light_model, set_batch, transformer_model, wide_model
-from reflow.onnx.pipeline import is_parallel, parallelize
+from reflow.onnx.pipeline import describe, is_parallel, parallelize
 from reflow.onnx.processes import ProcessModel, load_module
 from reflow.onnx.timing import steady_medians
 
@@ -161,6 +161,7 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
         "procs_vs_threads": t["reflow"] / t["reflow procs"],
         "procs_plan": _shape_of(pplan),  # (mode, clusters, slices) of the plan made for processes
         "procs_plan_predicted": pplan.predicted_speedup,
+        "plan": describe(plan),  # '2 batch slices', 'one thread', 'intra-op (2 threads)', ...
         "mode": plan.mode,
         "clusters": len(plan.clusters),
         "nodes": plan.compute_nodes,
@@ -187,7 +188,7 @@ def _shape_of(plan: Any) -> tuple[str, int, int]:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
-        f"{'model':<14}{'batch':>6}{'P':>3}{'mode':>10}{'clus':>5}  "
+        f"{'model':<16}{'batch':>6}{'P':>3}{'plan':>22}  "
         + "".join(f"{v:>14}" for v in VARIANTS)
         + f"{'vs serial':>11}{'vs best ort':>12}{'rounds':>12}{'predicted':>10}{'measured':>9}{'bound':>7}"
         + f"{'cm err':>8}"
@@ -197,7 +198,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         t = r["times_ms"]
         print(
-            f"{r['model']:<14}{r['batch']:>6}{r['workers']:>3}{r['mode']:>10}{r['clusters']:>5}  "
+            f"{r['model']:<16}{r['batch']:>6}{r['workers']:>3}{r['plan']:>22}  "
             + "".join(f"{t[v]:>11.2f} ms" for v in VARIANTS)
             + f"{r['speedup_vs_serial']:>10.2f}x{r['speedup_vs_best_ort']:>11.2f}x"
             + "{:>12}".format("{:.2f}-{:.2f}".format(*r["vs_best_ort_rounds"]))
