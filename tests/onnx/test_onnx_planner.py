@@ -14,7 +14,7 @@ from onnx_oracle import exec_generated, ort_run, rel_err
 from reflow.onnx import import_model
 from reflow.onnx.costmodel import apply_costs, flop_costs, random_inputs
 from reflow.onnx.models import wide_model
-from reflow.onnx.pipeline import describe, is_parallel, parallelize
+from reflow.onnx.pipeline import describe, parallelize
 from reflow.onnx.planner import make_plan
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,20 +66,6 @@ def test_the_intra_op_plan_wins_where_it_is_measured_faster() -> None:
     assert intra.intra_threads == 2 and intra.predicted_speedup == pytest.approx(1 / 0.55)
 
 
-def test_one_torch_thread_is_kept_where_it_was_measured_faster_than_p() -> None:
-    """mobilenet_v2 at batch 1 ran 7.0 ms on one torch thread and 8.9 ms on two (its ops too small to repay
-    splitting): where the P-thread run was measured slower, the plan is one thread, predicted 1x."""
-    model = import_model(wide_model(2, size=12, channels=16))
-    costs = flop_costs(model)
-    total = sum(costs.values())
-    g = apply_costs(model, {k: v * 4e-3 / total for k, v in costs.items()}).graph  # a 4 ms graph
-    slow_p = make_plan(g, 2, measured_serial=g.total_cost(), intra_cost=1.6 * g.total_cost())
-    assert len(slow_p.clusters) == 1 and slow_p.intra_threads == 1
-    assert slow_p.predicted_speedup == pytest.approx(1.0) and describe(slow_p) == "one thread"
-    fast_p = make_plan(g, 2, measured_serial=g.total_cost(), intra_cost=0.6 * g.total_cost())
-    assert fast_p.intra_threads == 2 and describe(fast_p) == "intra-op (2 threads)"
-
-
 def test_a_plan_for_worker_processes_splits_where_a_thread_wait_would_not_pay() -> None:
     """Issue 18: the planner charged every runtime a thread's wait (0.5 ms, the GIL won back); a wait in the
     process runtime is a pipe message, so a 4 ms wide graph is worth two clusters there and not on threads."""
@@ -129,11 +115,10 @@ def test_parallelize_command_writes_module_and_prints_summary(
 def test_the_pipeline_keeps_the_faster_of_the_parallel_and_the_intra_op_plan() -> None:
     """A parallel plan is predicted; whether it beats one cluster on P torch threads is measured: both
     modules are timed and the faster kept, and the kept module still computes onnxruntime's result."""
-    proto = wide_model(3, batch=4, size=32, channels=32)  # slices or clusters are predicted faster
+    proto = wide_model(3, batch=4, size=24, channels=32)  # batch slices are predicted faster (2 of 4 rows)
     result = parallelize(proto, workers=2, profile_ops=False, time_plans=True)
     timed = result.measured_plans
-    assert len(timed) == 2 and all(t > 0 for t in timed.values())
-    assert len(set(timed) & {"intra-op (2 threads)", "one thread"}) == 1  # whichever was measured faster
+    assert len(timed) == 2 and "intra-op (2 threads)" in timed and all(t > 0 for t in timed.values())
     assert describe(result.plan) == min(timed, key=timed.__getitem__)
     x = random_inputs(result.model, seed=3)
     (ref,) = ort_run(proto, x)
@@ -142,4 +127,4 @@ def test_the_pipeline_keeps_the_faster_of_the_parallel_and_the_intra_op_plan() -
     with ns["ParallelModel"](weights) as model:
         assert rel_err(ref, model(input=torch.from_numpy(x["input"]))["output"].numpy()) < 1e-4
     untimed = parallelize(proto, workers=2, profile_ops=False)  # the analytic pipeline times nothing
-    assert untimed.measured_plans == {} and is_parallel(untimed.plan)
+    assert untimed.measured_plans == {} and untimed.plan.mode == "batch"

@@ -94,13 +94,12 @@ def is_parallel(plan: Plan) -> bool:
 
 
 def describe(plan: Plan) -> str:
-    """A plan in a few words: '2 clusters', '2 batch slices', 'intra-op (2 threads)', 'one thread'."""
+    """A plan in a few words: '2 clusters', '2 batch slices', 'intra-op (2 threads)'."""
     if plan.mode == "batch":
         return f"{plan.batch_slices} batch slices"
     if len(plan.clusters) > 1:
         return f"{len(plan.clusters)} clusters"
-    threads = plan.intra_threads
-    return f"intra-op ({threads} threads)" if threads > 1 else "one thread"
+    return f"intra-op ({plan.intra_threads} threads)"
 
 
 def time_codes(codes: dict[str, GeneratedCode], calls: int = 32) -> dict[str, float]:

@@ -19,9 +19,7 @@ Three plans compete, each predicted in measured time (the summed op costs scaled
 time of one thread over their sum, the cost model's calibration):
 
 * **intra-op**: the whole graph on one thread with P torch intra-op threads (``intra_cost``, measured: a
-  model with little inter-op parallelism still uses every core, as onnxruntime's intra-op pool does), or
-  with one torch thread where that was measured faster (mobilenet_v2 at batch 1 on 2 cores: 7.0 ms on one
-  thread, 8.9 ms on two: its ops are too small to repay splitting them);
+  model with little inter-op parallelism still uses every core, as onnxruntime's intra-op pool does);
 * **clusters** (inter-op), one thread each, the simulated makespan;
 * **hyperclustering** (batch > 1): the batch split into equal slices run at once, the slice's own graph
   (costed at batch / slices) on each; never predicted faster than the serial time over the slices.
@@ -76,8 +74,7 @@ def plan_options(
     runtime: str = "threads",
 ) -> list[Plan]:
     """Every plan considered for ``g`` (node costs in seconds) on ``workers`` threads, the predicted cheapest
-    first; one of them is always the intra-op plan (one cluster on ``workers`` torch threads), and with
-    ``intra_cost`` the one-thread plan too.
+    first; one of them is always the intra-op plan (one cluster on ``workers`` torch threads).
 
     ``slice_cost`` is the summed op cost of one batch slice's graph (see :func:`batch_slices`); with it (and
     batch > 1) the plan may choose hyperclustering. ``measured_serial`` (the whole graph measured on one
@@ -127,8 +124,6 @@ def plan_options(
 
     intra = intra_cost if intra_cost is not None and workers > 1 else serial * scale
     options = [plan(g, (compute,), "clusters", workers, 1, intra)]
-    if intra_cost is not None and workers > 1:  # more torch threads can be slower than one (small ops)
-        options.append(plan(g, (compute,), "clusters", 1, 1, serial * scale))
     if k > 1:
         options.append(
             plan(
