@@ -53,3 +53,25 @@ def test_steady_medians_runs_the_blocks_in_balanced_orders() -> None:
     blocks = order[3::2]  # after the three warm-up calls, the first call of each block
     follows = Counter(pairwise(blocks))
     assert all(follows[(x, y)] >= 2 for x in "abc" for y in "abc" if x != y), follows
+
+
+def test_a_pause_before_each_block_lets_leftovers_that_outlast_one_call_die_down() -> None:
+    """A leftover that slows every call for 15 ms after another alternative ran (a pool still spinning)
+    reaches the timed calls without a pause and none of them with a 20 ms one."""
+    ends: dict[str, float] = {}
+
+    def make(name: str) -> object:
+        def call() -> None:
+            now = time.perf_counter()
+            if any(now - t < 0.015 for k, t in ends.items() if k != name):
+                time.sleep(0.005)
+            ends[name] = time.perf_counter()
+
+        return call
+
+    fns = {"a": make("a"), "b": make("b")}
+    without, _ = steady_medians(fns, calls=4, block=3, settle=0.0)
+    ends.clear()
+    paused, _ = steady_medians(fns, calls=4, block=3, settle=0.02)
+    assert max(without.values()) >= 0.004, without  # "a" follows "b" in every block: it paid each time
+    assert all(v < 0.002 for v in paused.values()), paused

@@ -6,10 +6,12 @@ first pays for the previous alternative's leftovers (memory to map again, thread
 small box), so each is timed in its own steady state, as a server running one model is. Timing single calls
 in turn charged every alternative for another's leftovers instead (1.5-2x slower calls on the 2-core VM,
 onnxruntime's more than reflow's; docs/benchmarks.md, issue 18 round 5). Leftovers outlast the untimed call
-(perhaps a torch OpenMP team still spinning), so the order of the blocks follows a balanced Latin square (a
-Williams design): over a full cycle of rounds every alternative follows every other equally often, where the
-rotation used before always put each after the same one (mobilenet_v2 at batch 1: the same module timed
-8.2-8.3 ms after onnxruntime's blocks, 10.3 ms right after torch's serial run on two threads). The rounds
+(perhaps a torch OpenMP team still spinning): each block starts after a pause (50 ms), and the blocks
+run in the orders of a balanced Latin square (a Williams design): over a full cycle of rounds every
+alternative follows every other equally often, where the rotation used before always put each after the
+same one (mobilenet_v2 at batch 1: the same module timed
+8.2-8.3 ms after onnxruntime's blocks, 10.3 ms right after torch's serial run on two threads; onnxruntime
+2.2 or 6.4 ms by its place; with the pause every variant's time held within 4% over two runs). The rounds
 spread each alternative over the whole run, so a slow stretch of a shared box hits every alternative alike.
 """
 
@@ -21,10 +23,11 @@ from collections.abc import Callable, Mapping
 
 
 def steady_medians(
-    fns: Mapping[str, Callable[[], object]], calls: int = 12, block: int = 5
+    fns: Mapping[str, Callable[[], object]], calls: int = 12, block: int = 5, settle: float = 0.05
 ) -> tuple[dict[str, float], list[dict[str, float]]]:
     """Median seconds per call of each alternative over about ``calls`` timed calls, and the medians of each
-    round (for the spread of a ratio between alternatives). ``block`` >= 2 calls per alternative and round."""
+    round (for the spread of a ratio between alternatives). ``block`` >= 2 calls per alternative and round;
+    ``settle`` seconds of sleep before each block, for the previous one's thread pools to stop spinning."""
     if block < 2:
         raise ValueError(f"block must be >= 2 (its first call is not timed), got {block}")
     for fn in fns.values():  # warm up: first calls allocate, JIT and start thread pools
@@ -36,6 +39,7 @@ def steady_medians(
     for r in range(max(1, -(-calls // (block - 1)))):
         this: dict[str, list[float]] = {k: [] for k in fns}
         for k in (names[i] for i in orders[r % len(orders)]):
+            time.sleep(settle)
             fns[k]()  # pays for the previous alternative's leftovers: not timed
             for _ in range(block - 1):
                 t0 = time.perf_counter()
