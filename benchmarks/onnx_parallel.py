@@ -161,7 +161,7 @@ def bench_one(name: str, batch: int, workers: int, repeats: int, tmp: Path) -> d
         "procs_vs_threads": t["reflow"] / t["reflow procs"],
         "procs_plan": _shape_of(pplan),  # (mode, clusters, slices) of the plan made for processes
         "procs_plan_predicted": pplan.predicted_speedup,
-        "plan": describe(plan),  # '2 batch slices', 'one thread', 'intra-op (2 threads)', ...
+        "plan": describe(plan),  # '2 batch slices', '2 clusters', 'intra-op (2 threads)'
         "mode": plan.mode,
         "clusters": len(plan.clusters),
         "nodes": plan.compute_nodes,

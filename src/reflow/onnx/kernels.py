@@ -202,8 +202,8 @@ def onnx_linear(
 ) -> torch.Tensor:
     """``activation(F.linear(x, w, b) + z)`` (``z`` optional; after a ``z`` only "relu") on oneDNN's matrix
     product, the add and activation applied while the output is in cache. ``F.linear`` calls MKL, whose
-    float32 GEMM on AMD CPUs takes a path about half as fast as oneDNN's (vit_b_16's 1576x768x2304 on one
-    Zen 5 thread: 52 vs 24 ms; onnxruntime 27 ms)."""
+    float32 GEMM ran at half of oneDNN's speed on the AMD (Zen 5) CPU measured (vit_b_16's 1576x768x2304 on
+    one thread: 52 vs 24 ms; onnxruntime 27 ms)."""
     if x.dtype == torch.float32 and w.dtype == torch.float32 and onnx_has_onednn():
         linear = torch.ops.mkldnn._linear_pointwise
         if z is None:
