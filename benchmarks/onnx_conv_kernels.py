@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from onnx_parallel import make_model
 
 from reflow.onnx import conv_fusion
+from reflow.onnx.importer import ImportedModel
 from reflow.onnx.kernels import onnx_activation_, onnx_conv, onnx_conv1x1, onnx_linear, onnx_pack_conv_weight
 from reflow.onnx.pipeline import prepare
 
@@ -50,14 +51,10 @@ KERNELS = {
 }
 
 
-def dense_layers(name: str, batch: int) -> list[Case]:
-    """(label, reflow's kernel, the calls) for each Linear node of ``name``."""
-    model = prepare(make_model(name, batch))
-    gen = torch.Generator().manual_seed(0)
+def dense_layers(model: ImportedModel, gen: torch.Generator) -> list[Case]:
+    """(label, reflow's kernel, the calls) for each Linear node of ``model``."""
     cases: list[Case] = []
-    for node in model.graph:
-        if node.op != "onnx.Linear":
-            continue
+    for node in (n for n in model.graph if n.op == "onnx.Linear"):
         ins = node.attrs["_inputs"]
         x = torch.randn(tuple(int(d or 1) for d in model.values[ins[0]].shape or ()), generator=gen)
         w = torch.from_numpy(model.weights[ins[1]].copy())
@@ -72,10 +69,10 @@ def dense_layers(name: str, batch: int) -> list[Case]:
 
 def convs(name: str, batch: int, kind: str) -> list[Case]:
     """(label, reflow's kernel, the calls) for each pointwise (or depthwise) FusedConv of ``name``."""
-    if kind == "dense":
-        return dense_layers(name, batch)
     model = prepare(make_model(name, batch))
     gen = torch.Generator().manual_seed(0)
+    if kind == "dense":
+        return dense_layers(model, gen)
     cases: list[Case] = []
     for node in model.graph:
         if node.op != "onnx.FusedConv":
