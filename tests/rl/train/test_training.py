@@ -18,7 +18,9 @@ def _same_weights(a: TrainResult, b: TrainResult) -> bool:
 
 
 def test_ppo_learns_cartpole() -> None:
-    r = train(TrainConfig(num_envs=8, total_steps=12_000, target_return=None, seed=0))
+    # 20k steps: at 12k the late mean fell to 96 on a Zen 5 VM (float rounding moves the trajectory from CPU
+    # to CPU); at 20k it was 148-251 there over seeds 0-2
+    r = train(TrainConfig(num_envs=8, total_steps=20_000, target_return=None, seed=0))
     early = np.mean(r.episode_returns[:20])
     late = np.mean(r.episode_returns[-20:])
     assert early < 50  # random-ish policy at the start
