@@ -115,7 +115,7 @@ def test_parallelize_command_writes_module_and_prints_summary(
 def test_the_pipeline_keeps_the_faster_of_the_parallel_and_the_intra_op_plan() -> None:
     """A parallel plan is predicted; whether it beats one cluster on P torch threads is measured: both
     modules are timed and the faster kept, and the kept module still computes onnxruntime's result."""
-    proto = wide_model(3, batch=4, size=24, channels=32)  # batch slices are predicted faster (2 of 4 rows)
+    proto = wide_model(3, batch=4, size=48, channels=32)  # batch slices are predicted faster (2 of 4 rows)
     result = parallelize(proto, workers=2, profile_ops=False, time_plans=True)
     timed = result.measured_plans
     assert len(timed) == 2 and "intra-op (2 threads)" in timed and all(t > 0 for t in timed.values())
