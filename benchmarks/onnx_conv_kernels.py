@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--kind", choices=tuple(KERNELS), default="pointwise")
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--verbose", action="store_true", help="one line per convolution")
+    ap.add_argument("--verbose", action="store_true", help="one line per convolution or dense layer")
     ap.add_argument("--quick", action="store_true", help="the first model, 3 rounds (a smoke run)")
     args = ap.parse_args(argv)
     if args.quick:

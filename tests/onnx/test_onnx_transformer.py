@@ -15,6 +15,7 @@ from onnx_oracle import exec_generated, ort_run, rel_err
 from reflow.errors import OnnxImportError
 from reflow.onnx.codegen import generate
 from reflow.onnx.costmodel import apply_costs, flop_costs, random_inputs
+from reflow.onnx.kernels import onnx_linear
 from reflow.onnx.models import set_batch, transformer_model
 from reflow.onnx.pipeline import parallelize, prepare
 from reflow.onnx.plan import serial_plan
@@ -136,8 +137,6 @@ def test_erf_gelu_becomes_one_gelu() -> None:
 def test_onnx_linear_equals_linear_add_activation(dtype: torch.dtype) -> None:
     """The oneDNN matrix product (float32) and the F.linear fallback (float64) compute the same thing: with
     and without bias and residual, each fused activation, on a transposed (non-contiguous) 3-D input."""
-    from reflow.onnx.kernels import onnx_linear
-
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(7, 3, 16, generator=gen, dtype=dtype).transpose(0, 1)
     w = torch.randn(5, 16, generator=gen, dtype=dtype)

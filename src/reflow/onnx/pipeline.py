@@ -124,10 +124,11 @@ def _code(
     model: ImportedModel, sliced: ImportedModel | None, plan: Plan, runtime: str = "threads"
 ) -> GeneratedCode:
     """The module that runs ``plan``: in batch mode the slice's graph, run on each slice."""
+    runtime = runtime if is_parallel(plan) else "threads"  # one cluster: a worker process would gain nothing
     if plan.mode == "batch" and sliced is not None:
         code_plan = replace(plan, graph=sliced.graph, clusters=serial_plan(sliced.graph).clusters)
-        return generate(sliced, code_plan, runtime if is_parallel(plan) else "threads")
-    return generate(model, plan, runtime if is_parallel(plan) else "threads")
+        return generate(sliced, code_plan, runtime)
+    return generate(model, plan, runtime)
 
 
 def prepare(proto: onnx.ModelProto) -> ImportedModel:

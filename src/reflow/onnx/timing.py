@@ -6,13 +6,13 @@ first pays for the previous alternative's leftovers (memory to map again, thread
 small box), so each is timed in its own steady state, as a server running one model is. Timing single calls
 in turn charged every alternative for another's leftovers instead (1.5-2x slower calls on the 2-core VM,
 onnxruntime's more than reflow's; docs/benchmarks.md, issue 18 round 5). Leftovers outlast the untimed call
-(perhaps a torch OpenMP team still spinning): each block starts after a pause (50 ms), and the blocks
-run in the orders of a balanced Latin square (a Williams design): over a full cycle of rounds every
-alternative follows every other equally often, where the rotation used before always put each after the
-same one (mobilenet_v2 at batch 1: the same module timed
-8.2-8.3 ms after onnxruntime's blocks, 10.3 ms right after torch's serial run on two threads; onnxruntime
-2.2 or 6.4 ms by its place; with the pause every variant's time held within 4% over two runs). The rounds
-spread each alternative over the whole run, so a slow stretch of a shared box hits every alternative alike.
+(perhaps a torch OpenMP team still spinning): each block starts after a pause (50 ms), and the blocks run in
+the orders of a balanced Latin square (a Williams design): over a full cycle of rounds every alternative
+follows every other equally often, where the rotation used before always put each after the same one
+(mobilenet_v2 at batch 1: the same module timed 8.2-8.3 ms after onnxruntime's blocks, 10.3 ms right after
+torch's serial run on two threads; onnxruntime 2.2 or 6.4 ms by its place; with the pause every variant's
+time held within 4% over two runs). The rounds spread each alternative over the whole run, so a slow
+stretch of a shared box hits every alternative alike.
 """
 
 from __future__ import annotations
