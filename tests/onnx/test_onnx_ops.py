@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 
 from reflow.errors import UnsupportedOpError
 from reflow.onnx import import_model
-from reflow.onnx.eager import compile_call
+from reflow.onnx.eager import compile_call, lower_call
 from reflow.onnx.ops import rule, supported_ops
 
 
@@ -108,3 +108,58 @@ def test_max_pool_with_asymmetric_pads_matches_onnxruntime(
     (ref,) = ort_run(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), {"x": x})
     (got,) = compile_call("MaxPool", [True], attrs, 1, 17)(torch.from_numpy(x))
     np.testing.assert_array_equal(got.numpy(), ref)
+
+
+@pytest.mark.parametrize(
+    ("op", "shape", "kernel", "include"),
+    [
+        ("MaxPool", (2, 5, 28, 28), (3, 3), 0),  # GoogLeNet's branch pools
+        ("MaxPool", (1, 3, 9, 7), (5, 3), 0),
+        ("MaxPool", (1, 2, 2, 3), (5, 5), 0),  # the window wider than the input
+        ("MaxPool", (2, 4, 11), (3,), 0),
+        ("MaxPool", (1, 2, 5, 6, 7), (3, 3, 3), 0),
+        ("AveragePool", (2, 5, 17, 17), (3, 3), 1),  # Inception v3's branch pools
+        ("AveragePool", (2, 5, 17, 17), (3, 3), 0),
+        ("AveragePool", (1, 3, 9, 7), (5, 3), 0),
+        ("AveragePool", (1, 3, 9, 7), (5, 3), 1),
+        ("AveragePool", (2, 4, 11), (3,), 0),
+    ],
+)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_centred_stride_one_pools_run_as_running_windows_and_match_onnxruntime(
+    op: str, shape: tuple[int, ...], kernel: tuple[int, ...], include: int, channels_last: bool
+) -> None:
+    from onnx_oracle import ort_run
+
+    radius = [k // 2 for k in kernel]
+    attrs: dict[str, object] = {"kernel_shape": list(kernel), "pads": radius + radius}
+    if op == "AveragePool":
+        attrs["count_include_pad"] = include
+    assert "onnx_window_pool" in lower_call(op, ["x"], attrs, 1, 17)
+    node = helper.make_node(op, ["x"], ["y"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    x = np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32)
+    (ref,) = ort_run(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), {"x": x})
+    tx = torch.from_numpy(x)
+    if channels_last and tx.dim() == 4:
+        tx = tx.contiguous(memory_format=torch.channels_last)
+    (got,) = compile_call(op, [True], attrs, 1, 17)(tx)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-6)
+    assert torch.equal(tx, torch.from_numpy(x))  # the input is not written
+
+
+def test_strided_or_off_centre_pools_keep_torchs_kernels() -> None:
+    assert "onnx_window_pool" not in lower_call(
+        "MaxPool", ["x"], {"kernel_shape": [3, 3], "strides": [2, 2]}, 1, 17
+    )
+    off_centre = {"kernel_shape": [3, 3], "pads": [0, 0, 2, 2]}
+    assert "onnx_window_pool" not in lower_call("MaxPool", ["x"], off_centre, 1, 17)
+    assert "onnx_window_pool" not in lower_call("MaxPool", ["x"], {"kernel_shape": [2, 2]}, 1, 17)
+    centred = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    assert "onnx_window_pool" not in lower_call("MaxPool", ["x"], centred, 2, 17)  # indices wanted
