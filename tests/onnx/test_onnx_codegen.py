@@ -95,6 +95,43 @@ def test_generated_file_runs_alone_with_only_torch(tmp_path: Path) -> None:
     assert r.returncode == 0 and "speedup" in r.stdout, r.stderr
 
 
+_FAULTS_OF_A_BIG_TENSOR = """
+import resource, sys, torch
+sys.path.insert(0, {where!r})
+{setup}
+faults = []
+for _ in range(12):  # a 64 MB tensor and a 12 MB one made, written and freed, as a model's call does
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    big, small = torch.empty(16 << 20).fill_(1.0), torch.empty(3 << 20).fill_(2.0)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    del big, small
+print(sum(faults[-3:]))
+"""
+
+
+def _steady_page_faults(setup: str, where: Path) -> int:
+    """Page faults of the last 3 of 12 rounds of big allocations, in a fresh process after ``setup``."""
+    code = _FAULTS_OF_A_BIG_TENSOR.format(where=str(where), setup=textwrap.dedent(setup))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_loading_a_generated_model_keeps_freed_memory_for_the_next_call(tmp_path: Path) -> None:
+    model, _ = costed(2)
+    generate(model, branch_plan(model, 2)).write(tmp_path / "wide_mem.py")
+    fresh_pages = 3 * (16 << 20) * 4 // 4096  # every page of the big tensor faulted in again, each round
+    default = _steady_page_faults("", tmp_path)
+    assert default >= fresh_pages
+    assert (
+        _steady_page_faults("import wide_mem; wide_mem.load(keep_memory=False).close()", tmp_path)
+        >= fresh_pages
+    )
+    kept = _steady_page_faults("import wide_mem; wide_mem.load().close()", tmp_path)
+    assert kept < fresh_pages // 10, (kept, default)
+
+
 def test_failing_cluster_raises_in_caller_without_deadlock() -> None:
     model, _ = costed(4)
     ns = exec_generated(generate(model, branch_plan(model, 3)).source, "failing")

@@ -245,7 +245,7 @@ def generate(model: ImportedModel, plan: Plan, runtime: str = "threads") -> Gene
     serial += _freeing_dead_values(lines)
     serial += ["", "", *_prepare_weights(model)]
 
-    code_so_far = "\n".join([*body, *serial, "onnx_channels_last("])
+    code_so_far = "\n".join([*body, *serial, "onnx_channels_last(", "onnx_keep_freed_memory("])
     helpers = _helpers_used(code_so_far)
     signature = {vi.name: (_full_shape(vi.shape, plan), _torch_dtype(vi.dtype)) for vi in model.inputs}
     sig_lines = ", ".join(f'"{k}": ({s!r}, {d})' for k, (s, d) in signature.items())
@@ -404,7 +404,9 @@ def _run_all(workers, calls, events):
 class ParallelModel:
     """Runs the clusters on persistent worker threads (the caller only hands out work and waits)."""
 
-    def __init__(self, weights):
+    def __init__(self, weights, keep_memory=True):
+        if keep_memory:
+            onnx_keep_freed_memory()
         n = BATCH_SLICES if MODE == "batch" else len(CLUSTERS)
         self._workers = [_Worker(INTRA_OP_THREADS, f"reflow-cluster-{i}") for i in range(n)]
         self._serial = _Worker(SERIAL_THREADS, "reflow-serial")
@@ -475,16 +477,18 @@ class ParallelModel:
         self.close()
 
 
-def load(weights_path=None, runtime=None):
+def load(weights_path=None, runtime=None, keep_memory=True):
     """The model with its weights (default: the .pt file next to this module). ``runtime`` (default
     RUNTIME): "threads" runs the clusters on threads of this process (needs only torch); "processes" runs
-    each in a worker process of its own, so that they do not share a GIL (needs reflow installed)."""
+    each in a worker process of its own, so that they do not share a GIL (needs reflow installed).
+    ``keep_memory``: let malloc keep freed memory for the next call (process-wide, see
+    onnx_keep_freed_memory), as onnxruntime's arena does; False leaves this process's malloc as it is."""
     path = Path(weights_path) if weights_path else Path(__file__).with_suffix(".pt")
     if (runtime or RUNTIME) == "processes":
         from reflow.onnx.processes import ProcessModel
 
         return ProcessModel(__file__, path)
-    return ParallelModel(torch.load(path, weights_only=True))
+    return ParallelModel(torch.load(path, weights_only=True), keep_memory)
 
 
 def random_inputs(seed=0):

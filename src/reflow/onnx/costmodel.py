@@ -23,7 +23,7 @@ import torch
 from reflow.graph import topo_order
 from reflow.onnx.eager import NodeFn, compile_node, load_weights, node_error, run_graph
 from reflow.onnx.importer import ImportedModel, with_value_shapes
-from reflow.onnx.kernels import onnx_channels_last
+from reflow.onnx.kernels import onnx_channels_last, onnx_keep_freed_memory
 from reflow.onnx.ops import FlopCall, rule
 
 FLOPS_PER_SECOND = 2e10  # the analytic model's machine rate (one core, fp32, vectorized)
@@ -78,8 +78,10 @@ T = TypeVar("T")
 
 
 def on_own_thread(fn: Callable[[], T], threads: int) -> T:
-    """Run ``fn`` on a fresh thread with ``threads`` torch intra-op threads, in inference mode. The caller's
-    thread count is never changed: changing it makes the next ops rebuild thread pools (milliseconds each)."""
+    """Run ``fn`` on a fresh thread with ``threads`` torch intra-op threads, in inference mode, with freed
+    memory kept as the generated runtime keeps it (onnx_keep_freed_memory). The caller's thread count is
+    never changed: changing it makes the next ops rebuild thread pools (milliseconds each)."""
+    onnx_keep_freed_memory()
     result: list[T] = []
     error: list[BaseException] = []
 

@@ -363,6 +363,7 @@ def _worker_main(index: int, module_path: str, weights_path: str, seg_name: str,
     threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
     try:
         mod = load_module(module_path)
+        mod.onnx_keep_freed_memory()
         torch.set_num_threads(mod.INTRA_OP_THREADS)
         seg = SharedSegment.attach(seg_name)
         views = {k: view(seg, s) for k, s in slots.items()}
