@@ -1,5 +1,5 @@
-"""Which kernel for a pointwise or depthwise convolution or a dense layer: oneDNN's fused call, F.conv2d,
-one GEMM on oneDNN, or one GEMM on MKL.
+"""Which kernel for a pointwise or depthwise convolution, a dense layer or a pool: oneDNN's fused call,
+F.conv2d, one GEMM on oneDNN, one GEMM on MKL; torch's max pooling or running maxima, beside onnxruntime.
 
 Every 1x1 convolution with stride 1, no padding and one group (``--kind pointwise``), every depthwise
 convolution (one group per input channel, ``--kind depthwise``), or every dense layer (reflow's ``Linear``,
@@ -14,6 +14,11 @@ fused) is run each way on its real shapes, one thread, each time on the same ran
 * ``mkl``     (pointwise, dense) the same GEMM by ``F.linear`` (torch's BLAS, MKL), then the add and
   activation: the lowering before round 6 of issue 18.
 
+* ``torch``   (pool: every stride-1 MaxPool with a centred odd window, ``--kind pool``) F.max_pool2d, the
+  lowering before round 7 of issue 18;
+* ``window``  ``onnx_window_max``: running maxima, one spatial dimension after the other;
+* ``onnxruntime``  the same pool as a one-node onnxruntime session (one intra-op thread).
+
 One call of each per round, rounds interleaved, medians; reported per kernel (with ``--verbose``) and
 summed per model beside reflow's current choice (``conv_fusion._kernel``; ``linear`` for dense layers). It
 is what ``LINEAR_MAX_OUTPUT`` and the depthwise rule in reflow.onnx.conv_fusion were chosen from.
@@ -21,6 +26,7 @@ is what ``LINEAR_MAX_OUTPUT`` and the depthwise rule in reflow.onnx.conv_fusion 
     .venv/bin/python benchmarks/onnx_conv_kernels.py --batch 1
     .venv/bin/python benchmarks/onnx_conv_kernels.py --kind depthwise --batch 8
     .venv/bin/python benchmarks/onnx_conv_kernels.py --kind dense --models transformer vit_b_16 --batch 8
+    .venv/bin/python benchmarks/onnx_conv_kernels.py --kind pool --models googlenet inception_v3 --batch 8
 """
 
 from __future__ import annotations
@@ -31,23 +37,35 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
+import onnxruntime as ort
 import torch
 import torch.nn.functional as F
+from onnx import TensorProto, helper
 from onnx_parallel import make_model
 
 from reflow.onnx import conv_fusion
+from reflow.onnx.eager import lower_call
 from reflow.onnx.importer import ImportedModel
-from reflow.onnx.kernels import onnx_activation_, onnx_conv, onnx_conv1x1, onnx_linear, onnx_pack_conv_weight
+from reflow.onnx.kernels import (
+    onnx_activation_,
+    onnx_conv,
+    onnx_conv1x1,
+    onnx_linear,
+    onnx_pack_conv_weight,
+    onnx_window_max,
+)
 from reflow.onnx.pipeline import prepare
 
-Case = tuple[str, str, dict[str, Callable[[], torch.Tensor]]]
+Case = tuple[str, str, dict[str, Callable[[], Any]]]
 
 
 KERNELS = {
     "pointwise": ("onednn", "aten", "linear", "mkl"),
     "depthwise": ("onednn", "aten"),
     "dense": ("linear", "mkl"),
+    "pool": ("torch", "window", "onnxruntime"),
 }
 
 
@@ -67,12 +85,50 @@ def dense_layers(model: ImportedModel, gen: torch.Generator) -> list[Case]:
     return cases
 
 
+def window_pools(model: ImportedModel, gen: torch.Generator) -> list[Case]:
+    """(label, reflow's kernel, the calls) for each stride-1 MaxPool of ``model`` with a centred window."""
+    cases: list[Case] = []
+    for node in (n for n in model.graph if n.op == "onnx.MaxPool"):
+        kernel = tuple(node.attrs["kernel_shape"])
+        radius = tuple(k // 2 for k in kernel)
+        if len(kernel) != 2 or "onnx_window_max" not in lower_call("MaxPool", ["x"], node.attrs, 1, 17):
+            continue
+        shape = tuple(int(d or 1) for d in model.values[node.attrs["_inputs"][0]].shape or ())
+        x = torch.randn(shape, generator=gen).contiguous(memory_format=torch.channels_last)
+        attrs = {"kernel_shape": list(kernel), "pads": list(radius + radius)}
+        session, feed = one_node_session("MaxPool", attrs, shape), {"x": x.contiguous().numpy()}
+        calls: dict[str, Callable[[], Any]] = {
+            "torch": lambda x=x, k=kernel, r=radius: F.max_pool2d(x, k, 1, r),
+            "window": lambda x=x, r=radius: onnx_window_max(x, r),
+            "onnxruntime": lambda s=session, f=feed: s.run(None, f),
+        }
+        cases.append((f"MaxPool {kernel} on {shape}", "window", calls))
+    return cases
+
+
+def one_node_session(op: str, attrs: dict[str, Any], shape: tuple[int, ...]) -> ort.InferenceSession:
+    """An onnxruntime session (one intra-op thread) of one ``op`` node on a float input of ``shape``."""
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x"], ["y"], **attrs)],
+        op,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.log_severity_level = 1, 3
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
 def convs(name: str, batch: int, kind: str) -> list[Case]:
-    """(label, reflow's kernel, the calls) for each pointwise (or depthwise) FusedConv of ``name``."""
+    """(label, reflow's kernel, the calls) for each pointwise (or depthwise) FusedConv of ``name``, or each
+    dense layer or centred max pool (``kind``)."""
     model = prepare(make_model(name, batch))
     gen = torch.Generator().manual_seed(0)
     if kind == "dense":
         return dense_layers(model, gen)
+    if kind == "pool":
+        return window_pools(model, gen)
     cases: list[Case] = []
     for node in model.graph:
         if node.op != "onnx.FusedConv":
@@ -130,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--kind", choices=tuple(KERNELS), default="pointwise")
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--verbose", action="store_true", help="one line per convolution or dense layer")
+    ap.add_argument("--verbose", action="store_true", help="one line per node timed")
     ap.add_argument("--quick", action="store_true", help="the first model, 3 rounds (a smoke run)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -138,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     kernels = KERNELS[args.kind]
     print(f"{args.kind} kernels, batch {args.batch}, 1 thread, medians of {args.repeats} rounds, ms")
-    print(f"{'model':<18}{'nodes':>6}" + "".join(f"{k:>10}" for k in kernels) + f"{'reflow':>10}")
+    print(f"{'model':<18}{'nodes':>6}" + "".join(f"{k:>12}" for k in kernels) + f"{'reflow':>10}")
     with torch.inference_mode():
         for name in args.models:
             cases = convs(name, args.batch, args.kind)
@@ -157,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             chosen = sum(med[(i, kern)] for i, (_, kern, _) in enumerate(cases))
             print(
                 f"{name:<18}{len(cases):>6}"
-                + "".join(f"{total[k]:>10.2f}" for k in kernels)
+                + "".join(f"{total[k]:>12.2f}" for k in kernels)
                 + f"{chosen:>10.2f}"
             )
             if args.verbose:

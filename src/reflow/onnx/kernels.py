@@ -105,33 +105,19 @@ def onnx_avg_pool(
     return total / count
 
 
-def onnx_window_pool(
-    x: torch.Tensor, radius: tuple[int, ...], kind: str, count_include_pad: int
-) -> torch.Tensor:
-    """MaxPool ("max") or AveragePool ("avg") with stride 1 over a window of ``2 r + 1`` cells centred on
-    each cell (padding ``r``) as a running max or sum along one spatial dimension after another, each step
-    a whole-tensor elementwise op. torch's pooling kernels take 2-3x longer on such windows (a 3x3 max on
-    8x256x28x28: 2.3 ms against 0.8 ms; its max also tracks the indices it then drops)."""
+def onnx_window_max(x: torch.Tensor, radius: tuple[int, ...]) -> torch.Tensor:
+    """MaxPool with stride 1 over a window of ``2 r + 1`` cells centred on each cell (padding ``r``) as a
+    running max along one spatial dimension after another, each step a whole-tensor elementwise op. torch's
+    max pooling takes about twice as long on such windows (it also tracks the indices it then drops): a 3x3
+    max on 8x512x14x14 0.74 ms against 1.56 ms, onnxruntime 0.98 ms."""
     for axis, r in zip(range(x.dim() - 1, 1, -1), reversed(radius), strict=True):
         y, n = x.clone(), x.shape[axis]
         for d in range(1, min(r, n - 1) + 1):
             ahead, behind = y.narrow(axis, d, n - d), y.narrow(axis, 0, n - d)
-            for dst, src in ((ahead, x.narrow(axis, 0, n - d)), (behind, x.narrow(axis, d, n - d))):
-                if kind == "max":
-                    torch.maximum(dst, src, out=dst)
-                else:
-                    dst.add_(src)
+            torch.maximum(ahead, x.narrow(axis, 0, n - d), out=ahead)
+            torch.maximum(behind, x.narrow(axis, d, n - d), out=behind)
         x = y
-    if kind == "max":
-        return x
-    if count_include_pad:
-        return x.mul_(1.0 / math.prod(2 * r + 1 for r in radius))
-    count = torch.ones((), dtype=x.dtype)
-    for axis, r in zip(range(2, x.dim()), radius, strict=True):
-        i = torch.arange(x.shape[axis], dtype=x.dtype)
-        cells = i.clamp(max=r) + (x.shape[axis] - 1 - i).clamp(max=r) + 1
-        count = count.unsqueeze(-1) * cells
-    return x.div_(count)
+    return x
 
 
 def onnx_global_pool(x: torch.Tensor, kind: str) -> torch.Tensor:

@@ -95,7 +95,7 @@ register("FusedConv", _fused_conv, _conv_flops, prepack=_pack_conv_weight)
 
 def _centred_window(c: Call) -> tuple[int, ...] | None:
     """The radii of a pool with stride 1 whose odd window is centred on each cell (pads of half the window
-    on both sides), which onnx_window_pool runs as running maxima or sums; None for any other pool."""
+    on both sides); None for any other pool."""
     kernel = tuple(c.attrs["kernel_shape"])
     strides, dilations, pads = _spatial(c, kernel)
     radius = tuple(k // 2 for k in kernel)
@@ -110,8 +110,8 @@ def _maxpool(c: Call) -> str:
     strides, dilations, pads = _spatial(c, kernel)
     n, ceil = len(kernel), int(c.attrs.get("ceil_mode", 0))
     radius = _centred_window(c)
-    if radius is not None:
-        return f"onnx_window_pool({c.arg(0)}, {lit(radius)}, 'max', 1)"
+    if radius is not None:  # as running maxima: about twice as fast as torch's max pooling on them
+        return f"onnx_window_max({c.arg(0)}, {lit(radius)})"
     if c.n_out == 1 and c.attrs.get("auto_pad", "NOTSET") == "NOTSET" and pads[:n] != pads[n:]:
         args = f"{lit(kernel)}, {lit(strides)}, {lit(pads)}, {lit(dilations)}, {ceil}"
         return f"onnx_max_pool({c.arg(0)}, {args})"
@@ -130,9 +130,6 @@ def _avgpool(c: Call) -> str:
     strides, _, pads = _spatial(c, kernel)
     n = len(kernel)
     ceil, include = c.attrs.get("ceil_mode", 0), c.attrs.get("count_include_pad", 0)
-    radius = _centred_window(c)
-    if radius is not None:
-        return f"onnx_window_pool({c.arg(0)}, {lit(radius)}, 'avg', {include})"
     if c.attrs.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
         x, _ = _pad_input(c, c.arg(0), kernel)
         if include:
