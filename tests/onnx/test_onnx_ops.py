@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
@@ -74,6 +75,17 @@ def test_integer_div_truncates_like_onnx() -> None:
     assert y.tolist() == [-3, 3]
 
 
+def max_pool_model(attrs: dict[str, object]) -> onnx.ModelProto:
+    """One MaxPool node with ``attrs`` on a float input of any shape."""
+    graph = helper.make_graph(
+        [helper.make_node("MaxPool", ["x"], ["y"], **attrs)],
+        "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 @pytest.mark.parametrize(
     ("size", "kernel", "stride", "pads", "ceil"),
     [
@@ -91,21 +103,14 @@ def test_max_pool_with_asymmetric_pads_matches_onnxruntime(
 ) -> None:
     from onnx_oracle import ort_run
 
-    attrs = {
+    attrs: dict[str, object] = {
         "kernel_shape": [kernel, kernel],
         "strides": [stride, stride],
         "pads": list(pads),
         "ceil_mode": ceil,
     }
-    node = helper.make_node("MaxPool", ["x"], ["y"], **attrs)
-    graph = helper.make_graph(
-        [node],
-        "pool",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-    )
     x = np.random.default_rng(size).standard_normal((1, 3, size, size)).astype(np.float32)
-    (ref,) = ort_run(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), {"x": x})
+    (ref,) = ort_run(max_pool_model(attrs), {"x": x})
     (got,) = compile_call("MaxPool", [True], attrs, 1, 17)(torch.from_numpy(x))
     np.testing.assert_array_equal(got.numpy(), ref)
 
@@ -129,15 +134,8 @@ def test_centred_stride_one_max_pools_run_as_running_maxima_and_match_onnxruntim
     radius = [k // 2 for k in kernel]
     attrs: dict[str, object] = {"kernel_shape": list(kernel), "pads": radius + radius, "ceil_mode": 1}
     assert "onnx_window_max" in lower_call("MaxPool", ["x"], attrs, 1, 17)
-    node = helper.make_node("MaxPool", ["x"], ["y"], **attrs)
-    graph = helper.make_graph(
-        [node],
-        "pool",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-    )
     x = np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32)
-    (ref,) = ort_run(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), {"x": x})
+    (ref,) = ort_run(max_pool_model(attrs), {"x": x})
     tx = torch.from_numpy(x)
     if channels_last and tx.dim() == 4:
         tx = tx.contiguous(memory_format=torch.channels_last)

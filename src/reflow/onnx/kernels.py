@@ -279,7 +279,7 @@ def onnx_keep_freed_memory() -> bool:
 
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # no mallopt (not glibc), or no C library to load
         return False
     m_trim_threshold, m_mmap_max = -1, -4
     # no block gets a mapping of its own; up to 1 GiB free at the heap's top stays there
