@@ -43,7 +43,7 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper
-from onnx_parallel import make_model
+from onnx_parallel import make_model, ort_session
 
 from reflow.onnx import conv_fusion
 from reflow.onnx.eager import lower_call
@@ -114,10 +114,9 @@ def one_node_session(op: str, attrs: dict[str, Any], shape: tuple[int, ...]) -> 
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.log_severity_level = 1, 3
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort_session(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), 1, parallel=False
+    )
 
 
 def convs(name: str, batch: int, kind: str) -> list[Case]:

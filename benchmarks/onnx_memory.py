@@ -29,8 +29,9 @@ from reflow.onnx.pipeline import parallelize
 
 _ONE_PROCESS = """
 import json, sys
-import numpy as np, onnxruntime as ort, torch
-sys.path.insert(0, {folder!r})
+import onnx, torch
+sys.path[:0] = [{folder!r}, {benchmarks!r}]
+from onnx_parallel import ort_session
 from reflow.onnx.timing import steady_medians
 import {module} as mod
 
@@ -38,9 +39,7 @@ torch.set_num_threads(1)
 with mod.load(keep_memory={keep}) as model:
     x = mod.random_inputs(seed=1)
     feed = {{k: v.numpy() for k, v in x.items()}}
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.log_severity_level = 1, 3
-    session = ort.InferenceSession({onnx_path!r}, options, providers=["CPUExecutionProvider"])
+    session = ort_session(onnx.load({onnx_path!r}), 1, parallel=False)
     fns = {{"reflow": lambda: model(**x), "onnxruntime": lambda: session.run(None, feed)}}
     t, _ = steady_medians(fns, {calls})
 print(json.dumps(t))
@@ -49,7 +48,12 @@ print(json.dumps(t))
 
 def one_process(folder: Path, module: str, onnx_path: Path, keep: bool, calls: int) -> dict[str, float]:
     code = _ONE_PROCESS.format(
-        folder=str(folder), module=module, onnx_path=str(onnx_path), keep=keep, calls=calls
+        folder=str(folder),
+        benchmarks=str(Path(__file__).resolve().parent),
+        module=module,
+        onnx_path=str(onnx_path),
+        keep=keep,
+        calls=calls,
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
