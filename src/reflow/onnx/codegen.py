@@ -3,9 +3,10 @@
 Policy. The generated file is for people as much as for machines. It holds, top to bottom: a docstring with
 the plan's numbers, the model's signature, the ``onnx_*`` helpers it uses (copied from reflow.onnx.kernels),
 one function per cluster named after the ops it holds (a comment gives each node's predicted cost), the serial
-function (every node in topological order, the reference), and a small runtime: persistent worker threads,
-one per cluster, each with a fixed number of torch intra-op threads (set once per thread: changing it between
-calls costs milliseconds), started together on each call while the caller waits. A value crossing clusters is
+function (every node in topological order, the reference), and a small runtime: the caller's thread runs the
+first cluster and persistent worker threads the others, each worker with a fixed number of torch intra-op
+threads (set once per thread: changing it between calls costs milliseconds; the caller's own count is set for
+the call and restored), all started together on each call. A value crossing clusters is
 published in a shared dict and announced by a ``threading.Event``; its consumer waits on the event right
 before its first use. torch ops release the GIL, so clusters overlap on a multicore CPU. If a cluster fails,
 every event is set so no thread waits forever, and the first error is raised in the caller. Weights live in a
@@ -327,6 +328,7 @@ Needs only torch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import sys
@@ -374,13 +376,7 @@ class _Worker:
                 return
             fn, args, state = job
             try:
-                with torch.inference_mode():
-                    fn(*args)
-            except BaseException as e:  # wake every waiter so no cluster blocks forever
-                if not isinstance(e, _Aborted):
-                    state["errors"].append(e)
-                for event in state["ev"].values():
-                    event.set()
+                _run_job(fn, args, state)
             finally:
                 state["done"].release()
 
@@ -389,46 +385,73 @@ class _Worker:
         self.thread.join()
 
 
+def _run_job(fn, args, state):
+    try:
+        with torch.inference_mode():
+            fn(*args)
+    except BaseException as e:  # wake every waiter so no cluster blocks forever
+        if not isinstance(e, _Aborted):
+            state["errors"].append(e)
+        for event in state["ev"].values():
+            event.set()
+
+
+@contextlib.contextmanager
+def _torch_threads(n):
+    """``n`` torch intra-op threads on this thread inside the block; the caller's own count after it."""
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if before != n:
+            torch.set_num_threads(before)
+
+
 def _run_all(workers, calls, events):
-    """Run ``calls`` [(fn, args)] concurrently, one per worker; raise the first error after all finish."""
-    assert len(calls) <= len(workers), "more concurrent calls than worker threads"
+    """Run ``calls`` [(fn, args)] concurrently: the first on the calling thread, each other one on a worker
+    of its own; raise the first error after all finish."""
+    assert len(calls) <= len(workers) + 1, "more concurrent calls than threads"
     state = {"errors": [], "ev": events, "done": threading.Semaphore(0)}
-    for worker, (fn, args) in zip(workers, calls):
+    for worker, (fn, args) in zip(workers, calls[1:]):
         worker.jobs.put((fn, args, state))
-    for _ in calls:
+    with _torch_threads(INTRA_OP_THREADS):
+        _run_job(*calls[0], state)
+    for _ in calls[1:]:
         state["done"].acquire()
     if state["errors"]:
         raise state["errors"][0]
 
 
 class ParallelModel:
-    """Runs the clusters on persistent worker threads (the caller only hands out work and waits)."""
+    """Runs the first cluster (or batch slice) on the caller's thread and each other one on a persistent
+    worker thread. The caller's thread, not a worker, runs the first so that the process holds no idle
+    OpenMP team: each thread that runs torch ops on several threads owns one, and once the teams hold more
+    threads than there are cores, libgomp stops spinning between parallel regions and every op has to wake
+    its helper threads (mobilenet_v2, batch 1, on 2 threads: 4.4 ms, 10 ms after one torch op of the
+    caller's own on 2 threads had made a second team)."""
 
     def __init__(self, weights, keep_memory=True):
         if keep_memory:
             onnx_keep_freed_memory()
         n = BATCH_SLICES if MODE == "batch" else len(CLUSTERS)
-        self._workers = [_Worker(INTRA_OP_THREADS, f"reflow-cluster-{i}") for i in range(n)]
-        self._serial = _Worker(SERIAL_THREADS, "reflow-serial")
-        self._threads = [w.thread for w in [*self._workers, self._serial]]
-        # weights are packed on a thread with the torch thread count that will use them (see prepare_weights)
-        # in batch mode the code is the graph of one slice, and the serial reference runs the slices in turn
+        self._workers = [_Worker(INTRA_OP_THREADS, f"reflow-cluster-{i}") for i in range(1, n)]
+        self._threads = [w.thread for w in self._workers]
+        # weights are packed with the torch thread count that will use them (see prepare_weights); in batch
+        # mode the code is the graph of one slice, and the serial reference runs the slices in turn
         full = next((shape[0] for shape, _ in INPUTS.values() if shape), 1)
         part = full // BATCH_SLICES if MODE == "batch" else full
-        self.w = self._prepare(self._workers[0], weights, part)
+        self.w = self._prepare(weights, part, INTRA_OP_THREADS)
         same = SERIAL_THREADS == INTRA_OP_THREADS
-        self.serial_w = self.w if same else self._prepare(self._serial, weights, part)
+        self.serial_w = self.w if same else self._prepare(weights, part, SERIAL_THREADS)
 
     @staticmethod
-    def _prepare(worker, weights, batch):
-        out = {}
-        _run_all([worker], [(lambda: out.update(prepare_weights(weights, batch)), ())], {})
-        return out
+    def _prepare(weights, batch, threads):
+        with _torch_threads(threads), torch.inference_mode():
+            return prepare_weights(weights, batch)
 
     def __call__(self, **inputs):
-        # no torch work on the caller's thread: a copy there (the inputs made channels-last, which the
-        # clusters do instead) wakes the caller's own intra-op pool, whose threads then spin beside the
-        # workers
         inputs = {k: torch.as_tensor(x) for k, x in inputs.items()}
         if MODE == "batch":
             return self._batch_parallel(inputs)
@@ -450,24 +473,18 @@ class ParallelModel:
         return {name: torch.cat([r[name] for r in results]) for name in OUTPUTS}
 
     def serial(self, **inputs):
-        """The serial reference, on its own thread with SERIAL_THREADS intra-op threads (in batch mode the
-        slices one after another)."""
+        """The serial reference, on the caller's thread with SERIAL_THREADS intra-op threads (in batch mode
+        the slices one after another)."""
         inputs = {k: torch.as_tensor(x) for k, x in inputs.items()}
-        out = {}
-
-        def run():
+        with _torch_threads(SERIAL_THREADS), torch.inference_mode():
             if MODE != "batch":
-                out.update(forward_serial(self.serial_w, inputs))
-                return
+                return forward_serial(self.serial_w, inputs)
             parts = zip(*(x.chunk(BATCH_SLICES) for x in inputs.values()))
             results = [forward_serial(self.serial_w, dict(zip(inputs, p))) for p in parts]
-            out.update({name: torch.cat([r[name] for r in results]) for name in OUTPUTS})
-
-        _run_all([self._serial], [(run, ())], {})
-        return out
+            return {name: torch.cat([r[name] for r in results]) for name in OUTPUTS}
 
     def close(self):
-        for w in [*self._workers, self._serial]:
+        for w in self._workers:
             w.close()
 
     def __enter__(self):
