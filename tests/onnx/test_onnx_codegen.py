@@ -150,6 +150,30 @@ def test_failing_cluster_raises_in_caller_without_deadlock() -> None:
     assert all(not t.is_alive() for t in par._threads)
 
 
+def test_a_workers_torch_thread_count_survives_counts_set_on_other_threads() -> None:
+    """torch gives a thread, at its first parallel op, the count last set on any thread; a worker pins its
+    own first, so the caller setting its count (as each call does) cannot change the workers'."""
+    model, _ = costed(2)
+    ns = exec_generated(generate(model, branch_plan(model, 2)).source, "pinned")
+    worker = ns["_Worker"](1, "reflow-test-worker")
+    seen: list[int] = []
+
+    def run(fn: Any) -> None:
+        state = {"errors": [], "ev": {}, "done": threading.Semaphore(0)}
+        worker.jobs.put((fn, (), state))
+        state["done"].acquire()
+
+    before = torch.get_num_threads()
+    try:
+        run(lambda: None)  # the worker has started and set its count
+        torch.set_num_threads(3)
+        run(lambda: seen.append(torch.get_num_threads()))
+    finally:
+        torch.set_num_threads(before)
+        worker.close()
+    assert seen == [1]
+
+
 def test_batch_mode_splits_the_batch() -> None:
     """Batch mode runs one slice's graph (batch 2) on each half of a batch of 4."""
     whole, proto = costed(2, batch=4)

@@ -369,7 +369,7 @@ class _Worker:
         self.thread.start()
 
     def _loop(self, threads):
-        torch.set_num_threads(threads)
+        _pin_torch_threads(threads)
         while True:
             job = self.jobs.get()
             if job is None:
@@ -383,6 +383,14 @@ class _Worker:
     def close(self):
         self.jobs.put(None)
         self.thread.join()
+
+
+def _pin_torch_threads(n):
+    """Give this thread ``n`` torch intra-op threads for good. torch sets a thread's count at its first
+    parallel op to the count last set on any thread, overriding one set on it before; so that first
+    initialisation is made now, before the count is set."""
+    torch.get_num_threads()
+    torch.set_num_threads(n)
 
 
 def _run_job(fn, args, state):
@@ -436,6 +444,7 @@ class ParallelModel:
         if keep_memory:
             onnx_keep_freed_memory()
         n = BATCH_SLICES if MODE == "batch" else len(CLUSTERS)
+        torch.get_num_threads()  # fixes the caller's count before the workers set theirs (_pin_torch_threads)
         self._workers = [_Worker(INTRA_OP_THREADS, f"reflow-cluster-{i}") for i in range(1, n)]
         self._threads = [w.thread for w in self._workers]
         # weights are packed with the torch thread count that will use them (see prepare_weights); in batch

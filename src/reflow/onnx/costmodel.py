@@ -86,6 +86,7 @@ def on_own_thread(fn: Callable[[], T], threads: int) -> T:
     error: list[BaseException] = []
 
     def target() -> None:
+        torch.get_num_threads()  # the thread's first parallel op would reset the count set next (see codegen)
         torch.set_num_threads(threads)
         try:
             with torch.inference_mode():
