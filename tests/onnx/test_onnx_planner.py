@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -112,10 +113,23 @@ def test_parallelize_command_writes_module_and_prints_summary(
     assert (tmp_path / "wide_par.svg").read_text().lstrip().startswith("<")
 
 
-def test_the_pipeline_keeps_the_faster_of_the_parallel_and_the_intra_op_plan() -> None:
+def test_the_pipeline_keeps_the_faster_of_the_parallel_and_the_intra_op_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A parallel plan is predicted; whether it beats one cluster on P torch threads is measured: both
     modules are timed and the faster kept, and the kept module still computes onnxruntime's result."""
-    proto = wide_model(3, batch=4, size=48, channels=32)  # batch slices are predicted faster (2 of 4 rows)
+    from reflow.onnx import pipeline
+
+    measure, serial = pipeline.measure_graph, [0.0]
+
+    def intra_at_serial_time(*args: Any, threads: int = 1, **kw: Any) -> float:
+        """The intra-op plan predicted at the one-thread time just measured: a parallel plan is predicted."""
+        if threads == 1:
+            serial[0] = measure(*args, **kw)
+        return serial[0]
+
+    monkeypatch.setattr(pipeline, "measure_graph", intra_at_serial_time)
+    proto = wide_model(3, batch=4, size=48, channels=32)  # batch slices (2 of 4 rows) are predicted faster
     result = parallelize(proto, workers=2, profile_ops=False, time_plans=True)
     timed = result.measured_plans
     assert len(timed) == 2 and "intra-op (2 threads)" in timed and all(t > 0 for t in timed.values())

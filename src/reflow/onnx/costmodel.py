@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import statistics
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -77,29 +76,20 @@ class Profile:
 T = TypeVar("T")
 
 
-def on_own_thread(fn: Callable[[], T], threads: int) -> T:
-    """Run ``fn`` on a fresh thread with ``threads`` torch intra-op threads, in inference mode, with freed
-    memory kept as the generated runtime keeps it (onnx_keep_freed_memory). The caller's thread count is
-    never changed: changing it makes the next ops rebuild thread pools (milliseconds each)."""
+def with_threads(fn: Callable[[], T], threads: int) -> T:
+    """Run ``fn`` with ``threads`` torch intra-op threads, in inference mode, with freed memory kept as the
+    generated runtime keeps it (onnx_keep_freed_memory), on the calling thread, as the generated runtime runs
+    its first cluster: a thread of its own would bring a second OpenMP team into the process beside the
+    caller's, and with more team threads than cores every op wakes its helpers (benchmarks/onnx_threading.py).
+    The caller's thread count is restored after (setting it costs no measurable time)."""
     onnx_keep_freed_memory()
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        torch.get_num_threads()  # the thread's first parallel op would reset the count set next (see codegen)
-        torch.set_num_threads(threads)
-        try:
-            with torch.inference_mode():
-                result.append(fn())
-        except BaseException as e:  # handed to the caller below
-            error.append(e)
-
-    t = threading.Thread(target=target, name="reflow-profile")
-    t.start()
-    t.join()
-    if error:
-        raise error[0]
-    return result[0]
+    before = torch.get_num_threads()  # also torch's first initialisation of this thread's count
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            return fn()
+    finally:
+        torch.set_num_threads(before)
 
 
 def _median_time(fn: Callable[[], object], repeats: int) -> float:
@@ -139,7 +129,7 @@ def profile(
             costs[name] = _median_time(functools.partial(fn, *args), repeats)
         return values, costs
 
-    values, costs = on_own_thread(measure, threads)
+    values, costs = with_threads(measure, threads)
     shapes = {k: tuple(v.shape) for k, v in values.items()}
     dtypes = {k: str(v.dtype).removeprefix("torch.") for k, v in values.items()}
     measured = with_value_shapes(model, shapes, dtypes)
@@ -197,7 +187,7 @@ def measure_graph(
         first_run()
         return _median_time(run, repeats)
 
-    return on_own_thread(timed, threads)
+    return with_threads(timed, threads)
 
 
 def cost_model_error(model: ImportedModel, measured: float) -> float:
