@@ -5,8 +5,8 @@ the plan's numbers, the model's signature, the ``onnx_*`` helpers it uses (copie
 one function per cluster named after the ops it holds (a comment gives each node's predicted cost), the serial
 function (every node in topological order, the reference), and a small runtime: the caller's thread runs the
 first cluster and persistent worker threads the others, each worker with a fixed number of torch intra-op
-threads (set once per thread: changing it between calls costs milliseconds; the caller's own count is set for
-the call and restored), all started together on each call. A value crossing clusters is
+threads (the caller's own count is set for the call and restored), all started together on each call, so
+that the model adds no idle OpenMP team to the process (see ParallelModel). A value crossing clusters is
 published in a shared dict and announced by a ``threading.Event``; its consumer waits on the event right
 before its first use. torch ops release the GIL, so clusters overlap on a multicore CPU. If a cluster fails,
 every event is set so no thread waits forever, and the first error is raised in the caller. Weights live in a
@@ -360,8 +360,7 @@ def _wait(v, ev, name):
 _RUNTIME = '''
 
 class _Worker:
-    """A persistent thread with a fixed number of torch intra-op threads (set once: changing the count
-    between calls on one thread makes the next ops rebuild their thread pools, which costs milliseconds)."""
+    """A persistent thread with a fixed number of torch intra-op threads, pinned at its start."""
 
     def __init__(self, threads, name):
         self.jobs = queue.SimpleQueue()
