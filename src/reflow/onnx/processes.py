@@ -364,7 +364,7 @@ def _worker_main(index: int, module_path: str, weights_path: str, seg_name: str,
     try:
         mod = load_module(module_path)
         mod.onnx_keep_freed_memory()
-        mod._pin_torch_threads(mod.INTRA_OP_THREADS)
+        torch.set_num_threads(mod.INTRA_OP_THREADS)  # the only thread here that sets one: it sticks
         seg = SharedSegment.attach(seg_name)
         views = {k: view(seg, s) for k, s in slots.items()}
         batch = mod.MODE == "batch"
