@@ -12,8 +12,9 @@ serial code of each model on P torch threads, timed in its steady state (reflow.
                        the serial reference's thread of that runtime);
 * ``caller``           on the main thread, the caller's (the runtime now);
 * ``caller, 2 teams``  the same while another thread that ran one op on P threads is alive;
-* ``caller, count switched``  on the main thread, whose own count is 1: each call sets P and restores 1, as
-                       the runtime does where the caller's count differs from the plan's.
+* ``caller, count switched``  on the main thread, whose own count is 1: each call sets P and restores 1
+                       (``onnx_torch_threads``, as the runtime does where the caller's count differs from the
+                       plan's).
 
 A fifth kind of process times torch's thread-count quirk: a worker thread that sets 1 thread before its first
 parallel op gets, at that op, the count last set on any thread (``unpinned``), unless it makes that first
@@ -121,20 +122,12 @@ def child(way: str, module: str, batch: int, threads: int, calls: int) -> dict[s
         with torch.inference_mode():
             forward = prepared()
 
-        switch = way.endswith("switched")
-
-        def call() -> object:
-            if switch:
-                torch.set_num_threads(threads)
-            try:
-                with torch.inference_mode():
-                    return forward()
-            finally:
-                if switch:
-                    torch.set_num_threads(1)
-
-        if switch:
+        if way.endswith("switched"):
             torch.set_num_threads(1)
+
+        def call() -> object:  # the runtime's own way of running on the caller's thread
+            with mod.onnx_torch_threads(threads), torch.inference_mode():
+                return forward()
 
     t, _ = steady_medians({way: call}, calls)
     return t

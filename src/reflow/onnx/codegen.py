@@ -246,7 +246,7 @@ def generate(model: ImportedModel, plan: Plan, runtime: str = "threads") -> Gene
     serial += _freeing_dead_values(lines)
     serial += ["", "", *_prepare_weights(model)]
 
-    code_so_far = "\n".join([*body, *serial, "onnx_channels_last(", "onnx_keep_freed_memory("])
+    code_so_far = "\n".join([*body, *serial, _RUNTIME])  # the runtime's own helpers too
     helpers = _helpers_used(code_so_far)
     signature = {vi.name: (_full_shape(vi.shape, plan), _torch_dtype(vi.dtype)) for vi in model.inputs}
     sig_lines = ", ".join(f'"{k}": ({s!r}, {d})' for k, (s, d) in signature.items())
@@ -403,19 +403,6 @@ def _run_job(fn, args, state):
             event.set()
 
 
-@contextlib.contextmanager
-def _torch_threads(n):
-    """``n`` torch intra-op threads on this thread inside the block; the caller's own count after it."""
-    before = torch.get_num_threads()
-    if before != n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if before != n:
-            torch.set_num_threads(before)
-
-
 def _run_all(workers, calls, events):
     """Run ``calls`` [(fn, args)] concurrently: the first on the calling thread, each other one on a worker
     of its own; raise the first error after all finish."""
@@ -423,7 +410,7 @@ def _run_all(workers, calls, events):
     state = {"errors": [], "ev": events, "done": threading.Semaphore(0)}
     for worker, (fn, args) in zip(workers, calls[1:]):
         worker.jobs.put((fn, args, state))
-    with _torch_threads(INTRA_OP_THREADS):
+    with onnx_torch_threads(INTRA_OP_THREADS):
         _run_job(*calls[0], state)
     for _ in calls[1:]:
         state["done"].acquire()
@@ -456,7 +443,7 @@ class ParallelModel:
 
     @staticmethod
     def _prepare(weights, batch, threads):
-        with _torch_threads(threads), torch.inference_mode():
+        with onnx_torch_threads(threads), torch.inference_mode():
             return prepare_weights(weights, batch)
 
     def __call__(self, **inputs):
@@ -484,7 +471,7 @@ class ParallelModel:
         """The serial reference, on the caller's thread with SERIAL_THREADS intra-op threads (in batch mode
         the slices one after another)."""
         inputs = {k: torch.as_tensor(x) for k, x in inputs.items()}
-        with _torch_threads(SERIAL_THREADS), torch.inference_mode():
+        with onnx_torch_threads(SERIAL_THREADS), torch.inference_mode():
             if MODE != "batch":
                 return forward_serial(self.serial_w, inputs)
             parts = zip(*(x.chunk(BATCH_SLICES) for x in inputs.values()))

@@ -22,7 +22,7 @@ import torch
 from reflow.graph import topo_order
 from reflow.onnx.eager import NodeFn, compile_node, load_weights, node_error, run_graph
 from reflow.onnx.importer import ImportedModel, with_value_shapes
-from reflow.onnx.kernels import onnx_channels_last, onnx_keep_freed_memory
+from reflow.onnx.kernels import onnx_channels_last, onnx_keep_freed_memory, onnx_torch_threads
 from reflow.onnx.ops import FlopCall, rule
 
 FLOPS_PER_SECOND = 2e10  # the analytic model's machine rate (one core, fp32, vectorized)
@@ -81,15 +81,10 @@ def with_threads(fn: Callable[[], T], threads: int) -> T:
     generated runtime keeps it (onnx_keep_freed_memory), on the calling thread, as the generated runtime runs
     its first cluster: a thread of its own would bring a second OpenMP team into the process beside the
     caller's, and with more team threads than cores every op wakes its helpers (benchmarks/onnx_threading.py).
-    The caller's thread count is restored after (setting it costs no measurable time)."""
+    The caller's thread count is restored after."""
     onnx_keep_freed_memory()
-    before = torch.get_num_threads()  # also torch's first initialisation of this thread's count
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            return fn()
-    finally:
-        torch.set_num_threads(before)
+    with onnx_torch_threads(threads), torch.inference_mode():
+        return fn()
 
 
 def _median_time(fn: Callable[[], object], repeats: int) -> float:

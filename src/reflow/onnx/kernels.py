@@ -1,14 +1,17 @@
 """Small torch helpers for ONNX semantics that no single torch call has.
 
-Every function here is named ``onnx_*``, uses only ``torch``, ``F`` (torch.nn.functional) and ``math`` (and
-``ctypes``, imported in the body of the one function that needs it), and calls no other reflow code: the
+Every function here is named ``onnx_*``, uses only ``torch``, ``F`` (torch.nn.functional), ``math`` and
+``contextlib`` (and ``ctypes``, imported in the body of the one function that needs it), and calls no other
+reflow code: the
 code generator copies the source of each helper a model uses into the generated module, so that module runs
 with torch alone. Keep them short and obvious; they are read by users.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -267,6 +270,22 @@ def onnx_pack_conv_weight(
 def onnx_has_onednn() -> bool:
     """Whether this torch build has oneDNN (mkldnn), whose fused convolution onnx_conv calls."""
     return bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def onnx_torch_threads(n: int) -> Iterator[None]:
+    """``n`` torch intra-op threads on this thread inside the block, its own count again after it. Reading
+    the count first also makes torch's lazy first initialisation of this thread's count, which would
+    otherwise reset the count set here at the first parallel op. Setting a count costs no measurable time
+    (benchmarks/onnx_threading.py)."""
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if before != n:
+            torch.set_num_threads(before)
 
 
 def onnx_keep_freed_memory() -> bool:
