@@ -124,8 +124,9 @@ def test_fused_generated_code_matches_onnxruntime(workers: int, kernel: str) -> 
     code = generate(model, plan)
     if kernel == "onednn":
         assert "onnx_conv(" in code.source and "onnx_pack_conv_weight(" in code.source
-    elif kernel == "linear":  # c4, the one pointwise conv, with its weight flattened once at load
-        assert "onnx_conv1x1(v_x, " in code.source and '.folded_w"].flatten(1)  # Conv_7' in code.source
+    elif kernel == "linear":  # c4, the one pointwise conv, its weight flattened and packed once at load
+        assert "onnx_conv1x1(v_x, " in code.source
+        assert '.folded_w"].flatten(1), (batch, 8, 10, 10), 1)  # Conv_7' in code.source
     else:
         assert "onnx_conv(" not in code.source and ".add_(v_x).relu_()" in code.source
     ns = exec_generated(code.source, "fused")

@@ -3,6 +3,7 @@ own ONNX exporter, and the activation patterns of mobilenet_v2 (Clip) and effici
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -15,7 +16,7 @@ from onnx_oracle import exec_generated, ort_run, rel_err
 from reflow.errors import OnnxImportError
 from reflow.onnx.codegen import generate
 from reflow.onnx.costmodel import apply_costs, flop_costs, random_inputs
-from reflow.onnx.kernels import onnx_linear
+from reflow.onnx.kernels import onnx_linear, onnx_pack_linear_weight
 from reflow.onnx.models import set_batch, transformer_model
 from reflow.onnx.pipeline import parallelize, prepare
 from reflow.onnx.plan import serial_plan
@@ -45,6 +46,24 @@ def test_exported_encoder_becomes_fused_kernels_and_matches_onnxruntime(encoder:
     x = random_inputs(model, seed=1)
     (ref,) = ort_run(proto, x)
     assert rel_err(ref, run_generated(apply_costs(model, flop_costs(model)), x)["output"].numpy()) < 1e-4
+
+
+def test_dense_weights_are_packed_for_the_rows_they_will_meet(encoder: onnx.ModelProto) -> None:
+    """Each Linear weight is packed at load for its input's row count, sequence x batch, also where the
+    export has flattened that input to 2-D (seq * batch, d): its first dimension is not the batch there."""
+    proto = set_batch(encoder, 2)
+    model = prepare(proto)
+    model = apply_costs(model, flop_costs(model))
+    code = generate(model, serial_plan(model.graph))
+    packs = re.findall(r'w\["([^"]+)"\] = onnx_pack_linear_weight\(w\["[^"]+"\], (\(.*\)), -1\)', code.source)
+    assert len(packs) == 4
+    for _, shape in packs:
+        rows = np.prod(eval(shape, {"batch": 2})[:-1])
+        assert rows == 12 * 2, shape
+    ns = exec_generated(code.source, "packed")
+    weights = {k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}
+    with ns["ParallelModel"](weights) as par:
+        assert all(par.w[name].is_mkldnn == torch.backends.mkldnn.is_available() for name, _ in packs)
 
 
 def test_encoder_in_batch_slices_matches_onnxruntime(encoder: onnx.ModelProto) -> None:
@@ -135,8 +154,9 @@ def test_erf_gelu_becomes_one_gelu() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_onnx_linear_equals_linear_add_activation(dtype: torch.dtype) -> None:
-    """The oneDNN matrix product (float32) and the F.linear fallback (float64) compute the same thing: with
-    and without bias and residual, each fused activation, on a transposed (non-contiguous) 3-D input."""
+    """The oneDNN matrix product (float32, on the plain and on the packed weight) and the F.linear fallback
+    (float64) compute the same thing: with and without bias and residual, each fused activation, on a
+    transposed (non-contiguous) 3-D input."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(7, 3, 16, generator=gen, dtype=dtype).transpose(0, 1)
     w = torch.randn(5, 16, generator=gen, dtype=dtype)
@@ -149,13 +169,16 @@ def test_onnx_linear_equals_linear_add_activation(dtype: torch.dtype) -> None:
         "swish": torch.nn.functional.silu,
         "gelu": torch.nn.functional.gelu,
     }
-    for act, ref_act in acts.items():
-        scalars = (0.0, 6.0) if act == "hardtanh" else ()
-        for bias in (b, None):
-            ref = ref_act(torch.nn.functional.linear(x, w, bias))
-            torch.testing.assert_close(onnx_linear(x, w, bias, None, act, scalars), ref)
-    with_z = onnx_linear(x, w, b, z.clone(), "relu")
-    torch.testing.assert_close(with_z, torch.relu(torch.nn.functional.linear(x, w, b) + z))
+    packed = onnx_pack_linear_weight(w, (3, 7, 16), -1)  # oneDNN's layout for float32; float64 as it is
+    assert packed.is_mkldnn == (dtype == torch.float32 and torch.backends.mkldnn.is_available())
+    for weight in (w, packed):
+        for act, ref_act in acts.items():
+            scalars = (0.0, 6.0) if act == "hardtanh" else ()
+            for bias in (b, None):
+                ref = ref_act(torch.nn.functional.linear(x, w, bias))
+                torch.testing.assert_close(onnx_linear(x, weight, bias, None, act, scalars), ref)
+        with_z = onnx_linear(x, weight, b, z.clone(), "relu")
+        torch.testing.assert_close(with_z, torch.relu(torch.nn.functional.linear(x, w, b) + z))
 
 
 def test_the_encoder_exports_inside_a_callers_inference_mode() -> None:

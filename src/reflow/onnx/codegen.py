@@ -120,19 +120,33 @@ def _freeing_dead_values(lines: list[tuple[str, set[str]]]) -> list[str]:
 
 
 def _prepare_weights(model: ImportedModel) -> list[str]:
-    """``prepare_weights``: the load-time layout of every weight (channels-last, prepacked conv weights)."""
+    """``prepare_weights``: the load-time layout of every weight (channels-last, prepacked conv and dense
+    weights)."""
     lines = [
         "def prepare_weights(w, batch):",
         '    """The weights in the layouts the kernels want, made once at load for ``batch`` rows of input:',
-        "    4-D tensors channels-last, each conv weight in oneDNN's blocked layout. oneDNN picks that",
-        '    layout for the calling thread\'s torch thread count: call it on the thread that runs them."""',
+        "    4-D tensors channels-last, conv and dense weights in oneDNN's blocked layouts. oneDNN picks",
+        "    those layouts for the calling thread's torch thread count: call it on the thread that runs",
+        '    them."""',
         "    w = {k: onnx_channels_last(t) for k, t in w.items()}",
     ]
+    built_for = next((vi.shape[0] for vi in model.inputs if vi.shape), None)
     for v, node in sorted(prepacked_weights(model).items()):
         shape = input_shape(model, node) or ()
-        line = prepack_line(node, f'w["{v}"]', "(" + ", ".join(["batch", *map(str, shape[1:])]) + ")")
+        line = prepack_line(node, f'w["{v}"]', _batch_scaled(shape, built_for))
         lines.append(f'    w["{v}"] = {line}  # {node.name}')
     return [*lines, "    return w"]
+
+
+def _batch_scaled(shape: tuple[int, ...], built_for: int | None) -> str:
+    """``shape`` (a value's, in a graph built for a batch of ``built_for``) as an expression over ``batch``:
+    its first dimension scaled by ``batch / built_for``. That dimension is the batch itself in a CNN, and
+    in a sequence-first transformer the sequence ((197, 1, 768) at batch 1): scaled, it keeps the number of
+    rows right, which is what a dense weight's packing depends on."""
+    if not shape or not isinstance(built_for, int) or built_for <= 0:
+        return repr(tuple(shape))
+    first = "batch" if shape[0] == built_for else f"{shape[0]} * batch // {built_for}"
+    return "(" + ", ".join([first, *map(str, shape[1:])]) + ")"
 
 
 def _helpers_used(code: str) -> list[str]:

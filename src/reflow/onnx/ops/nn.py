@@ -81,7 +81,7 @@ def _fused_conv(c: Call) -> str:
 
 def _pack_conv_weight(c: Call, input_shape: str) -> str | None:
     if c.attrs.get("kernel") == "linear":
-        return f"{c.arg(1)}.flatten(1)"
+        return f"onnx_pack_linear_weight({c.arg(1)}.flatten(1), {input_shape}, 1)"
     if c.attrs.get("kernel") == "aten":
         return None
     strides, dilations, pads = _spatial(c, tuple(c.attrs["kernel_shape"]))
@@ -218,7 +218,12 @@ register("Gemm", _gemm, _matmul_flops)
 # Linear(X, W, B) is F.linear, run on oneDNN by onnx_linear (W is (out, in), transposed at import);
 # DotProductAttention(Q, K, V) is softmax(Q K^T * scale) V in one F.scaled_dot_product_attention call
 # (``k_transposed``: input K is K^T).
-register("Linear", lambda c: f"onnx_linear({c.arg(0)}, {c.arg(1)}, {c.arg(2)})", _matmul_flops)
+register(
+    "Linear",
+    lambda c: f"onnx_linear({c.arg(0)}, {c.arg(1)}, {c.arg(2)})",
+    _matmul_flops,
+    prepack=lambda c, input_shape: f"onnx_pack_linear_weight({c.arg(1)}, {input_shape}, -1)",
+)
 
 
 def _attention(c: Call) -> str:
