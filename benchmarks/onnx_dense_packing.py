@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                     t = r["times_ms"]
                     print(
                         f"{name:16} batch {batch} {threads} thr: {r['packed_weights']:3} packed | plain "
-                        f"{t['plain']:8.2f} ms  packed {t['packed']:8.2f} ms  onnxruntime {t['onnxruntime']:8.2f}"
-                        f" ms | plain / packed {r['plain_over_packed']:.3f}x  (max rel diff "
-                        f"{r['max_rel_diff']:.1e})",
+                        f"{t['plain']:8.2f} ms  packed {t['packed']:8.2f} ms  onnxruntime "
+                        f"{t['onnxruntime']:8.2f} ms | plain / packed {r['plain_over_packed']:.3f}x  "
+                        f"(max rel diff {r['max_rel_diff']:.1e})",
                         flush=True,
                     )
     out = Path(a.out)
