@@ -122,15 +122,14 @@ def test_clip_and_silu_fold_into_the_conv(nodes: list[onnx.NodeProto], fused: st
 
 
 def test_erf_gelu_becomes_one_gelu() -> None:
-    rng = np.random.default_rng(1)
+    """After a Linear the Gelu is absorbed into it (test_a_linear_absorbs_its_activation_and_residual_add)."""
     consts = {
-        "w": rng.standard_normal((16, 24)).astype(np.float32),
         "sqrt2": np.array(np.sqrt(2.0), np.float32),
         "one": np.array(1.0, np.float32),
         "half": np.array(0.5, np.float32),
     }
     nodes = [
-        helper.make_node("MatMul", ["x", "w"], ["h"]),
+        helper.make_node("Mul", ["x", "x"], ["h"]),
         helper.make_node("Div", ["h", "sqrt2"], ["d"]),
         helper.make_node("Erf", ["d"], ["e"]),
         helper.make_node("Add", ["e", "one"], ["a"]),
@@ -141,15 +140,66 @@ def test_erf_gelu_becomes_one_gelu() -> None:
         nodes,
         "gelu",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 24])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 16])],
         [numpy_helper.from_array(v, k) for k, v in consts.items()],
     )
     proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     model = prepare(proto)
-    assert sorted(n.op for n in model.graph if n.op.startswith("onnx.")) == ["onnx.Gelu", "onnx.Linear"]
+    assert sorted(n.op for n in model.graph if n.op.startswith("onnx.")) == ["onnx.Gelu", "onnx.Mul"]
     x = random_inputs(model, seed=4)
     (ref,) = ort_run(proto, x)
     assert rel_err(ref, run_generated(model, x)["y"].numpy()) < 1e-5
+
+
+def test_a_linear_absorbs_its_activation_and_residual_add() -> None:
+    """MatMul + bias -> Relu, MatMul -> erf GELU, and MatMul + bias -> Add of a residual of the same shape
+    each become one Linear; an Add that broadcasts (a bias the importer could not take) stays an Add."""
+    rng = np.random.default_rng(2)
+    consts = {
+        "w1": rng.standard_normal((16, 32)).astype(np.float32),
+        "b1": rng.standard_normal(32).astype(np.float32),
+        "w2": rng.standard_normal((32, 16)).astype(np.float32),
+        "b2": rng.standard_normal(16).astype(np.float32),
+        "w3": rng.standard_normal((16, 16)).astype(np.float32),
+        "row": rng.standard_normal((1, 16)).astype(np.float32),
+        "sqrt2": np.array(np.sqrt(2.0), np.float32),
+        "one": np.array(1.0, np.float32),
+        "half": np.array(0.5, np.float32),
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h1"]),
+        helper.make_node("Add", ["h1", "b1"], ["h1b"]),
+        helper.make_node("Relu", ["h1b"], ["r"]),  # Linear + relu
+        helper.make_node("MatMul", ["r", "w2"], ["h2"]),
+        helper.make_node("Add", ["h2", "b2"], ["h2b"]),
+        helper.make_node("Add", ["h2b", "x"], ["res"]),  # Linear + residual x
+        helper.make_node("MatMul", ["res", "w3"], ["h3"]),
+        helper.make_node("Div", ["h3", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["a"]),
+        helper.make_node("Mul", ["h3", "a"], ["m"]),
+        helper.make_node("Mul", ["m", "half"], ["g"]),  # Linear + gelu
+        helper.make_node("MatMul", ["g", "w3"], ["h4"]),
+        helper.make_node("Add", ["h4", "row"], ["y"]),  # (1, 16) broadcast over the rows: not absorbed
+    ]
+    g = helper.make_graph(
+        nodes,
+        "epilogues",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 16])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model = prepare(proto)
+    linears = {n.attrs["_outputs"][0]: n for n in model.graph if n.op == "onnx.Linear"}
+    assert [n.op for n in model.graph if n.op.startswith("onnx.") and n.op != "onnx.Linear"] == ["onnx.Add"]
+    assert linears["r"].attrs["activation"] == "relu"
+    assert linears["res"].attrs["_inputs"][3] == "x" and linears["res"].attrs["activation"] == "none"
+    assert linears["g"].attrs["activation"] == "gelu"
+    assert len(linears["h4"].attrs["_inputs"]) == 3
+    x = random_inputs(model, seed=5)
+    (ref,) = ort_run(proto, x)
+    assert rel_err(ref, run_generated(apply_costs(model, flop_costs(model)), x)["y"].numpy()) < 1e-5
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

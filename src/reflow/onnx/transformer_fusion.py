@@ -13,7 +13,10 @@ whose intermediate values nothing else reads (and that are no model outputs), an
 * ``MatMul(q * s, Transpose(k) * s) -> [Mul/Div by a scalar] -> Softmax(last axis) -> MatMul(., v)``
   becomes ``DotProductAttention`` (not ONNX 23's Attention): ``F.scaled_dot_product_attention`` with the
   folded scale;
-* a ``Gather`` of one constant index becomes a ``select`` (a view; ``index_select`` copied).
+* a ``Gather`` of one constant index becomes a ``select`` (a view; ``index_select`` copied);
+* then a ``Linear`` absorbs the ``Relu`` or exact ``Gelu`` after it, or the residual ``Add`` of a value of
+  its output's shape: oneDNN applies them to the product's output while it is still in cache (its post-ops;
+  onnxruntime fuses the same into its Gemm, BiasGelu and SkipLayerNormalization).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ class _Matcher:
             "_inputs": ins,
             "_outputs": [out],
             "_opset": head.attrs["_opset"],
-            "fused": absorbed,
+            "fused": [*head.attrs.get("fused", []), *absorbed],  # a fused head keeps its own
             **attrs,
         }
         ports = tuple(Port(f"i{k}") for k, v in enumerate(ins) if v and v not in self.weights)
@@ -239,19 +242,44 @@ def _select(m: _Matcher, node: Node) -> None:
     )
 
 
+def _linear_epilogue(m: _Matcher, node: Node) -> None:
+    ins, out = node.attrs["_inputs"], node.attrs["_outputs"][0]
+    after = m.sole(out)
+    if node.op != "onnx.Linear" or len(ins) > 3 or after is None or m.taken(after.name):
+        return
+    z, activation = "", "none"
+    if after.op == "onnx.Relu":
+        activation = "relu"
+    elif after.op == "onnx.Gelu" and after.attrs.get("approximate", "none") == "none":
+        activation = "gelu"
+    elif after.op == "onnx.Add":
+        z = m.other(after, out) or ""
+        shape, z_info = m.model.values.get(out), m.model.values.get(z)
+        if not z or z in m.weights or shape is None or z_info is None or shape.dtype != "float32":
+            return
+        if shape.shape is None or None in shape.shape or z_info.shape != shape.shape:
+            return  # a broadcast add is no post-op
+    else:
+        return
+    m.replace(node, "onnx.Linear", [*ins, z], after.attrs["_outputs"][0], {"activation": activation}, [after])
+
+
 RULES: tuple[Callable[[_Matcher, Node], None], ...] = (_attention, _gelu, _linear, _select)
+EPILOGUES: tuple[Callable[[_Matcher, Node], None], ...] = (_linear_epilogue,)
 
 
 def fuse_transformer_ops(model: ImportedModel) -> ImportedModel:
-    """A copy of ``model`` with each matched pattern replaced by its one fused node."""
-    m = _Matcher(model)
-    for rule in RULES:
-        for name in sorted(m.order, key=m.order.__getitem__):
-            if not m.taken(name) and m.g.node(name).op.startswith("onnx."):
-                rule(m, m.g.node(name))
-    if not m.replaced:
-        return model
-    return _rebuilt(model, m)
+    """A copy of ``model`` with each matched pattern replaced by its one fused node (the epilogues match on
+    the nodes the first rules made)."""
+    for rules in (RULES, EPILOGUES):
+        m = _Matcher(model)
+        for rule in rules:
+            for name in sorted(m.order, key=m.order.__getitem__):
+                if not m.taken(name) and m.g.node(name).op.startswith("onnx."):
+                    rule(m, m.g.node(name))
+        if m.replaced:
+            model = _rebuilt(model, m)
+    return model
 
 
 def _rebuilt(model: ImportedModel, m: _Matcher) -> ImportedModel:

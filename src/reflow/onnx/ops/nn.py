@@ -215,12 +215,19 @@ def _matmul_flops(f: FlopCall) -> float:
 
 register("Gemm", _gemm, _matmul_flops)
 # Linear and DotProductAttention are reflow's own ops, made by reflow.onnx.transformer_fusion:
-# Linear(X, W, B) is F.linear, run on oneDNN by onnx_linear (W is (out, in), transposed at import);
+# Linear(X, W, B, Z) is ``activation(F.linear(X, W, B) + Z)`` (Z optional; ``activation`` "none", "relu" or
+# "gelu", exact), run on oneDNN by onnx_linear (W is (out, in), transposed at import);
 # DotProductAttention(Q, K, V) is softmax(Q K^T * scale) V in one F.scaled_dot_product_attention call
 # (``k_transposed``: input K is K^T).
+def _linear(c: Call) -> str:
+    activation = c.attrs.get("activation", "none")
+    extra = f", {c.arg(3)}, {activation!r}" if c.has(3) or activation != "none" else ""
+    return f"onnx_linear({c.arg(0)}, {c.arg(1)}, {c.arg(2)}{extra})"
+
+
 register(
     "Linear",
-    lambda c: f"onnx_linear({c.arg(0)}, {c.arg(1)}, {c.arg(2)})",
+    _linear,
     _matmul_flops,
     prepack=lambda c, input_shape: f"onnx_pack_linear_weight({c.arg(1)}, {input_shape}, -1)",
 )
