@@ -81,6 +81,7 @@ def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     monkeypatch.setattr(conv_fusion, "ONEDNN_MIN_FLOPS", limit)
     monkeypatch.setattr(conv_fusion, "ONEDNN_MIN_FLOPS_1X1", limit)
     monkeypatch.setattr(conv_fusion, "LINEAR_MAX_OUTPUT", math.inf if request.param == "linear" else -1)
+    monkeypatch.setattr(conv_fusion, "ATEN_MAX_FLOPS_1X1_BATCH_1", 0.0)
     return str(request.param)
 
 
@@ -92,8 +93,8 @@ def fused(proto: onnx.ModelProto):  # type: ignore[no-untyped-def]
 def test_fusion_absorbs_residual_add_and_relu_only_where_nothing_else_reads() -> None:
     g = fused(residual_model()).graph
     kernels = {n.attrs["_outputs"][0]: n.attrs.get("kernel") for n in g if n.op == "onnx.FusedConv"}
-    # all too small for oneDNN; the one pointwise conv is a GEMM
-    assert kernels == {"r1": "aten", "out": "aten", "out2": "aten", "r4": "linear", "out3": "aten"}
+    # all too small for oneDNN; the one pointwise conv too small at batch 1 for its GEMM (the next test)
+    assert kernels == {"r1": "aten", "out": "aten", "out2": "aten", "r4": "aten", "out3": "aten"}
     convs = {n.name: n for n in g if n.op == "onnx.FusedConv"}
     assert len(convs) == 5 and not any(n.op == "onnx.Conv" for n in g)
     by_out = {n.attrs["_outputs"][0]: n for n in convs.values()}
@@ -197,6 +198,36 @@ def test_onnx_conv1x1_equals_conv_add_activation(layout: torch.memory_format) ->
             torch.testing.assert_close(got, ref)
             if layout == torch.channels_last:
                 assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(
+    ("batch", "side", "cin", "cout", "kernel"),
+    [
+        (1, 1, 1152, 48, "aten"),  # squeeze-excitation at batch 1: oneDNN's call overhead is most of it
+        (8, 1, 1152, 48, "linear"),  # the same at batch 8: torch's conv splits the batch across threads
+        (1, 14, 384, 64, "linear"),  # a pointwise conv of a real feature map
+    ],
+)
+def test_pointwise_conv_kernel_follows_batch_and_size(
+    batch: int, side: int, cin: int, cout: int, kernel: str
+) -> None:
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array((rng.standard_normal((cout, cin, 1, 1)) / cin).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Sigmoid", ["c"], ["y"])],
+        "pointwise",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, cin, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = fused(proto)
+    (conv,) = [n for n in model.graph if n.op == "onnx.FusedConv"]
+    assert conv.attrs["kernel"] == kernel
+    x = random_inputs(model, seed=2)
+    (ref,) = ort_run(proto, x)
+    out = run_graph(model, x)["y"]
+    assert rel_err(ref, out.numpy()) < 1e-5
 
 
 def test_generated_code_frees_each_intermediate_after_its_last_use() -> None:

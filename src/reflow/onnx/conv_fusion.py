@@ -42,6 +42,10 @@ ONEDNN_MIN_FLOPS_1X1 = 2e7
 # fuse the bias, residual and activation too, the GEMM won on the sum of every model's pointwise convs at
 # batch 1 and 8 (benchmarks/onnx_conv_kernels.py, docs/benchmarks.md round 6): no size limit.
 LINEAR_MAX_OUTPUT = math.inf
+# ...except a tiny one at batch 1 (squeeze-excitation's, on a 1x1 image), below this many FLOPs: there
+# oneDNN's ~16 us per call is most of the time, and F.conv2d takes 3-7 us (efficientnet_b0's 1152 -> 48 on
+# 1 or 2 threads: 18-19 vs 6 us). At batch > 1 F.conv2d splits the batch across threads and took 50 us on 2.
+ATEN_MAX_FLOPS_1X1_BATCH_1 = 1e6
 
 
 def _shape(model: ImportedModel, value: str) -> tuple[int, ...] | None:
@@ -71,15 +75,15 @@ def _fusable_conv(model: ImportedModel, node: Node) -> bool:
 
 
 def _kernel(model: ImportedModel, conv: Node) -> str:
-    """ "linear" for a small pointwise convolution, "onednn" for one big enough to repay oneDNN's call
-    overhead, else "aten"."""
+    """ "linear" for a pointwise convolution (but a tiny one at batch 1), "onednn" for one big enough to
+    repay oneDNN's call overhead, else "aten"."""
     weight = model.weights[conv.attrs["_inputs"][1]]
     out = _shape(model, conv.attrs["_outputs"][0])
     if out is None:
         return "onednn"
-    if _pointwise(conv, weight.shape) and math.prod(out) <= LINEAR_MAX_OUTPUT:
-        return "linear"
     flops = 2.0 * weight[0].size * out[0] * out[1] * out[2] * out[3]
+    if _pointwise(conv, weight.shape) and math.prod(out) <= LINEAR_MAX_OUTPUT:
+        return "aten" if out[0] == 1 and flops < ATEN_MAX_FLOPS_1X1_BATCH_1 else "linear"
     spatial = weight.shape[2] * weight.shape[3] > 1
     return "onednn" if flops >= (ONEDNN_MIN_FLOPS if spatial else ONEDNN_MIN_FLOPS_1X1) else "aten"
 
