@@ -5,8 +5,8 @@ of issue 18 the generated ``prepare_weights`` does that once, for the rows each 
 Linear layers of transformers, classifier heads, and 1x1 convolutions run as one GEMM over the pixels). Here
 the same generated module runs, in one process and alternating (reflow.onnx.timing), on its prepared weights
 (``packed``) and on the same weights with every packed matrix turned back into a plain one (``plain``, the
-code before), with onnxruntime (best of 1 and P intra-op threads is not the point here: the same P) beside
-them for scale. Writes results/onnx_dense_packing.json.
+code before), with onnxruntime on as many threads beside them, for scale. Writes
+results/onnx_dense_packing.json.
 
     .venv/bin/python benchmarks/onnx_dense_packing.py --models transformer mobilenet_v2 vit_b_16 --batches 1 8
 """
