@@ -121,29 +121,39 @@ def test_clip_and_silu_fold_into_the_conv(nodes: list[onnx.NodeProto], fused: st
     assert rel_err(ref, run_generated(model, x)["y"].numpy()) < 1e-5
 
 
-def test_erf_gelu_becomes_one_gelu() -> None:
-    """After a Linear the Gelu is absorbed into it (test_a_linear_absorbs_its_activation_and_residual_add)."""
-    consts = {
-        "sqrt2": np.array(np.sqrt(2.0), np.float32),
-        "one": np.array(1.0, np.float32),
-        "half": np.array(0.5, np.float32),
-    }
-    nodes = [
-        helper.make_node("Mul", ["x", "x"], ["h"]),
-        helper.make_node("Div", ["h", "sqrt2"], ["d"]),
-        helper.make_node("Erf", ["d"], ["e"]),
-        helper.make_node("Add", ["e", "one"], ["a"]),
-        helper.make_node("Mul", ["h", "a"], ["m"]),
-        helper.make_node("Mul", ["m", "half"], ["y"]),
+GELU_CONSTANTS = {
+    "sqrt2": np.array(np.sqrt(2.0), np.float32),
+    "one": np.array(1.0, np.float32),
+    "half": np.array(0.5, np.float32),
+}
+
+
+def erf_gelu(x: str, y: str) -> list[onnx.NodeProto]:
+    """The five ops torch's exporter writes for an exact GELU, ``y = x * (1 + erf(x / sqrt 2)) * 0.5``."""
+    return [
+        helper.make_node("Div", [x, "sqrt2"], [f"{y}_d"]),
+        helper.make_node("Erf", [f"{y}_d"], [f"{y}_e"]),
+        helper.make_node("Add", [f"{y}_e", "one"], [f"{y}_a"]),
+        helper.make_node("Mul", [x, f"{y}_a"], [f"{y}_m"]),
+        helper.make_node("Mul", [f"{y}_m", "half"], [y]),
     ]
+
+
+def float_model(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A float32 model from input x (2, 5, 16) to output y (2, 5, 16), with GELU's constants too."""
     g = helper.make_graph(
         nodes,
-        "gelu",
+        "model",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 16])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 16])],
-        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+        [numpy_helper.from_array(v, k) for k, v in {**GELU_CONSTANTS, **consts}.items()],
     )
-    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_erf_gelu_becomes_one_gelu() -> None:
+    """After a Linear the Gelu is absorbed into it (test_a_linear_absorbs_its_activation_and_residual_add)."""
+    proto = float_model([helper.make_node("Mul", ["x", "x"], ["h"]), *erf_gelu("h", "y")], {})
     model = prepare(proto)
     assert sorted(n.op for n in model.graph if n.op.startswith("onnx.")) == ["onnx.Gelu", "onnx.Mul"]
     x = random_inputs(model, seed=4)
@@ -162,9 +172,6 @@ def test_a_linear_absorbs_its_activation_and_residual_add() -> None:
         "b2": rng.standard_normal(16).astype(np.float32),
         "w3": rng.standard_normal((16, 16)).astype(np.float32),
         "row": rng.standard_normal((1, 16)).astype(np.float32),
-        "sqrt2": np.array(np.sqrt(2.0), np.float32),
-        "one": np.array(1.0, np.float32),
-        "half": np.array(0.5, np.float32),
     }
     nodes = [
         helper.make_node("MatMul", ["x", "w1"], ["h1"]),
@@ -174,22 +181,11 @@ def test_a_linear_absorbs_its_activation_and_residual_add() -> None:
         helper.make_node("Add", ["h2", "b2"], ["h2b"]),
         helper.make_node("Add", ["h2b", "x"], ["res"]),  # Linear + residual x
         helper.make_node("MatMul", ["res", "w3"], ["h3"]),
-        helper.make_node("Div", ["h3", "sqrt2"], ["d"]),
-        helper.make_node("Erf", ["d"], ["e"]),
-        helper.make_node("Add", ["e", "one"], ["a"]),
-        helper.make_node("Mul", ["h3", "a"], ["m"]),
-        helper.make_node("Mul", ["m", "half"], ["g"]),  # Linear + gelu
+        *erf_gelu("h3", "g"),  # Linear + gelu
         helper.make_node("MatMul", ["g", "w3"], ["h4"]),
         helper.make_node("Add", ["h4", "row"], ["y"]),  # (1, 16) broadcast over the rows: not absorbed
     ]
-    g = helper.make_graph(
-        nodes,
-        "epilogues",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 16])],
-        [numpy_helper.from_array(v, k) for k, v in consts.items()],
-    )
-    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    proto = float_model(nodes, consts)
     model = prepare(proto)
     linears = {n.attrs["_outputs"][0]: n for n in model.graph if n.op == "onnx.Linear"}
     assert [n.op for n in model.graph if n.op.startswith("onnx.") and n.op != "onnx.Linear"] == ["onnx.Add"]
