@@ -1,8 +1,9 @@
 """Where one thread's time goes: reflow's generated ops beside onnxruntime's kernels, per op type.
 
-For each model, in one process and on one thread each: reflow's per-node costs (every generated line timed
-alone on the real intermediate values, ``reflow.onnx.costmodel.profile``) and onnxruntime's per-node kernel
-times (``enable_profiling``, medians over runs). Both are grouped by op type (a reflow ``FusedConv`` with
+For each model, in one process and on one thread each: reflow's per-node costs, every generated line timed
+alone on the real intermediate values (``reflow.onnx.costmodel.profile``) and timed inside whole runs
+(``in_situ_costs``), and onnxruntime's per-node kernel times (``enable_profiling``, medians over runs; in
+situ, since its profiler times whole runs). Both are grouped by op type (a reflow ``FusedConv`` with
 its absorbed Add/Relu/Clip is one row; onnxruntime's fused nodes are named by their op too), with the
 whole-graph times of both. It locates the gap the parallel benchmark shows. Writes
 results/onnx_op_profile.json.
@@ -26,7 +27,7 @@ import onnx
 import onnxruntime as ort
 from onnx_parallel import make_model
 
-from reflow.onnx.costmodel import measure_graph, profile, random_inputs
+from reflow.onnx.costmodel import in_situ_costs, measure_graph, profile, random_inputs
 from reflow.onnx.importer import import_model
 from reflow.onnx.pipeline import prepare
 from reflow.onnx.timing import steady_medians
@@ -53,14 +54,20 @@ def ort_profile(proto: onnx.ModelProto, x: dict[str, Any], runs: int) -> dict[st
     return dict(out)
 
 
-def reflow_profile(proto: onnx.ModelProto, x: dict[str, Any], repeats: int) -> dict[str, float]:
+def reflow_profile(proto: onnx.ModelProto, x: dict[str, Any], repeats: int) -> tuple[dict[str, float], ...]:
+    """reflow's seconds per op type: each node timed alone, called again and again (``profile``), and each
+    timed inside whole runs (``in_situ_costs``, as onnxruntime's profiler times its kernels)."""
     model = prepare(proto)
-    costs = profile(model, x, repeats=repeats).model.graph
-    out: dict[str, float] = defaultdict(float)
-    for n in costs:
-        if n.op.startswith("onnx."):
-            out[n.op.removeprefix("onnx.")] += n.cost
-    return dict(out)
+    alone, in_situ = profile(model, x, repeats=repeats).costs, in_situ_costs(model, x, repeats=repeats)
+    out: tuple[dict[str, float], ...] = (defaultdict(float), defaultdict(float))
+    for costs, totals in zip((alone, in_situ), out, strict=True):
+        for name, cost in costs.items():
+            totals[model.graph.node(name).op.removeprefix("onnx.")] += cost
+    return tuple(dict(t) for t in out)
+
+
+def _ms(*seconds: float) -> str:
+    return "".join(f"{t * 1e3:>{w}.2f} ms" for t, w in zip(seconds, (11, 8, 20), strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in models:
         proto = make_model(name, args.batch)
         x = random_inputs(import_model(proto), seed=1)
-        ours, theirs = reflow_profile(proto, x, repeats), ort_profile(proto, x, repeats + 1)
+        (ours, situ), theirs = reflow_profile(proto, x, repeats), ort_profile(proto, x, repeats + 1)
         so = ort.SessionOptions()
         so.log_severity_level = 3
         so.intra_op_num_threads = 1
@@ -90,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             f"\n{name}, batch {args.batch}, 1 thread: whole graph reflow {whole['reflow'] * 1e3:.2f} ms "
             f"onnxruntime {whole['ort'] * 1e3:.2f} ms"
         )
-        print(f"  {'op':<22}{'reflow':>11}{'onnxruntime':>13}")
-        for op in sorted(set(ours) | set(theirs), key=lambda o: -max(ours.get(o, 0), theirs.get(o, 0))):
-            print(f"  {op:<22}{ours.get(op, 0) * 1e3:>8.2f} ms{theirs.get(op, 0) * 1e3:>10.2f} ms")
-        print(f"  {'sum':<22}{sum(ours.values()) * 1e3:>8.2f} ms{sum(theirs.values()) * 1e3:>10.2f} ms")
-        report[name] = {"reflow_ms": ours, "ort_ms": theirs, "whole_ms": whole}
+        print(f"  {'op':<22}{'reflow alone':>14}{'in situ':>11}{'onnxruntime (in situ)':>23}")
+        for op in sorted(set(ours) | set(theirs), key=lambda o: -max(situ.get(o, 0), theirs.get(o, 0))):
+            print(f"  {op:<22}" + _ms(ours.get(op, 0), situ.get(op, 0), theirs.get(op, 0)))
+        print(f"  {'sum':<22}" + _ms(sum(ours.values()), sum(situ.values()), sum(theirs.values())))
+        report[name] = {"reflow_ms": ours, "reflow_in_situ_ms": situ, "ort_ms": theirs, "whole_ms": whole}
     out = Path(args.out)
     out.mkdir(exist_ok=True)
     (out / "onnx_op_profile.json").write_text(json.dumps(report, indent=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from reflow.onnx import import_model
-from reflow.onnx.costmodel import flop_costs, measure_graph, profile, random_inputs
+from reflow.onnx.costmodel import flop_costs, in_situ_costs, measure_graph, profile, random_inputs
 from reflow.onnx.models import wide_model
 
 
@@ -33,3 +33,12 @@ def test_measured_graph_time_is_positive_and_comparable() -> None:
     prof = profile(model, random_inputs(model), repeats=1).model
     measured = measure_graph(prof, repeats=2)
     assert measured > 0 and math.isfinite(prof.graph.total_cost() / measured)
+
+
+def test_in_situ_costs_time_every_node_inside_whole_runs() -> None:
+    """Each compute node, and nothing else, gets its median time within whole runs."""
+    model = import_model(wide_model(2, size=10, channels=8))
+    x = random_inputs(model)
+    costs = in_situ_costs(model, x, repeats=5)
+    assert sorted(costs) == sorted(n.name for n in model.graph if n.op.startswith("onnx."))
+    assert all(c > 0 for c in costs.values())
