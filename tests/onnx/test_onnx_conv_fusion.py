@@ -230,6 +230,31 @@ def test_pointwise_conv_kernel_follows_batch_and_size(
     assert rel_err(ref, out.numpy()) < 1e-5
 
 
+@pytest.mark.parametrize(("channels", "kernel"), [(32, "aten"), (384, "onednn")])
+def test_depthwise_conv_kernel_follows_size(channels: int, kernel: str) -> None:
+    """A 3x3 depthwise conv (ReLU after it) on 14x14 at batch 1: 0.11 MFLOP stays on F.conv2d, 1.35 MFLOP
+    goes to oneDNN's fused call, which won inside whole runs from 0.5 MFLOP."""
+    rng = np.random.default_rng(4)
+    w = numpy_helper.from_array(rng.standard_normal((channels, 1, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1] * 4, group=channels),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        "depthwise",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 14, 14])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = fused(proto)
+    (conv,) = [n for n in model.graph if n.op == "onnx.FusedConv"]
+    assert conv.attrs["kernel"] == kernel and conv.attrs["activation"] == "relu"
+    x = random_inputs(model, seed=3)
+    (ref,) = ort_run(proto, x)
+    assert rel_err(ref, run_graph(model, x)["y"].numpy()) < 1e-5
+
+
 def test_generated_code_frees_each_intermediate_after_its_last_use() -> None:
     model = fused(residual_model())
     src = generate(model, serial_plan(model.graph)).source

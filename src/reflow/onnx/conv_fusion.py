@@ -31,9 +31,12 @@ from reflow.onnx.importer import ImportedModel
 
 # Which kernel a FusedConv uses. A oneDNN fused call costs about 20-25 us more to make than F.conv2d (measured
 # on 1 thread: an 8-channel 4x4 conv takes 28 us vs 4 us), but skips F.conv2d's per-call weight reorder and
-# its separate add and ReLU passes. Timing every conv of the benchmark models both ways, oneDNN won for
-# spatial kernels from about 5 MFLOP and for 1x1 kernels from about 20 MFLOP; below that, F.conv2d did.
-ONEDNN_MIN_FLOPS = 5e6
+# its separate add and ReLU passes. Timing every conv of the benchmark models both ways, each alone, oneDNN
+# won for spatial kernels from about 5 MFLOP and for 1x1 kernels from about 20 MFLOP; below that, F.conv2d
+# did. Inside whole runs (issue 18 round 9, benchmarks/onnx_codegen_ab.py) the fused call won on spatial
+# kernels from 0.5 MFLOP (the depthwise convs of efficientnet_b0 at batch 1: 1.08-1.16x on 2 threads in
+# three A/Bs, the other models level), where F.conv2d's separate activation pass reads its output again.
+ONEDNN_MIN_FLOPS = 5e5
 ONEDNN_MIN_FLOPS_1X1 = 2e7
 # A 1x1 convolution (stride 1, no padding, one group) whose output has at most this many elements runs as
 # one GEMM over the channels-last pixels (kernel "linear", onnx_conv1x1). torch sends such a conv at batch
