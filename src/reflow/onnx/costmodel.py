@@ -177,35 +177,25 @@ def _whole_runs(
     base: dict[str, torch.Tensor] = {}
     node_times: dict[str, list[float]] = {n: [] for n in names}
 
-    def run() -> None:
-        values = dict(base)
-        for fn, ins, outs in steps:
-            for v, t in zip(outs, fn(*(values[i] for i in ins if i)), strict=False):
-                values[v] = t
-
-    def timed_run() -> None:
-        values = dict(base)
-        for (fn, ins, outs), name in zip(steps, names, strict=True):
-            t0 = time.perf_counter()
-            for v, t in zip(outs, fn(*(values[i] for i in ins if i)), strict=False):
-                values[v] = t
-            node_times[name].append(time.perf_counter() - t0)
-
-    def first_run() -> None:  # as run, naming the node that fails
+    def run(record: bool) -> None:
+        """One run, naming the node that fails; with ``record``, each node's time appended."""
         values = dict(base)
         for (fn, ins, outs), name in zip(steps, names, strict=True):
             args = [values[i] for i in ins if i]
+            t0 = time.perf_counter() if record else 0.0
             try:
                 results = fn(*args)
             except Exception as e:
                 raise node_error(g.node(name), args, e) from e
-            values.update({v: t for v, t in zip(outs, results, strict=False)})
+            if record:
+                node_times[name].append(time.perf_counter() - t0)
+            values.update(zip(outs, results, strict=False))
 
     def timed() -> float:
         base.update(load_weights(model))  # on this thread: see load_weights
         base.update({k: onnx_channels_last(torch.as_tensor(np.asarray(v))) for k, v in inputs.items()})
-        first_run()
-        return _median_time(timed_run if per_node else run, repeats)
+        run(record=False)  # the first run, untimed
+        return _median_time(functools.partial(run, per_node), repeats)
 
     whole = with_threads(timed, threads)
     return whole, {n: statistics.median(t) for n, t in node_times.items() if t}
