@@ -14,6 +14,7 @@ results/onnx_dense_packing.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -80,19 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="reflow-packing-") as d:
-        for name in a.models:
-            for batch in a.batches:
-                for threads in a.threads:
-                    r = bench(name, batch, threads, a.calls, Path(d))
-                    rows.append(r)
-                    t = r["times_ms"]
-                    print(
-                        f"{name:16} batch {batch} {threads} thr: {r['packed_weights']:3} packed | plain "
-                        f"{t['plain']:8.2f} ms  packed {t['packed']:8.2f} ms  onnxruntime "
-                        f"{t['onnxruntime']:8.2f} ms | plain / packed {r['plain_over_packed']:.3f}x  "
-                        f"(max rel diff {r['max_rel_diff']:.1e})",
-                        flush=True,
-                    )
+        for name, batch, threads in itertools.product(a.models, a.batches, a.threads):
+            r = bench(name, batch, threads, a.calls, Path(d))
+            rows.append(r)
+            t = r["times_ms"]
+            print(
+                f"{name:16} batch {batch} {threads} thr: {r['packed_weights']:3} packed | plain "
+                f"{t['plain']:8.2f} ms  packed {t['packed']:8.2f} ms  onnxruntime {t['onnxruntime']:8.2f}"
+                f" ms | plain / packed {r['plain_over_packed']:.3f}x  (max rel diff {r['max_rel_diff']:.1e})",
+                flush=True,
+            )
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "onnx_dense_packing.json").write_text(json.dumps(rows, indent=2))

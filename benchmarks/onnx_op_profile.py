@@ -54,16 +54,20 @@ def ort_profile(proto: onnx.ModelProto, x: dict[str, Any], runs: int) -> dict[st
     return dict(out)
 
 
-def reflow_profile(proto: onnx.ModelProto, x: dict[str, Any], repeats: int) -> tuple[dict[str, float], ...]:
+def reflow_profile(
+    proto: onnx.ModelProto, x: dict[str, Any], repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """reflow's seconds per op type: each node timed alone, called again and again (``profile``), and each
     timed inside whole runs (``in_situ_costs``, as onnxruntime's profiler times its kernels)."""
     model = prepare(proto)
-    alone, in_situ = profile(model, x, repeats=repeats).costs, in_situ_costs(model, x, repeats=repeats)
-    out: tuple[dict[str, float], ...] = (defaultdict(float), defaultdict(float))
-    for costs, totals in zip((alone, in_situ), out, strict=True):
+
+    def by_op(costs: dict[str, float]) -> dict[str, float]:
+        totals: dict[str, float] = defaultdict(float)
         for name, cost in costs.items():
             totals[model.graph.node(name).op.removeprefix("onnx.")] += cost
-    return tuple(dict(t) for t in out)
+        return dict(totals)
+
+    return by_op(profile(model, x, repeats=repeats).costs), by_op(in_situ_costs(model, x, repeats=repeats))
 
 
 def _ms(*seconds: float) -> str:
