@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import onnx
@@ -200,6 +201,30 @@ def test_onnx_conv1x1_equals_conv_add_activation(layout: torch.memory_format) ->
                 assert got.is_contiguous(memory_format=torch.channels_last)
 
 
+def one_conv_then(
+    w: np.ndarray, x_shape: list[int], activation: str, **conv: int | list[int]
+) -> onnx.ModelProto:
+    """x -> Conv(w, **conv) -> ``activation`` -> y."""
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], **conv), helper.make_node(activation, ["c"], ["y"])],
+        "one_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w.astype(np.float32), "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def fused_conv_checked(proto: onnx.ModelProto) -> dict[str, Any]:
+    """The attributes of the model's one FusedConv, after its eager run matched onnxruntime's."""
+    model = fused(proto)
+    (conv,) = [n for n in model.graph if n.op == "onnx.FusedConv"]
+    x = random_inputs(model, seed=2)
+    (ref,) = ort_run(proto, x)
+    assert rel_err(ref, run_graph(model, x)["y"].numpy()) < 1e-5
+    return dict(conv.attrs)
+
+
 @pytest.mark.parametrize(
     ("batch", "side", "cin", "cout", "kernel"),
     [
@@ -211,48 +236,19 @@ def test_onnx_conv1x1_equals_conv_add_activation(layout: torch.memory_format) ->
 def test_pointwise_conv_kernel_follows_batch_and_size(
     batch: int, side: int, cin: int, cout: int, kernel: str
 ) -> None:
-    rng = np.random.default_rng(3)
-    w = numpy_helper.from_array((rng.standard_normal((cout, cin, 1, 1)) / cin).astype(np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Sigmoid", ["c"], ["y"])],
-        "pointwise",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, cin, side, side])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [w],
-    )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model = fused(proto)
-    (conv,) = [n for n in model.graph if n.op == "onnx.FusedConv"]
-    assert conv.attrs["kernel"] == kernel
-    x = random_inputs(model, seed=2)
-    (ref,) = ort_run(proto, x)
-    out = run_graph(model, x)["y"]
-    assert rel_err(ref, out.numpy()) < 1e-5
+    w = np.random.default_rng(3).standard_normal((cout, cin, 1, 1)) / cin
+    attrs = fused_conv_checked(one_conv_then(w, [batch, cin, side, side], "Sigmoid"))
+    assert attrs["kernel"] == kernel
 
 
 @pytest.mark.parametrize(("channels", "kernel"), [(32, "aten"), (384, "onednn")])
 def test_depthwise_conv_kernel_follows_size(channels: int, kernel: str) -> None:
     """A 3x3 depthwise conv (ReLU after it) on 14x14 at batch 1: 0.11 MFLOP stays on F.conv2d, 1.35 MFLOP
     goes to oneDNN's fused call, which won inside whole runs from 0.5 MFLOP."""
-    rng = np.random.default_rng(4)
-    w = numpy_helper.from_array(rng.standard_normal((channels, 1, 3, 3)).astype(np.float32), "w")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1] * 4, group=channels),
-            helper.make_node("Relu", ["c"], ["y"]),
-        ],
-        "depthwise",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 14, 14])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [w],
-    )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model = fused(proto)
-    (conv,) = [n for n in model.graph if n.op == "onnx.FusedConv"]
-    assert conv.attrs["kernel"] == kernel and conv.attrs["activation"] == "relu"
-    x = random_inputs(model, seed=3)
-    (ref,) = ort_run(proto, x)
-    assert rel_err(ref, run_graph(model, x)["y"].numpy()) < 1e-5
+    w = np.random.default_rng(4).standard_normal((channels, 1, 3, 3))
+    proto = one_conv_then(w, [1, channels, 14, 14], "Relu", pads=[1] * 4, group=channels)
+    attrs = fused_conv_checked(proto)
+    assert attrs["kernel"] == kernel and attrs["activation"] == "relu"
 
 
 def test_generated_code_frees_each_intermediate_after_its_last_use() -> None:
