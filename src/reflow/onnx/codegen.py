@@ -169,9 +169,12 @@ def _cluster_name(g: Graph, index: int, cluster: tuple[str, ...]) -> str:
     return f"cluster_{index}_" + "_".join(top)
 
 
-def generate(model: ImportedModel, plan: Plan, runtime: str = "threads") -> GeneratedCode:
+def generate(
+    model: ImportedModel, plan: Plan, runtime: str = "threads", compile: bool = False
+) -> GeneratedCode:
     """The parallel module for ``model`` under ``plan`` (in batch mode, ``model`` is one slice's graph);
-    ``runtime``: what its ``load()`` runs on by default, "threads" or "processes" (reflow.onnx.processes)."""
+    ``runtime``: what its ``load()`` runs on by default, "threads" or "processes" (reflow.onnx.processes);
+    ``compile``: whether its ``load()`` compiles the whole-graph function (reflow.onnx.graph_compiler)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     g = plan.graph
@@ -284,6 +287,7 @@ def generate(model: ImportedModel, plan: Plan, runtime: str = "threads") -> Gene
         f'MODE = "{plan.mode}"  # "clusters": inter-op parallel; "batch": batch slices in parallel',
         f"BATCH_SLICES = {plan.batch_slices}",
         f'RUNTIME = "{runtime}"  # "threads"; "processes": the clusters in worker processes (needs reflow)',
+        f"COMPILE = {compile}  # load() traces forward_serial into a oneDNN Graph (see compiled_forward)",
         f"INPUTS = {{{sig_lines}}}",
         f"OUTPUTS = {tuple(output_names)!r}",
         f"CROSS_VALUES = {tuple(cross)!r}  # values that cross clusters, each with an event",
@@ -417,6 +421,16 @@ def _run_job(fn, args, state):
             event.set()
 
 
+def compiled_forward(w, batch):
+    """forward_serial for inputs of ``batch`` rows, traced into one TorchScript graph that oneDNN Graph runs
+    (onnx_graph_compile) where COMPILE says so, else forward_serial itself. Call it on the thread, and with
+    the torch thread count, that will run it."""
+    if not COMPILE:
+        return forward_serial
+    with torch.inference_mode():
+        return onnx_graph_compile(forward_serial, w, random_inputs(batch=batch))
+
+
 def _run_all(workers, calls, events):
     """Run ``calls`` [(fn, args)] concurrently: the first on the calling thread, each other one on a worker
     of its own; raise the first error after all finish."""
@@ -451,19 +465,27 @@ class ParallelModel:
         # mode the code is the graph of one slice, and the serial reference runs the slices in turn
         full = next((shape[0] for shape, _ in INPUTS.values() if shape), 1)
         part = full // BATCH_SLICES if MODE == "batch" else full
-        self.w = self._prepare(weights, part, INTRA_OP_THREADS)
+        self.w, self.forward = self._prepare(weights, part, INTRA_OP_THREADS)
         same = SERIAL_THREADS == INTRA_OP_THREADS
-        self.serial_w = self.w if same else self._prepare(weights, part, SERIAL_THREADS)
+        self.serial_w, self.serial_forward = (
+            (self.w, self.forward) if same else self._prepare(weights, part, SERIAL_THREADS)
+        )
 
     @staticmethod
     def _prepare(weights, batch, threads):
-        with onnx_torch_threads(threads), torch.inference_mode():
-            return prepare_weights(weights, batch)
+        """The weights, and forward_serial compiled (compiled_forward), for ``threads`` torch threads."""
+        with onnx_torch_threads(threads):
+            with torch.inference_mode():
+                w = prepare_weights(weights, batch)
+            return w, compiled_forward(w, batch)
 
     def __call__(self, **inputs):
         inputs = {k: torch.as_tensor(x) for k, x in inputs.items()}
         if MODE == "batch":
             return self._batch_parallel(inputs)
+        if len(CLUSTERS) == 1:  # the whole graph, compiled where COMPILE says so
+            with onnx_torch_threads(INTRA_OP_THREADS), torch.inference_mode():
+                return self.forward(self.w, inputs)
         v = dict(inputs)
         ev = {name: threading.Event() for name in CROSS_VALUES}
         _run_all(self._workers, [(fn, (self.w, v, ev)) for fn in CLUSTERS], ev)
@@ -476,7 +498,7 @@ class ParallelModel:
         results = [None] * len(slices)
 
         def run_slice(i):
-            results[i] = forward_serial(self.w, slices[i])
+            results[i] = self.forward(self.w, slices[i])
 
         _run_all(self._workers, [(run_slice, (i,)) for i in range(len(slices))], {})
         return {name: torch.cat([r[name] for r in results]) for name in OUTPUTS}
@@ -487,9 +509,9 @@ class ParallelModel:
         inputs = {k: torch.as_tensor(x) for k, x in inputs.items()}
         with onnx_torch_threads(SERIAL_THREADS), torch.inference_mode():
             if MODE != "batch":
-                return forward_serial(self.serial_w, inputs)
+                return self.serial_forward(self.serial_w, inputs)
             parts = zip(*(x.chunk(BATCH_SLICES) for x in inputs.values()))
-            results = [forward_serial(self.serial_w, dict(zip(inputs, p))) for p in parts]
+            results = [self.serial_forward(self.serial_w, dict(zip(inputs, p))) for p in parts]
             return {name: torch.cat([r[name] for r in results]) for name in OUTPUTS}
 
     def close(self):
@@ -517,10 +539,12 @@ def load(weights_path=None, runtime=None, keep_memory=True):
     return ParallelModel(torch.load(path, weights_only=True), keep_memory)
 
 
-def random_inputs(seed=0):
+def random_inputs(seed=0, batch=None):
+    """Random inputs of the shapes in INPUTS (with ``batch`` rows, where given)."""
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for name, (shape, dtype) in INPUTS.items():
+        shape = (batch, *shape[1:]) if batch and shape else shape
         x = torch.rand(shape, generator=gen)
         out[name] = x.to(dtype) if dtype.is_floating_point else (x * 10).to(dtype)
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -299,6 +299,70 @@ def onnx_torch_threads(n: int) -> Iterator[None]:
     finally:
         if before != n:
             torch.set_num_threads(before)
+
+
+def onnx_graph_compile(
+    fn: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+    w: dict[str, torch.Tensor],
+    inputs: dict[str, torch.Tensor],
+) -> Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    """``fn(w, inputs) -> outputs`` traced on ``inputs`` into one TorchScript graph with the weights ``w``
+    frozen in, and handed to oneDNN Graph, which fuses each convolution or dense layer with the ops around it
+    and keeps its blocked layout between them (see reflow.onnx.graph_compiler). The result takes the same
+    arguments (its ``w`` is ignored: the weights are in the graph) and runs without the GIL. Shapes are
+    fixed to those of ``inputs``. ``fn`` itself comes back where torch has no oneDNN Graph, or tracing
+    fails, or the graph's outputs differ from ``fn``'s by more than 1e-4 (relative), with a warning why.
+    Call it on the thread, and with the torch thread count, that will run the result."""
+    import warnings  # here, not at the top: the generated module copies this function's source alone
+
+    names, keys = list(inputs), list(w)
+
+    class Frozen(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for i, k in enumerate(keys):
+                self.register_buffer(f"w{i}", w[k])
+
+        def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = fn(
+                {k: getattr(self, f"w{i}") for i, k in enumerate(keys)}, dict(zip(names, xs, strict=True))
+            )
+            return tuple(out.values())
+
+    xs = tuple(inputs.values())
+    enabled = getattr(torch._C, "_jit_llga_enabled", None)
+    if enabled is None or not torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call]
+        return fn
+    before = enabled()
+    try:
+        torch.jit.enable_onednn_fusion(True)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on shape values it fixes: shapes are static
+            graph = torch.jit.freeze(torch.jit.trace(Frozen().eval(), xs, check_trace=False))
+            for _ in range(3):  # TorchScript profiles the first runs, then hands the graph to oneDNN Graph
+                got = graph(*xs)
+            want = fn(w, inputs)
+    except Exception as e:  # any failure leaves the eager function, which is correct
+        warnings.warn(
+            f"onnx_graph_compile: running eagerly, tracing failed: {type(e).__name__}: {e}", stacklevel=2
+        )
+        return fn
+    finally:
+        torch.jit.enable_onednn_fusion(before)
+    outputs = list(want)
+    for k, a in zip(outputs, got, strict=True):
+        b = want[k]
+        scale = float(b.abs().max()) if b.is_floating_point() and b.numel() else 1.0
+        if a.shape != b.shape or (b.numel() and float((a - b).abs().max()) > 1e-4 * max(scale, 1e-30)):
+            warnings.warn(
+                f"onnx_graph_compile: running eagerly, the compiled graph's {k!r} differs", stacklevel=2
+            )
+            return fn
+
+    def compiled(w: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return dict(zip(outputs, graph(*(inputs[k] for k in names)), strict=True))
+
+    return compiled
 
 
 def onnx_keep_freed_memory() -> bool:

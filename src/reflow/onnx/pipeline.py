@@ -15,6 +15,7 @@ from reflow.onnx.codegen import GeneratedCode, generate
 from reflow.onnx.conv_fusion import fuse_conv_activations
 from reflow.onnx.costmodel import apply_costs, flop_costs, measure_graph, profile, random_inputs
 from reflow.onnx.eager import run_graph
+from reflow.onnx.graph_compiler import compilable, for_graph_compiler
 from reflow.onnx.importer import ImportedModel, ValueInfo, import_model, with_value_shapes
 from reflow.onnx.models import randomize_weights, set_batch
 from reflow.onnx.plan import Plan, serial_plan
@@ -47,26 +48,32 @@ def parallelize(
     progress: bool = False,
     runtime: str = "threads",
     time_plans: bool | None = None,
+    compile: bool = True,
 ) -> Result:
     """ONNX model -> costed graph -> plan for ``workers`` threads (or worker processes: ``runtime``, what the
     planner charges per cross-cluster wait) -> generated module. Where the plan predicted cheapest is a
     parallel one (clusters or batch slices), its code and the intra-op plan's are timed on ``runtime`` and
-    the faster is kept (``time_plans``, default: as ``profile_ops``, the measuring pipeline)."""
+    the faster is kept (``time_plans``, default: as ``profile_ops``, the measuring pipeline). ``compile``:
+    a model of the ops reflow.onnx.graph_compiler lists gets code whose ``load()`` compiles the whole graph
+    (one cluster, or each batch slice) into a oneDNN Graph."""
     if seed is not None:
         proto = randomize_weights(proto, seed)
     if batch is not None:
         proto = set_batch(proto, batch)
-    model = _costed(prepare(proto), profile_ops, progress)
+    base = prepare(proto)
+    compiled = compile and compilable(base)
+    model = _costed(_lowered(base, compiled), profile_ops, progress)
     measured = measure_graph(model, random_inputs(model), repeats=3)
     if workers == 1:
-        return Result(model, serial_plan(model.graph), generate(model, serial_plan(model.graph)), measured)
+        plan = serial_plan(model.graph)
+        return Result(model, plan, generate(model, plan, compile=compiled), measured)
     from reflow.onnx.planner import batch_slices, plan_options
 
     b = _batch(model)
     slices = batch_slices(b, workers)
     sliced = None
     if slices > 1:  # the whole graph on batch / slices rows: a model of its own (its shapes are folded)
-        sliced = _costed(prepare(set_batch(proto, b // slices)), profile_ops, False)
+        sliced = _costed(_lowered(prepare(set_batch(proto, b // slices)), compiled), profile_ops, False)
     slice_cost = sliced.graph.total_cost() if sliced is not None else None
     intra = measure_graph(model, random_inputs(model), threads=workers, repeats=3)
     options = plan_options(
@@ -80,9 +87,9 @@ def parallelize(
     )
     plan = options[0]
     if not ((profile_ops if time_plans is None else time_plans) and is_parallel(plan)):
-        return Result(model, plan, _code(model, sliced, plan), measured)
+        return Result(model, plan, _code(model, sliced, plan, compile=compiled), measured)
     intra_plan = next(p for p in options if not is_parallel(p))
-    candidates = {describe(p): (p, _code(model, sliced, p, runtime)) for p in (plan, intra_plan)}
+    candidates = {describe(p): (p, _code(model, sliced, p, runtime, compiled)) for p in (plan, intra_plan)}
     timed = time_codes({k: code for k, (_, code) in candidates.items()})
     plan, code = candidates[min(timed, key=timed.__getitem__)]
     return Result(model, plan, code.with_runtime("threads"), measured, timed)  # as written without timing
@@ -121,14 +128,23 @@ def time_codes(codes: dict[str, GeneratedCode], calls: int = 32) -> dict[str, fl
 
 
 def _code(
-    model: ImportedModel, sliced: ImportedModel | None, plan: Plan, runtime: str = "threads"
+    model: ImportedModel,
+    sliced: ImportedModel | None,
+    plan: Plan,
+    runtime: str = "threads",
+    compile: bool = False,
 ) -> GeneratedCode:
     """The module that runs ``plan``: in batch mode the slice's graph, run on each slice."""
     runtime = runtime if is_parallel(plan) else "threads"  # one cluster: a worker process would gain nothing
     if plan.mode == "batch" and sliced is not None:
         code_plan = replace(plan, graph=sliced.graph, clusters=serial_plan(sliced.graph).clusters)
-        return generate(sliced, code_plan, runtime)
-    return generate(model, plan, runtime)
+        return generate(sliced, code_plan, runtime, compile)
+    return generate(model, plan, runtime, compile)
+
+
+def _lowered(model: ImportedModel, compiled: bool) -> ImportedModel:
+    """``model`` as its generated code runs it: lowered for the graph compiler where it is compiled."""
+    return for_graph_compiler(model) if compiled else model
 
 
 def prepare(proto: onnx.ModelProto) -> ImportedModel:

@@ -369,9 +369,15 @@ def _worker_main(index: int, module_path: str, weights_path: str, seg_name: str,
         views = {k: view(seg, s) for k, s in slots.items()}
         batch = mod.MODE == "batch"
         full = next(iter(views[k].shape[0] for k in mod.INPUTS if views[k].dim()), 1)
+        rows = full // mod.BATCH_SLICES if batch else full
         with torch.inference_mode():
-            w = mod.prepare_weights(torch.load(weights_path, weights_only=True),
-                                    full // mod.BATCH_SLICES if batch else full)
+            w = mod.prepare_weights(torch.load(weights_path, weights_only=True), rows)
+        # a batch slice or a one-cluster plan runs the whole graph, compiled where the module says so (as its
+        # thread runtime does); a module made by an older reflow has no compiler
+        whole = batch or len(mod.CLUSTERS) == 1
+        forward = mod.forward_serial
+        if whole and hasattr(mod, "compiled_forward"):
+            forward = mod.compiled_forward(w, rows)
     except BaseException as e:
         result.send(("failed", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
         return
@@ -388,12 +394,12 @@ def _worker_main(index: int, module_path: str, weights_path: str, seg_name: str,
         queue.start(call)
         try:
             with torch.inference_mode():
-                if batch:
-                    part = {k: views[k].chunk(mod.BATCH_SLICES)[index] for k in mod.INPUTS}
-                    out = mod.forward_serial(w, part)
+                if whole:
+                    mine = {k: views[k].chunk(mod.BATCH_SLICES)[index] if batch else views[k] for k in views}
+                    out = forward(w, {k: mine[k] for k in mod.INPUTS})
                     for k in mod.OUTPUTS:
-                        views[k].chunk(mod.BATCH_SLICES)[index].copy_(out[k])
-                    del out, part
+                        mine[k].copy_(out[k])
+                    del out, mine
                 else:
                     mod.CLUSTERS[index](w, values, signals)
             result.send(("ok", None))

@@ -26,6 +26,9 @@ from typing import Any
 from reflow.errors import UnsupportedOpError
 
 Shape = tuple[int, ...]
+# the ``kernel`` attribute of a node lowered for a graph compiler: plain out-of-place torch ops, which a
+# tracer sees through (reflow.onnx.graph_compiler)
+GRAPH = "graph"
 
 
 @dataclass(frozen=True)

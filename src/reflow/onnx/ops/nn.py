@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from reflow.onnx.ops import Call, FlopCall, lit, no_flops, numel, per_output_element, register
+from reflow.onnx.ops import GRAPH, Call, FlopCall, lit, no_flops, numel, per_output_element, register
 
 
 def _spatial(c: Call, kernel: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -59,11 +59,28 @@ register("Conv", _conv, _conv_flops)
 # attributes as Conv's (symmetric pads only), ``activation`` ("none", "relu", "hardtanh" clamping to the
 # two ``scalars``, or "swish") and ``kernel``: "onednn" (one fused oneDNN call on a prepacked weight) or
 # "aten" (F.conv2d, then the add and activation in place: cheaper to call, so better for small convolutions)
-# or "linear" (a 1x1 convolution as one GEMM over the channels-last pixels, onnx_conv1x1).
+# or "linear" (a 1x1 convolution as one GEMM over the channels-last pixels, onnx_conv1x1) or GRAPH (plain
+# out-of-place torch ops for a graph compiler to fuse: see reflow.onnx.graph_compiler).
+
+
+def _graph_activation(expr: str, activation: str, scalars: tuple[float, ...]) -> str:
+    """``activation`` (a fused conv's or dense layer's) applied out of place, as a graph compiler reads it."""
+    if activation == "relu":
+        return f"torch.relu({expr})"
+    if activation == "hardtanh":
+        return f"torch.clamp({expr}, {lit(scalars[0])}, {lit(scalars[1])})"
+    if activation == "swish":
+        return f"F.silu({expr})"
+    return f"F.gelu({expr})" if activation == "gelu" else expr
+
+
 def _fused_conv(c: Call) -> str:
     strides, dilations, pads = _spatial(c, tuple(c.attrs["kernel_shape"]))
     args = f"{lit(strides)}, {lit(pads[:2])}, {lit(dilations)}, {c.attrs.get('group', 1)}"
     activation, scalars = c.attrs["activation"], tuple(c.attrs.get("scalars", ()))
+    if c.attrs.get("kernel") == GRAPH:
+        expr = f"F.conv2d({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {args})"
+        return _graph_activation(f"{expr} + {c.arg(3)}" if c.has(3) else expr, activation, scalars)
     if c.attrs.get("kernel") == "linear":
         extra = f", {lit(scalars)}" if scalars else ""
         return f"onnx_conv1x1({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {c.arg(3)}, {activation!r}{extra})"
@@ -82,7 +99,7 @@ def _fused_conv(c: Call) -> str:
 def _pack_conv_weight(c: Call, input_shape: str) -> str | None:
     if c.attrs.get("kernel") == "linear":
         return f"onnx_pack_linear_weight({c.arg(1)}.flatten(1), {input_shape}, 1)"
-    if c.attrs.get("kernel") == "aten":
+    if c.attrs.get("kernel") in ("aten", GRAPH):
         return None
     strides, dilations, pads = _spatial(c, tuple(c.attrs["kernel_shape"]))
     group = c.attrs.get("group", 1)
@@ -110,7 +127,8 @@ def _maxpool(c: Call) -> str:
     strides, dilations, pads = _spatial(c, kernel)
     n, ceil = len(kernel), int(c.attrs.get("ceil_mode", 0))
     radius = _centred_window(c)
-    if radius is not None:  # as running maxima: about twice as fast as torch's max pooling on them
+    # as running maxima: about twice as fast as torch's max pooling on them (not for a graph compiler)
+    if radius is not None and c.attrs.get("kernel") != GRAPH:
         return f"onnx_window_max({c.arg(0)}, {lit(radius)})"
     if c.n_out == 1 and c.attrs.get("auto_pad", "NOTSET") == "NOTSET" and pads[:n] != pads[n:]:
         args = f"{lit(kernel)}, {lit(strides)}, {lit(pads)}, {lit(dilations)}, {ceil}"
@@ -167,6 +185,9 @@ register("BatchNormalization", _batchnorm, per_output_element(2.0))
 # Mul/Add after it: X * W + B with W and B shaped (1, C, 1, ...); ``activation`` "relu" (set by
 # reflow.onnx.conv_fusion) applies a ReLU in place. One addcmul pass is ~40% faster than F.batch_norm + relu.
 def _channel_affine(c: Call) -> str:
+    if c.attrs.get("kernel") == GRAPH:
+        affine = f"{c.arg(0)} * {c.arg(1)} + {c.arg(2)}"
+        return _graph_activation(affine, c.attrs.get("activation", "none"), ())
     expr = f"torch.addcmul({c.arg(2)}, {c.arg(0)}, {c.arg(1)})"
     return expr + (".relu_()" if c.attrs.get("activation") == "relu" else "")
 
@@ -214,6 +235,8 @@ def _matmul_flops(f: FlopCall) -> float:
 
 
 register("Gemm", _gemm, _matmul_flops)
+
+
 # Linear and DotProductAttention are reflow's own ops, made by reflow.onnx.transformer_fusion:
 # Linear(X, W, B, Z) is ``activation(F.linear(X, W, B) + Z)`` (Z optional; ``activation`` "none", "relu" or
 # "gelu", exact), run on oneDNN by onnx_linear (W is (out, in), transposed at import);
@@ -221,6 +244,9 @@ register("Gemm", _gemm, _matmul_flops)
 # (``k_transposed``: input K is K^T).
 def _linear(c: Call) -> str:
     activation = c.attrs.get("activation", "none")
+    if c.attrs.get("kernel") == GRAPH:
+        expr = f"F.linear({c.arg(0)}, {c.arg(1)}, {c.arg(2)})"
+        return _graph_activation(f"{expr} + {c.arg(3)}" if c.has(3) else expr, activation, ())
     extra = f", {c.arg(3)}, {activation!r}" if c.has(3) or activation != "none" else ""
     return f"onnx_linear({c.arg(0)}, {c.arg(1)}, {c.arg(2)}{extra})"
 
@@ -229,7 +255,9 @@ register(
     "Linear",
     _linear,
     _matmul_flops,
-    prepack=lambda c, input_shape: f"onnx_pack_linear_weight({c.arg(1)}, {input_shape}, -1)",
+    prepack=lambda c, input_shape: (
+        None if c.attrs.get("kernel") == GRAPH else f"onnx_pack_linear_weight({c.arg(1)}, {input_shape}, -1)"
+    ),
 )
 
 
