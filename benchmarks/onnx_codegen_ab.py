@@ -59,7 +59,9 @@ def bench(base: Path, model: str, batch: int, threads: int, calls: int, tmp: Pat
             raw = torch.load(paths[k].with_suffix(".pt"), weights_only=True)
             w = mod.prepare_weights(raw, batch)
             # compiled where the module compiles it (an older module's forward_serial is what its load() ran)
-            forward = mod.compiled_forward(w, batch) if hasattr(mod, "compiled_forward") else mod.forward_serial
+            forward = mod.forward_serial
+            if hasattr(mod, "compiled_forward"):
+                forward = mod.compiled_forward(w, batch)
             runs[k] = functools.partial(forward, w, x)
         outs = {k: run() for k, run in runs.items()}
         new, old = outs["new"], outs["base"]

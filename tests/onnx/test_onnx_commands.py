@@ -83,3 +83,13 @@ def test_runtime_processes_is_written_into_the_module(
     assert 'RUNTIME = "processes"' in py.read_text()
     r = subprocess.run([sys.executable, str(py)], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0 and "= 0 (processes)" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("flag, compiled", [([], True), (["--no-compile"], False)])
+def test_no_compile_keeps_the_module_eager(tmp_path: Path, flag: list[str], compiled: bool) -> None:
+    src = tmp_path / "wide.onnx"
+    onnx.save(wide_model(2, size=8, channels=8), src)
+    py = tmp_path / "wide.py"
+    args = parse(["parallelize", str(src), "-o", str(py), "--workers", "1", "--no-profile", *flag])
+    assert args.func(args) == 0
+    assert f"COMPILE = {compiled}" in py.read_text()

@@ -65,6 +65,12 @@ def register(subparsers: Any) -> None:
         "auto: the plan made for processes, then whichever runtime measures faster for it here (default); "
         "the planner charges each cross-cluster wait what it costs on that runtime",
     )
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="keep the module eager: by default a convolutional network's load() traces its whole graph into "
+        "a oneDNN Graph (TorchScript, part of torch), which fuses and lays out its ops as onnxruntime does",
+    )
     p.add_argument("--svg", metavar="PATH", help="also draw the clustered graph (.svg or .dot)")
     p.set_defaults(func=run)
 
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         profile_ops=not args.no_profile,
         progress=True,
         runtime="threads" if args.runtime == "threads" else "processes",  # auto: see --runtime's help
+        compile=not args.no_compile,
     )
     py, pt = result.code.write(args.output)
     print(summary_table(result))

@@ -338,7 +338,7 @@ def onnx_graph_compile(
         torch.jit.enable_onednn_fusion(True)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on shape values it fixes: shapes are static
-            graph = torch.jit.freeze(torch.jit.trace(Frozen().eval(), xs, check_trace=False))
+            graph = torch.jit.freeze(torch.jit.trace(Frozen().eval(), xs, check_trace=False))  # type: ignore[no-untyped-call]
             for _ in range(3):  # TorchScript profiles the first runs, then hands the graph to oneDNN Graph
                 got = graph(*xs)
             want = fn(w, inputs)

@@ -1,0 +1,109 @@
+"""The whole-graph compiler: which models it takes, the lowering it reads, and the compiled module checked
+against onnxruntime (serially and in batch slices on threads) and against its own eager function."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from onnx_oracle import exec_generated, ort_run, rel_err
+
+from reflow.onnx.codegen import generate
+from reflow.onnx.costmodel import random_inputs
+from reflow.onnx.graph_compiler import compilable, for_graph_compiler
+from reflow.onnx.kernels import onnx_graph_compile
+from reflow.onnx.models import light_model, transformer_model
+from reflow.onnx.pipeline import prepare
+from reflow.onnx.plan import Plan, serial_plan
+
+needs_onednn_graph = pytest.mark.skipif(
+    not hasattr(torch._C, "_jit_llga_enabled"), reason="this torch has no oneDNN Graph fuser"
+)
+
+
+def test_convolutional_networks_are_compiled_and_transformers_are_not() -> None:
+    assert compilable(prepare(light_model("inception_v1", batch=1)))
+    assert not compilable(prepare(transformer_model()))
+
+
+def test_the_lowering_for_the_compiler_is_plain_out_of_place_torch() -> None:
+    """No oneDNN calls of reflow's own, no prepacked weights, no running-max pools and no in-place ops: what
+    a tracer and oneDNN Graph read. The same model lowered for eager runs has the first three, so each
+    assertion can fail."""
+    eager = prepare(light_model("inception_v1", batch=1))
+    lowered = for_graph_compiler(eager)
+    for model, compiled in ((eager, False), (lowered, True)):
+        code = generate(model, serial_plan(model.graph), compile=compiled).source
+        body = code[code.index("def forward_serial") : code.index("def prepare_weights")]
+        found = [bool(re.search(r"onnx_(conv|conv1x1|linear)\(", body)), "onnx_window_max(" in body]
+        found.append("onnx_pack_" in code[code.index("def prepare_weights") :])
+        assert found == [not compiled] * 3, found
+        assert f"COMPILE = {compiled}" in code
+    assert not re.search(r"\.\w+_\(", body)  # the lowered body: nothing in place
+
+
+def _batch_plan(model: Any, slices: int) -> Plan:
+    compute = (tuple(n.name for n in model.graph if n.op.startswith("onnx.")),)
+    total = model.graph.total_cost()
+    n = len(compute[0])
+    return Plan(model.graph, compute, slices, "batch", 1, slices, total, total / slices, total, 1, n)
+
+
+@needs_onednn_graph
+def test_the_compiled_module_matches_onnxruntime_in_batch_slices_and_serially() -> None:
+    """Two batch slices run one compiled graph on two threads at once; both they and the serial reference
+    match onnxruntime, and the fuser's process-wide switch is left as it was found."""
+    proto = light_model("inception_v1", batch=4)
+    slice_model = for_graph_compiler(prepare(light_model("inception_v1", batch=2)))
+    code = generate(slice_model, _batch_plan(slice_model, 2), compile=True)
+    x = random_inputs(prepare(proto), seed=5)
+    (ref,) = ort_run(proto, x)
+    ns = exec_generated(code.source, "compiled_batch")
+    out_name = slice_model.outputs[0].name
+    weights = {k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}
+    with ns["ParallelModel"](weights) as par:
+        assert par.forward is not ns["forward_serial"]  # compiled, not the eager fallback
+        got = par(data_0=torch.from_numpy(x["data_0"]))[out_name].numpy()
+        serial = par.serial(data_0=torch.from_numpy(x["data_0"]))[out_name].numpy()
+    assert rel_err(ref, got) < 1e-4 and rel_err(ref, serial) < 1e-4
+    assert not torch._C._jit_llga_enabled()
+
+
+def _conv_relu(w: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {"y": torch.relu(torch.nn.functional.conv2d(inputs["x"], w["k"], padding=1))}
+
+
+@needs_onednn_graph
+def test_a_compiled_function_equals_its_eager_self_on_new_inputs() -> None:
+    w = {"k": torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(0))}
+    x = {"x": torch.randn(2, 4, 10, 10, generator=torch.Generator().manual_seed(1))}
+    compiled = onnx_graph_compile(_conv_relu, w, x)
+    assert compiled is not _conv_relu
+    other = {"x": torch.randn(2, 4, 10, 10, generator=torch.Generator().manual_seed(2))}
+    torch.testing.assert_close(compiled({}, other)["y"], _conv_relu(w, other)["y"], rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn_graph
+def test_compiling_falls_back_to_the_eager_function_and_says_why() -> None:
+    """A function the tracer cannot take, and one whose traced graph computes something else (it reads
+    Python state the trace freezes), both come back unchanged, with a warning naming the reason."""
+    w = {"k": torch.ones(1)}
+    x = {"x": torch.ones(3)}
+
+    def not_a_tensor(w: dict[str, Any], inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+        return {"y": inputs["x"] * w["k"], "n": 3}
+
+    calls = [0]
+
+    def stateful(w: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        calls[0] += 1
+        return {"y": inputs["x"] * calls[0]}
+
+    with pytest.warns(UserWarning, match="tracing failed"):
+        assert onnx_graph_compile(not_a_tensor, w, x) is not_a_tensor  # type: ignore[arg-type]
+    with pytest.warns(UserWarning, match="'y' differs"):
+        assert onnx_graph_compile(stateful, w, x) is stateful
+    assert not torch._C._jit_llga_enabled()
