@@ -14,7 +14,7 @@ from onnx_oracle import exec_generated, ort_run, rel_err
 from reflow.onnx.codegen import generate
 from reflow.onnx.costmodel import random_inputs
 from reflow.onnx.graph_compiler import compilable, for_graph_compiler
-from reflow.onnx.kernels import onnx_graph_compile
+from reflow.onnx.kernels import onnx_global_pool, onnx_graph_compile
 from reflow.onnx.models import light_model, transformer_model
 from reflow.onnx.pipeline import prepare
 from reflow.onnx.plan import Plan, serial_plan
@@ -107,3 +107,12 @@ def test_compiling_falls_back_to_the_eager_function_and_says_why() -> None:
     with pytest.warns(UserWarning, match="'y' differs"):
         assert onnx_graph_compile(stateful, w, x) is stateful
     assert not torch._C._jit_llga_enabled()
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 3, 5)])
+def test_a_global_average_as_one_window_pool_equals_the_mean(shape: tuple[int, ...]) -> None:
+    """What a compiled graph runs for GlobalAveragePool (one pool over the whole map, which oneDNN Graph
+    fuses) against the mean; a map that is not 2-D takes the mean."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    want = x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
+    torch.testing.assert_close(onnx_global_pool(x, "avg_window"), want)

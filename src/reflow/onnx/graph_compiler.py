@@ -52,7 +52,9 @@ GRAPH_OPS = frozenset(
 )
 # ops whose rule has a GRAPH kernel: plain, out-of-place torch ops in place of reflow's eager kernels
 # (prepacked oneDNN calls, in-place activations, running-max pools), which a tracer would not see through
-_GRAPH_KERNELS = frozenset({"onnx.FusedConv", "onnx.Linear", "onnx.MaxPool", "onnx.ChannelAffine"})
+_GRAPH_KERNELS = frozenset(
+    {"onnx.FusedConv", "onnx.Linear", "onnx.MaxPool", "onnx.ChannelAffine", "onnx.GlobalAveragePool"}
+)
 
 
 def compilable(model: ImportedModel) -> bool:
