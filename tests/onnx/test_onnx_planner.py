@@ -120,16 +120,16 @@ def test_the_pipeline_keeps_the_faster_of_the_parallel_and_the_intra_op_plan(
     modules are timed and the faster kept, and the kept module still computes onnxruntime's result."""
     from reflow.onnx import pipeline
 
-    measure, serial = pipeline.measure_graph, [0.0]
+    measure, serial = pipeline._measure, [0.0]
 
-    def intra_at_serial_time(*args: Any, threads: int = 1, **kw: Any) -> float:
+    def intra_at_serial_time(model: Any, threads: int, compiled: bool) -> float:
         """The intra-op plan predicted at the one-thread time just measured: a parallel plan is predicted."""
         if threads == 1:
-            serial[0] = measure(*args, **kw)
+            serial[0] = measure(model, 1, compiled)
         return serial[0]
 
-    monkeypatch.setattr(pipeline, "measure_graph", intra_at_serial_time)
-    proto = wide_model(3, batch=4, size=48, channels=32)  # batch slices (2 of 4 rows) are predicted faster
+    monkeypatch.setattr(pipeline, "_measure", intra_at_serial_time)
+    proto = wide_model(3, batch=4, size=64, channels=48)  # batch slices (2 of 4 rows) are predicted faster
     result = parallelize(proto, workers=2, profile_ops=False, time_plans=True)
     timed = result.measured_plans
     assert len(timed) == 2 and "intra-op (2 threads)" in timed and all(t > 0 for t in timed.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def parallelize(
     base = prepare(proto)
     compiled = compile and compilable(base)
     model = _costed(_lowered(base, compiled), profile_ops, progress)
-    measured = measure_graph(model, random_inputs(model), repeats=3)
+    measured = _measure(model, 1, compiled)
     if workers == 1:
         plan = serial_plan(model.graph)
         return Result(model, plan, generate(model, plan, compile=compiled), measured)
@@ -75,7 +76,7 @@ def parallelize(
     if slices > 1:  # the whole graph on batch / slices rows: a model of its own (its shapes are folded)
         sliced = _costed(_lowered(prepare(set_batch(proto, b // slices)), compiled), profile_ops, False)
     slice_cost = sliced.graph.total_cost() if sliced is not None else None
-    intra = measure_graph(model, random_inputs(model), threads=workers, repeats=3)
+    intra = _measure(model, workers, compiled)
     options = plan_options(
         model.graph,
         workers,
@@ -140,6 +141,32 @@ def _code(
         code_plan = replace(plan, graph=sliced.graph, clusters=serial_plan(sliced.graph).clusters)
         return generate(sliced, code_plan, runtime, compile)
     return generate(model, plan, runtime, compile)
+
+
+def _measure(model: ImportedModel, threads: int, compiled: bool, repeats: int = 5) -> float:
+    """Seconds per whole serial run on ``threads`` torch threads, as the generated code will run it: the
+    compiled graph where it is compiled (its op costs are then calibrated to it), else the eager nodes."""
+    if not compiled:
+        return measure_graph(model, random_inputs(model), threads=threads, repeats=3)
+    import torch
+
+    from reflow.onnx.kernels import onnx_torch_threads
+    from reflow.onnx.processes import load_module
+
+    with tempfile.TemporaryDirectory(prefix="reflow-measure-") as d, onnx_torch_threads(threads):
+        py, pt = generate(model, serial_plan(model.graph), compile=True).write(Path(d) / "measured.py")
+        mod = load_module(py)
+        batch = _batch(model)
+        with torch.inference_mode():
+            w = mod.prepare_weights(torch.load(pt, weights_only=True), batch)
+            run = functools.partial(mod.compiled_forward(w, batch), w, mod.random_inputs(batch=batch))
+            run()
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
 
 
 def _lowered(model: ImportedModel, compiled: bool) -> ImportedModel:
