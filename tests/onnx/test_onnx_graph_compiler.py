@@ -78,12 +78,15 @@ def _conv_relu(w: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> d
 
 @needs_onednn_graph
 def test_a_compiled_function_equals_its_eager_self_on_new_inputs() -> None:
+    """On new inputs of the traced shapes, and on inputs of other shapes (which the graph cannot take)."""
     w = {"k": torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(0))}
     x = {"x": torch.randn(2, 4, 10, 10, generator=torch.Generator().manual_seed(1))}
     compiled = onnx_graph_compile(_conv_relu, w, x)
     assert compiled is not _conv_relu
     other = {"x": torch.randn(2, 4, 10, 10, generator=torch.Generator().manual_seed(2))}
-    torch.testing.assert_close(compiled({}, other)["y"], _conv_relu(w, other)["y"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(compiled(w, other)["y"], _conv_relu(w, other)["y"], rtol=1e-5, atol=1e-5)
+    bigger = {"x": torch.randn(3, 4, 12, 12, generator=torch.Generator().manual_seed(3))}  # runs eagerly
+    torch.testing.assert_close(compiled(w, bigger)["y"], _conv_relu(w, bigger)["y"], rtol=1e-5, atol=1e-5)
 
 
 @needs_onednn_graph

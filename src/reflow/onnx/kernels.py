@@ -312,10 +312,11 @@ def onnx_graph_compile(
     """``fn(w, inputs) -> outputs`` traced on ``inputs`` into one TorchScript graph with the weights ``w``
     frozen in, and handed to oneDNN Graph, which fuses each convolution or dense layer with the ops around it
     and keeps its blocked layout between them (see reflow.onnx.graph_compiler). The result takes the same
-    arguments (its ``w`` is ignored: the weights are in the graph) and runs without the GIL. Shapes are
-    fixed to those of ``inputs``. ``fn`` itself comes back where torch has no oneDNN Graph, or tracing
-    fails, or the graph's outputs differ from ``fn``'s by more than 1e-4 (relative), with a warning why.
-    Call it on the thread, and with the torch thread count, that will run the result."""
+    arguments and runs without the GIL on inputs of the shapes of ``inputs`` (the graph holds them); on
+    others it calls ``fn`` (with ``w``, which the graph itself does not read). ``fn`` itself comes back
+    where torch has no oneDNN Graph, or tracing fails, or the graph's outputs differ from ``fn``'s by more
+    than 1e-4 (relative), with a warning why. Call it on the thread, and with the torch thread count, that
+    will run the result."""
     import warnings  # here, not at the top: the generated module copies this function's source alone
 
     names, keys = list(inputs), list(w)
@@ -362,8 +363,13 @@ def onnx_graph_compile(
             )
             return fn
 
+    shapes = [x.shape for x in xs]
+
     def compiled(w: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return dict(zip(outputs, graph(*(inputs[k] for k in names)), strict=True))
+        xs = [inputs[k] for k in names]
+        if [x.shape for x in xs] != shapes:  # the graph holds the shapes it was traced with
+            return fn(w, inputs)
+        return dict(zip(outputs, graph(*xs), strict=True))
 
     return compiled
 
