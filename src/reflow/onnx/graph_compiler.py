@@ -66,8 +66,8 @@ def compilable(model: ImportedModel) -> bool:
 
 
 def for_graph_compiler(model: ImportedModel) -> ImportedModel:
-    """A copy of ``model`` whose convolutions, dense layers, max pools and channel affines lower to the
-    GRAPH kernel (their weights then stay in torch's layout: the compiler packs them itself)."""
+    """A copy of ``model`` whose convolutions, dense layers, pools and channel affines lower to the GRAPH
+    kernel (their weights then stay in torch's layout: the compiler packs them itself)."""
     g = model.graph.copy()
     for node in list(g):
         if node.op in _GRAPH_KERNELS:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import tempfile
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -161,12 +160,7 @@ def _measure(model: ImportedModel, threads: int, compiled: bool, repeats: int = 
             w = mod.prepare_weights(torch.load(pt, weights_only=True), batch)
             run = functools.partial(mod.compiled_forward(w, batch), w, mod.random_inputs(batch=batch))
             run()
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+            return float(mod._median_time(run, repeats))  # the module's own timing loop
 
 
 def _lowered(model: ImportedModel, compiled: bool) -> ImportedModel:

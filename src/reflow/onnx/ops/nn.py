@@ -54,15 +54,6 @@ def _conv_flops(f: FlopCall) -> float:
 register("Conv", _conv, _conv_flops)
 
 
-# FusedConv is reflow's own op, made by reflow.onnx.conv_fusion from a 2-D float Conv and the Add and Relu
-# that follow it (onnxruntime's com.microsoft FusedConv has the same inputs): X, W, B, Z (added, optional);
-# attributes as Conv's (symmetric pads only), ``activation`` ("none", "relu", "hardtanh" clamping to the
-# two ``scalars``, or "swish") and ``kernel``: "onednn" (one fused oneDNN call on a prepacked weight) or
-# "aten" (F.conv2d, then the add and activation in place: cheaper to call, so better for small convolutions)
-# or "linear" (a 1x1 convolution as one GEMM over the channels-last pixels, onnx_conv1x1) or GRAPH (plain
-# out-of-place torch ops for a graph compiler to fuse: see reflow.onnx.graph_compiler).
-
-
 def _graph_activation(expr: str, activation: str, scalars: tuple[float, ...]) -> str:
     """``activation`` (a fused conv's or dense layer's) applied out of place, as a graph compiler reads it."""
     if activation == "relu":
@@ -74,6 +65,13 @@ def _graph_activation(expr: str, activation: str, scalars: tuple[float, ...]) ->
     return f"F.gelu({expr})" if activation == "gelu" else expr
 
 
+# FusedConv is reflow's own op, made by reflow.onnx.conv_fusion from a 2-D float Conv and the Add and Relu
+# that follow it (onnxruntime's com.microsoft FusedConv has the same inputs): X, W, B, Z (added, optional);
+# attributes as Conv's (symmetric pads only), ``activation`` ("none", "relu", "hardtanh" clamping to the
+# two ``scalars``, or "swish") and ``kernel``: "onednn" (one fused oneDNN call on a prepacked weight) or
+# "aten" (F.conv2d, then the add and activation in place: cheaper to call, so better for small convolutions)
+# or "linear" (a 1x1 convolution as one GEMM over the channels-last pixels, onnx_conv1x1) or GRAPH (plain
+# out-of-place torch ops for a graph compiler to fuse: see reflow.onnx.graph_compiler).
 def _fused_conv(c: Call) -> str:
     strides, dilations, pads = _spatial(c, tuple(c.attrs["kernel_shape"]))
     args = f"{lit(strides)}, {lit(pads[:2])}, {lit(dilations)}, {c.attrs.get('group', 1)}"
@@ -241,7 +239,7 @@ register("Gemm", _gemm, _matmul_flops)
 
 # Linear and DotProductAttention are reflow's own ops, made by reflow.onnx.transformer_fusion:
 # Linear(X, W, B, Z) is ``activation(F.linear(X, W, B) + Z)`` (Z optional; ``activation`` "none", "relu" or
-# "gelu", exact), run on oneDNN by onnx_linear (W is (out, in), transposed at import);
+# "gelu", exact), run on oneDNN by onnx_linear (W is (out, in), transposed at import; kernel GRAPH: F.linear);
 # DotProductAttention(Q, K, V) is softmax(Q K^T * scale) V in one F.scaled_dot_product_attention call
 # (``k_transposed``: input K is K^T).
 def _linear(c: Call) -> str:
