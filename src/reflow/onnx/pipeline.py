@@ -54,14 +54,14 @@ def parallelize(
     planner charges per cross-cluster wait) -> generated module. Where the plan predicted cheapest is a
     parallel one (clusters or batch slices), its code and the intra-op plan's are timed on ``runtime`` and
     the faster is kept (``time_plans``, default: as ``profile_ops``, the measuring pipeline). ``compile``:
-    a model of the ops reflow.onnx.graph_compiler lists gets code whose ``load()`` compiles the whole graph
-    (one cluster, or each batch slice) into a oneDNN Graph."""
+    a model of the ops reflow.onnx.graph_compiler lists, whose whole graph measures faster compiled than
+    eager, gets code whose ``load()`` compiles it (one cluster, or each batch slice) into a oneDNN Graph."""
     if seed is not None:
         proto = randomize_weights(proto, seed)
     if batch is not None:
         proto = set_batch(proto, batch)
     base = prepare(proto)
-    compiled = compile and compilable(base)
+    compiled = compile and compilable(base) and _compiles_faster(base, workers)
     model = _costed(_lowered(base, compiled), profile_ops, progress)
     measured = _measure(model, 1, compiled)
     if workers == 1:
@@ -161,6 +161,14 @@ def _measure(model: ImportedModel, threads: int, compiled: bool, repeats: int = 
             run = functools.partial(mod.compiled_forward(w, batch), w, mod.random_inputs(batch=batch))
             run()
             return float(mod._median_time(run, repeats))  # the module's own timing loop
+
+
+def _compiles_faster(model: ImportedModel, threads: int) -> bool:
+    """Whether the compiled graph runs ``model`` faster than its eager nodes, whole, on ``threads`` torch
+    threads. It did on every torchvision CNN in the benchmarks (1.04-1.64x), and lost on two of the light
+    models at batch 4 on 2 threads: densenet121 69 vs 52 ms, and inception_v1, whose LRNs it ran 8x slower
+    (onnx_lrn's shifted channel slices), before LRN left GRAPH_OPS."""
+    return _measure(for_graph_compiler(model), threads, True) < _measure(model, threads, False)
 
 
 def _lowered(model: ImportedModel, compiled: bool) -> ImportedModel:
