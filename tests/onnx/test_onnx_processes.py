@@ -26,6 +26,7 @@ from reflow.errors import WorkerCrashed
 from reflow.onnx import ImportedModel, import_model
 from reflow.onnx.codegen import generate
 from reflow.onnx.costmodel import random_inputs
+from reflow.onnx.graph_compiler import for_graph_compiler
 from reflow.onnx.plan import Plan
 from reflow.onnx.processes import ProcessModel, faster_runtime, load_module
 from reflow.transport.shm import leaked_segments, process_alive, unlink_segments_of
@@ -87,13 +88,17 @@ def import_of(proto: object) -> ImportedModel:
     return import_model(proto)  # type: ignore[arg-type]
 
 
-def test_batch_slices_in_processes_match_onnxruntime(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compiled", [False, True])
+def test_batch_slices_in_processes_match_onnxruntime(tmp_path: Path, compiled: bool) -> None:
+    """Each worker runs its slice of the batch through the whole graph, eagerly or compiled (each worker
+    compiles its own graph at start)."""
     whole, proto = costed(2, batch=4)
     model, _ = costed(2, batch=2)
+    model = for_graph_compiler(model) if compiled else model
     total = model.graph.total_cost()
     compute = tuple(n.name for n in model.graph if n.op.startswith("onnx."))
     plan = Plan(model.graph, (compute,), 2, "batch", 1, 2, total, total / 2, total, 1, len(model.graph))
-    py, _ = generate(model, plan).write(tmp_path / "batch_par.py")
+    py, _ = generate(model, plan, compile=compiled).write(tmp_path / "batch_par.py")
     x = random_inputs(whole, seed=3)
     (ref,) = ort_run(proto, x)  # type: ignore[arg-type]
     with ProcessModel(py) as par:
