@@ -7,8 +7,10 @@ import re
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 from onnx_oracle import exec_generated, ort_run, rel_err
 
 from reflow.onnx.codegen import generate
@@ -129,10 +131,76 @@ def test_compiling_falls_back_to_the_eager_function_and_says_why() -> None:
     assert not torch._C._jit_llga_enabled()
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 3, 5)])
-def test_a_global_average_as_one_window_pool_equals_the_mean(shape: tuple[int, ...]) -> None:
-    """What a compiled graph runs for GlobalAveragePool (one pool over the whole map, which oneDNN Graph
-    fuses) against the mean; a map that is not 2-D takes the mean."""
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    want = x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
-    torch.testing.assert_close(onnx_global_pool(x, "avg_window"), want)
+def squeeze_excitation_model(batch: int = 1, size: int = 64, gated_output: bool = False) -> onnx.ModelProto:
+    """x -> 3x3 conv + SiLU (s) -> squeeze-excitation: global average pool, 1x1 conv + Relu, 1x1 conv +
+    Sigmoid (the gate g) -> s * g -> 1x1 conv -> y; with ``gated_output`` s * g is a model output too."""
+    rng = np.random.default_rng(0)
+    c = 32
+    inits = [
+        numpy_helper.from_array(
+            (rng.uniform(-1, 1, shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32), k
+        )
+        for k, shape in (
+            ("w1", (c, c, 3, 3)),
+            ("w2", (8, c, 1, 1)),
+            ("w3", (c, 8, 1, 1)),
+            ("w4", (16, c, 1, 1)),
+        )
+    ]
+    inits += [
+        numpy_helper.from_array(rng.normal(size=n).astype(np.float32), k) for k, n in (("b3", c), ("b4", 16))
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1] * 4),
+        helper.make_node("Sigmoid", ["c1"], ["e1"]),
+        helper.make_node("Mul", ["c1", "e1"], ["s"]),
+        helper.make_node("GlobalAveragePool", ["s"], ["p"]),
+        helper.make_node("Conv", ["p", "w2"], ["c2"]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"]),
+        helper.make_node("Sigmoid", ["c3"], ["g"]),
+        helper.make_node("Mul", ["s", "g"], ["sg"]),
+        helper.make_node("Conv", ["sg", "w4", "b4"], ["y"]),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 16, size, size])]
+    if gated_output:
+        outputs.append(helper.make_tensor_value_info("sg", TensorProto.FLOAT, [batch, c, size, size]))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, c, size, size])
+    graph = helper.make_graph(nodes, "squeeze_excitation", [x], outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _compiled_outputs(proto: onnx.ModelProto) -> tuple[str, dict[str, np.ndarray[Any, Any]]]:
+    """The generated module's source for ``proto`` lowered for the graph compiler, and what its compiled
+    serial function returns on random inputs, beside onnxruntime's answer (keys ``ort:NAME``)."""
+    model = for_graph_compiler(prepare(proto))
+    code = generate(model, serial_plan(model.graph), compile=True)
+    ns = exec_generated(code.source, "compiled_se")
+    x = random_inputs(model, seed=3)
+    batch = x["x"].shape[0]
+    w = ns["prepare_weights"]({k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}, batch)
+    forward = ns["compiled_forward"](w, batch)
+    assert forward is not ns["forward_serial"]  # compiled, not the eager fallback
+    with torch.inference_mode():
+        got = {k: v.numpy() for k, v in forward(w, {"x": torch.from_numpy(x["x"])}).items()}
+    refs = ort_run(proto, x)
+    got.update({f"ort:{vi.name}": r for vi, r in zip(proto.graph.output, refs, strict=True)})
+    return code.source, got
+
+
+@needs_onednn_graph
+def test_a_global_average_pool_is_one_window_pool_of_constant_size_and_matches_onnxruntime() -> None:
+    """oneDNN Graph takes a pool into its partitions only where its window is a constant: the lowering
+    writes the map's size (known statically) where it is, and the mean where it is not."""
+    lowered = for_graph_compiler(prepare(squeeze_excitation_model()))
+    (pool,) = [n for n in lowered.graph if n.op == "onnx.GlobalAveragePool"]
+    assert pool.attrs["window"] == (64, 64)
+    source, got = _compiled_outputs(squeeze_excitation_model())
+    assert "F.avg_pool2d(" in source and ", (64, 64), (64, 64))" in source
+    assert rel_err(got["ort:y"], got["y"]) < 1e-4
+    unknown = prepare(squeeze_excitation_model())
+    unknown.values.pop(pool.attrs["_inputs"][0])  # shape inference could not tell the map's size
+    (pool,) = [n for n in for_graph_compiler(unknown).graph if n.op == "onnx.GlobalAveragePool"]
+    assert "window" not in pool.attrs
+    x = torch.randn(2, 3, 5, 7)
+    torch.testing.assert_close(onnx_global_pool(x, "avg"), x.mean(dim=(2, 3), keepdim=True))

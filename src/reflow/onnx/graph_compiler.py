@@ -73,7 +73,24 @@ def for_graph_compiler(model: ImportedModel) -> ImportedModel:
     g = model.graph.copy()
     for node in list(g):
         if node.op in _GRAPH_KERNELS:
-            g.replace_node(replace(node, attrs={**node.attrs, "kernel": GRAPH}))
+            attrs = {**node.attrs, "kernel": GRAPH}
+            if node.op == "onnx.GlobalAveragePool" and (
+                window := _static_window(model, node.attrs["_inputs"][0])
+            ):
+                attrs["window"] = window
+            g.replace_node(replace(node, attrs=attrs))
     return ImportedModel(
         model.name, g, model.weights, model.inputs, model.outputs, model.values, model.opset, model.folded
     )
+
+
+def _static_window(model: ImportedModel, value: str) -> tuple[int, int] | None:
+    """The 2-D map of ``value`` (N, C, H, W) where shape inference fixed it. oneDNN Graph takes a pool into
+    its partitions only where the window is a constant (and the stride is written out): one computed from
+    the traced tensor's shape (``aten::size``) leaves the pool to TorchScript, between two partitions
+    (efficientnet_b0's 17 squeeze-excitation pools)."""
+    info = model.values.get(value)
+    shape = info.shape if info is not None else None
+    if shape is None or len(shape) != 4 or shape[2] is None or shape[3] is None:
+        return None
+    return int(shape[2]), int(shape[3])

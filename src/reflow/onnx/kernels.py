@@ -124,13 +124,11 @@ def onnx_window_max(x: torch.Tensor, radius: tuple[int, ...]) -> torch.Tensor:
 
 
 def onnx_global_pool(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """GlobalAveragePool / GlobalMaxPool over every spatial dimension, keeping them as size 1 (kind "avg",
-    "max", or "avg_window": a 2-D average as one pool over the whole map, which a graph compiler fuses)."""
+    """GlobalAveragePool / GlobalMaxPool over every spatial dimension, keeping them as size 1 (kind "avg" or
+    "max")."""
     dims = tuple(range(2, x.dim()))
     if kind == "max":
         return x.amax(dim=dims, keepdim=True)
-    if kind == "avg_window" and x.dim() == 4:
-        return F.avg_pool2d(x, tuple(x.shape[2:]))
     return x.mean(dim=dims, keepdim=True)
 
 

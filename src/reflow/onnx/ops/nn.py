@@ -165,11 +165,18 @@ def _pool_flops(f: FlopCall) -> float:
 
 register("MaxPool", _maxpool, _pool_flops)
 register("AveragePool", _avgpool, _pool_flops)
-register(
-    "GlobalAveragePool",
-    lambda c: f"onnx_global_pool({c.arg(0)}, {'avg_window' if c.attrs.get('kernel') == GRAPH else 'avg'!r})",
-    lambda f: float(numel(f.ins[0])),
-)
+
+
+def _global_avgpool(c: Call) -> str:
+    # for a graph compiler, one average pool over the whole map with the window (known statically: set by
+    # graph_compiler.for_graph_compiler) and the stride written out, which oneDNN Graph fuses
+    if c.attrs.get("kernel") == GRAPH and "window" in c.attrs:
+        window = lit(tuple(c.attrs["window"]))
+        return f"F.avg_pool2d({c.arg(0)}, {window}, {window})"
+    return f"onnx_global_pool({c.arg(0)}, 'avg')"
+
+
+register("GlobalAveragePool", _global_avgpool, lambda f: float(numel(f.ins[0])))
 register("GlobalMaxPool", lambda c: f"onnx_global_pool({c.arg(0)}, 'max')", lambda f: float(numel(f.ins[0])))
 
 
