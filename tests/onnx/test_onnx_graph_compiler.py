@@ -204,3 +204,46 @@ def test_a_global_average_pool_is_one_window_pool_of_constant_size_and_matches_o
     assert "window" not in pool.attrs
     x = torch.randn(2, 3, 5, 7)
     torch.testing.assert_close(onnx_global_pool(x, "avg"), x.mean(dim=(2, 3), keepdim=True))
+
+
+def _gated_convs(proto: onnx.ModelProto) -> list[Any]:
+    lowered = for_graph_compiler(prepare(proto))
+    return [n for n in lowered.graph if n.op == "onnx.FusedConv" and len(n.attrs["_inputs"]) > 4]
+
+
+@needs_onednn_graph
+def test_a_squeeze_excitation_gate_scales_the_weight_of_the_conv_it_feeds_and_matches_onnxruntime() -> None:
+    """conv(s * g, W) == conv(s, W * g) for a gate g of one value per channel: the multiply over the
+    activation is gone, the conv reads s and the gate, and the compiled module still answers as onnxruntime
+    does."""
+    (conv,) = _gated_convs(squeeze_excitation_model())
+    lowered = for_graph_compiler(prepare(squeeze_excitation_model()))
+    assert conv.attrs["_inputs"][0] == "s" and conv.attrs["_inputs"][4] == "g"
+    assert not [n for n in lowered.graph if n.op == "onnx.Mul" and "g" in n.attrs["_inputs"]]
+    producer = {v: n.name for n in lowered.graph for v in n.attrs.get("_outputs", ())}
+    edges = {(e.src, e.dst_port) for e in lowered.graph.in_edges(conv.name)}
+    assert edges == {(producer["s"], "i0"), (producer["g"], "i4")}
+    source, got = _compiled_outputs(squeeze_excitation_model())
+    assert ".reshape(1, -1, 1, 1)" in source
+    assert rel_err(got["ort:y"], got["y"]) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "proto",
+    [
+        squeeze_excitation_model(batch=2),  # one gate per image: no single weight
+        squeeze_excitation_model(size=16),  # the activation (8k values) is not much larger than the weight
+        squeeze_excitation_model(gated_output=True),  # s * g is read elsewhere too
+    ],
+    ids=["batch 2", "small map", "product read elsewhere"],
+)
+def test_a_gate_stays_a_multiply_where_folding_it_does_not_apply_or_pay(proto: onnx.ModelProto) -> None:
+    assert not _gated_convs(proto)
+
+
+def test_a_gated_conv_lowers_only_for_a_graph_compiler() -> None:
+    from reflow.onnx.ops import Call, rule
+
+    attrs = {"kernel_shape": [1, 1], "activation": "none", "kernel": "onednn"}
+    with pytest.raises(ValueError, match="graph compiler"):
+        rule("FusedConv").lower(Call(("x", "w", "b", "None", "g"), attrs))

@@ -66,7 +66,8 @@ def _graph_activation(expr: str, activation: str, scalars: tuple[float, ...]) ->
 
 
 # FusedConv is reflow's own op, made by reflow.onnx.conv_fusion from a 2-D float Conv and the Add and Relu
-# that follow it (onnxruntime's com.microsoft FusedConv has the same inputs): X, W, B, Z (added, optional);
+# that follow it (onnxruntime's com.microsoft FusedConv has the same inputs): X, W, B, Z (added, optional),
+# G (optional, GRAPH kernel only: a per-channel gate X is multiplied by, folded into W by graph_compiler);
 # attributes as Conv's (symmetric pads only), ``activation`` ("none", "relu", "hardtanh" clamping to the
 # two ``scalars``, or "swish") and ``kernel``: "onednn" (one fused oneDNN call on a prepacked weight) or
 # "aten" (F.conv2d, then the add and activation in place: cheaper to call, so better for small convolutions)
@@ -77,8 +78,13 @@ def _fused_conv(c: Call) -> str:
     args = f"{lit(strides)}, {lit(pads[:2])}, {lit(dilations)}, {c.attrs.get('group', 1)}"
     activation, scalars = c.attrs["activation"], tuple(c.attrs.get("scalars", ()))
     if c.attrs.get("kernel") == GRAPH:
-        expr = f"F.conv2d({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {args})"
+        # a gate (input 4, one value per input channel: graph_compiler.fold_gates) scales the weight; its
+        # reshape hands it to torch, which multiplies the weight (oneDNN Graph rejects a weight it made)
+        w = f"{c.arg(1)} * {c.arg(4)}.reshape(1, -1, 1, 1)" if c.has(4) else c.arg(1)
+        expr = f"F.conv2d({c.arg(0)}, {w}, {c.arg(2)}, {args})"
         return _graph_activation(f"{expr} + {c.arg(3)}" if c.has(3) else expr, activation, scalars)
+    if c.has(4):
+        raise ValueError("a gated FusedConv (input 4) lowers only for a graph compiler (kernel 'graph')")
     if c.attrs.get("kernel") == "linear":
         extra = f", {lit(scalars)}" if scalars else ""
         return f"onnx_conv1x1({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {c.arg(3)}, {activation!r}{extra})"
