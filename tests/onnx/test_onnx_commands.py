@@ -4,6 +4,7 @@ input errors."""
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,17 +86,35 @@ def test_runtime_processes_is_written_into_the_module(
     assert r.returncode == 0 and "= 0 (processes)" in r.stdout, r.stderr
 
 
-@pytest.mark.parametrize("flag, compiled", [([], True), (["--no-compile"], False)])
+@pytest.mark.parametrize(
+    "flag, compiled, says",
+    [
+        (
+            [],
+            True,
+            "yes, by oneDNN Graph at load (the whole graph on 1 thread(s): compiled 1.000 ms, eager"
+            " 2.000 ms)",
+        ),
+        (["--no-compile"], False, "no (--no-compile)"),
+    ],
+)
 def test_no_compile_keeps_the_module_eager(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], compiled: bool
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flag: list[str],
+    compiled: bool,
+    says: str,
 ) -> None:
-    """Even where the compiled graph measures faster (fixed here), --no-compile keeps the module eager."""
+    """Even where the compiled graph measures faster (the measurements fixed here), --no-compile keeps the
+    module eager; the summary says which and why."""
     from reflow.onnx import pipeline
 
-    monkeypatch.setattr(pipeline, "_compiles_faster", lambda model, threads: True)
+    monkeypatch.setattr(pipeline, "_measure", lambda model, threads, c: 1e-3 if c else 2e-3)
     src = tmp_path / "wide.onnx"
     onnx.save(wide_model(2, size=8, channels=8), src)
     py = tmp_path / "wide.py"
     args = parse(["parallelize", str(src), "-o", str(py), "--workers", "1", "--no-profile", *flag])
     assert args.func(args) == 0
     assert f"COMPILE = {compiled}" in py.read_text()
+    assert re.search(r"^  compiled +" + re.escape(says) + "$", capsys.readouterr().out, re.M)

@@ -27,8 +27,12 @@ needs_onednn_graph = pytest.mark.skipif(
 
 
 def test_convolutional_networks_are_compiled_and_transformers_are_not() -> None:
+    from reflow.onnx.pipeline import _compile_choice
+
     assert compilable(prepare(light_model("resnet50", batch=1)))
-    assert not compilable(prepare(light_model("inception_v1", batch=1)))  # its LRNs ran 8x slower compiled
+    inception = prepare(light_model("inception_v1", batch=1))
+    assert not compilable(inception)  # its LRNs ran 8x slower compiled
+    assert _compile_choice(inception, 1, True) == (False, "no: not in graph_compiler.GRAPH_OPS: LRN")
     assert not compilable(prepare(transformer_model()))
 
 

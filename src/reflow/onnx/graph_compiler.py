@@ -17,7 +17,7 @@ oneDNN Graph's TorchScript bridge failed an internal assertion, and those graphs
 attention and dense kernels. LRN is left out too: the light inception_v1's two LRNs (onnx_lrn, shifted
 channel slices) made its compiled graph 8x slower than the eager module. Even within GRAPH_OPS the compiled
 graph is not always faster (the light densenet121: 69 vs 52 ms), so the pipeline measures both and compiles
-only where the compiled graph wins (``pipeline._compiles_faster``).
+only where the compiled graph wins (``pipeline._compile_choice``).
 """
 
 from __future__ import annotations

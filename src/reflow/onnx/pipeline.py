@@ -15,7 +15,7 @@ from reflow.onnx.codegen import GeneratedCode, generate
 from reflow.onnx.conv_fusion import fuse_conv_activations
 from reflow.onnx.costmodel import apply_costs, flop_costs, measure_graph, profile, random_inputs
 from reflow.onnx.eager import run_graph
-from reflow.onnx.graph_compiler import compilable, for_graph_compiler
+from reflow.onnx.graph_compiler import GRAPH_OPS, compilable, for_graph_compiler
 from reflow.onnx.importer import ImportedModel, ValueInfo, import_model, with_value_shapes
 from reflow.onnx.models import randomize_weights, set_batch
 from reflow.onnx.plan import Plan, serial_plan
@@ -31,6 +31,7 @@ class Result:
     code: GeneratedCode
     measured_serial: float  # measured whole-graph time of the serial code, 1 thread (seconds)
     measured_plans: dict[str, float] = field(default_factory=dict)  # plan -> seconds per call, where timed
+    compilation: str = ""  # whether load() compiles the graph, and why (for the summary)
 
     @property
     def cost_model_error(self) -> float:
@@ -61,12 +62,12 @@ def parallelize(
     if batch is not None:
         proto = set_batch(proto, batch)
     base = prepare(proto)
-    compiled = compile and compilable(base) and _compiles_faster(base, workers)
+    compiled, compilation = _compile_choice(base, workers, compile)
     model = _costed(_lowered(base, compiled), profile_ops, progress)
     measured = _measure(model, 1, compiled)
     if workers == 1:
         plan = serial_plan(model.graph)
-        return Result(model, plan, generate(model, plan, compile=compiled), measured)
+        return Result(model, plan, generate(model, plan, compile=compiled), measured, {}, compilation)
     from reflow.onnx.planner import batch_slices, plan_options
 
     b = _batch(model)
@@ -87,12 +88,12 @@ def parallelize(
     )
     plan = options[0]
     if not ((profile_ops if time_plans is None else time_plans) and is_parallel(plan)):
-        return Result(model, plan, _code(model, sliced, plan, compile=compiled), measured)
+        return Result(model, plan, _code(model, sliced, plan, compile=compiled), measured, {}, compilation)
     intra_plan = next(p for p in options if not is_parallel(p))
     candidates = {describe(p): (p, _code(model, sliced, p, runtime, compiled)) for p in (plan, intra_plan)}
     timed = time_codes({k: code for k, (_, code) in candidates.items()})
     plan, code = candidates[min(timed, key=timed.__getitem__)]
-    return Result(model, plan, code.with_runtime("threads"), measured, timed)  # as written without timing
+    return Result(model, plan, code.with_runtime("threads"), measured, timed, compilation)  # as written
 
 
 def is_parallel(plan: Plan) -> bool:
@@ -163,12 +164,26 @@ def _measure(model: ImportedModel, threads: int, compiled: bool, repeats: int = 
             return float(mod._median_time(run, repeats))  # the module's own timing loop
 
 
-def _compiles_faster(model: ImportedModel, threads: int) -> bool:
-    """Whether the compiled graph runs ``model`` faster than its eager nodes, whole, on ``threads`` torch
-    threads. It did on every torchvision CNN in the benchmarks (1.04-1.64x), and lost on two of the light
-    models at batch 4 on 2 threads: densenet121 69 vs 52 ms, and inception_v1, whose LRNs it ran 8x slower
-    (onnx_lrn's shifted channel slices), before LRN left GRAPH_OPS."""
-    return _measure(for_graph_compiler(model), threads, True) < _measure(model, threads, False)
+def _compile_choice(model: ImportedModel, threads: int, wanted: bool) -> tuple[bool, str]:
+    """Whether the generated code should compile ``model``'s graph, and a line saying why: where the caller
+    wants it, every op is one the graph compiler takes, and the whole graph on ``threads`` torch threads
+    measures faster compiled than eager. It did on every torchvision CNN in the benchmarks (1.04-1.64x), and
+    lost on two of the light models at batch 4 on 2 threads: densenet121 69 vs 52 ms, and inception_v1,
+    whose LRNs it ran 8x slower (onnx_lrn's shifted channel slices), before LRN left GRAPH_OPS."""
+    if not wanted:
+        return False, "no (--no-compile)"
+    if not compilable(model):
+        missing = sorted(
+            {n.op.removeprefix("onnx.") for n in model.graph if n.op.startswith("onnx.")}
+            - {op.removeprefix("onnx.") for op in GRAPH_OPS}
+        )
+        why = (
+            f"not in graph_compiler.GRAPH_OPS: {', '.join(missing)}" if missing else "not float32 in and out"
+        )
+        return False, f"no: {why}"
+    fast, slow = _measure(for_graph_compiler(model), threads, True), _measure(model, threads, False)
+    times = f"the whole graph on {threads} thread(s): compiled {fast * 1e3:.3f} ms, eager {slow * 1e3:.3f} ms"
+    return (True, f"yes, by oneDNN Graph at load ({times})") if fast < slow else (False, f"no ({times})")
 
 
 def _lowered(model: ImportedModel, compiled: bool) -> ImportedModel:

@@ -26,4 +26,6 @@ def summary_table(r: Result) -> str:
         ("bound", f"{p.bound:.2f}x (work / critical path)"),
         ("predicted", f"{p.makespan * 1e3:.3f} ms, speedup {p.predicted_speedup:.2f}x"),
     ]
+    if r.compilation:
+        rows.append(("compiled", r.compilation))
     return table(rows)
