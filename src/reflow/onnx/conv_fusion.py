@@ -52,10 +52,9 @@ ATEN_MAX_FLOPS_1X1_BATCH_1 = 1e6
 
 
 def _shape(model: ImportedModel, value: str) -> tuple[int, ...] | None:
+    """A float32 value's static shape."""
     vi = model.values.get(value)
-    if vi is None or vi.shape is None or any(d is None for d in vi.shape) or vi.dtype != "float32":
-        return None
-    return tuple(d for d in vi.shape if d is not None)
+    return model.static_shape(value) if vi is not None and vi.dtype == "float32" else None
 
 
 def _fusable_conv(model: ImportedModel, node: Node) -> bool:

@@ -50,19 +50,12 @@ def flop_costs(model: ImportedModel, flops_per_second: float = FLOPS_PER_SECOND)
     for node in model.graph:
         if not node.op.startswith("onnx."):
             continue
-        shapes = tuple(_shape(model, v) for v in node.attrs["_inputs"])
-        outs = tuple(_shape(model, v) for v in node.attrs["_outputs"])
+        shapes = tuple(model.static_shape(v) for v in node.attrs["_inputs"])
+        outs = tuple(model.static_shape(v) for v in node.attrs["_outputs"])
         attrs = {k: v for k, v in node.attrs.items() if not k.startswith("_")}
         f = rule(node.op.removeprefix("onnx."), node.name).flops(FlopCall(shapes, outs, attrs))
         costs[node.name] = f / flops_per_second + NODE_OVERHEAD
     return costs
-
-
-def _shape(model: ImportedModel, v: str) -> tuple[int, ...] | None:
-    vi = model.values.get(v)
-    if vi is None or vi.shape is None or any(d is None for d in vi.shape):
-        return None
-    return tuple(d for d in vi.shape if d is not None)
 
 
 @dataclass(frozen=True)

@@ -103,10 +103,8 @@ def prepacked_weights(model: Any) -> dict[str, Node]:
 
 def input_shape(model: Any, node: Node) -> tuple[int, ...] | None:
     """The shape of ``node``'s input 0, when every dimension is known."""
-    vi = model.values.get(node.attrs["_inputs"][0])
-    if vi is None or vi.shape is None or None in vi.shape:
-        return None
-    return tuple(int(d) for d in vi.shape)
+    shape: tuple[int, ...] | None = model.static_shape(node.attrs["_inputs"][0])
+    return shape
 
 
 def load_weights(model: Any) -> dict[str, torch.Tensor]:

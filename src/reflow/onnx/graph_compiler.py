@@ -157,14 +157,13 @@ def _gated_input(model: ImportedModel, mul: Node, weight_size: int) -> str | Non
     """Which input of ``mul`` is the activation X where the other is a run-time per-channel gate of one image
     and folding pays (see fold_gates), else None."""
     ins: list[str] = list(mul.attrs["_inputs"])
-    if len(ins) != 2 or ins[0] == ins[1] or any(v in model.weights or v not in model.values for v in ins):
+    if len(ins) != 2 or ins[0] == ins[1] or any(v in model.weights for v in ins):
         return None
     for x, gate in (ins, ins[::-1]):
-        xs, gs = model.values[x].shape, model.values[gate].shape
-        if xs is None or gs is None or len(xs) != 4 or xs[0] != 1 or xs[1] is None:
+        xs, gs = model.static_shape(x), model.static_shape(gate)
+        if xs is None or len(xs) != 4 or xs[0] != 1 or gs != (1, xs[1], 1, 1):
             continue
-        size = math.prod(d or 0 for d in xs)
-        if tuple(gs) == (1, xs[1], 1, 1) and size > GATE_FOLD_RATIO * weight_size + GATE_FOLD_MARGIN:
+        if math.prod(xs) > GATE_FOLD_RATIO * weight_size + GATE_FOLD_MARGIN:
             return x
     return None
 
@@ -174,8 +173,5 @@ def _static_window(model: ImportedModel, value: str) -> tuple[int, int] | None:
     its partitions only where the window is a constant (and the stride is written out): one computed from
     the traced tensor's shape (``aten::size``) leaves the pool to TorchScript, between two partitions
     (efficientnet_b0's 17 squeeze-excitation pools)."""
-    info = model.values.get(value)
-    shape = info.shape if info is not None else None
-    if shape is None or len(shape) != 4 or shape[2] is None or shape[3] is None:
-        return None
-    return int(shape[2]), int(shape[3])
+    shape = model.static_shape(value)
+    return (shape[2], shape[3]) if shape is not None and len(shape) == 4 else None

@@ -87,6 +87,13 @@ class ImportedModel:
     opset: int = 21
     folded: int = 0
 
+    def static_shape(self, value: str) -> tuple[int, ...] | None:
+        """``value``'s shape where shape inference fixed every dimension, else None."""
+        vi = self.values.get(value)
+        if vi is None or vi.shape is None or None in vi.shape:
+            return None
+        return tuple(int(d) for d in vi.shape if d is not None)
+
 
 def _value_info(vi: onnx.ValueInfoProto) -> ValueInfo:
     tt = vi.type.tensor_type
