@@ -64,9 +64,20 @@ _GRAPH_KERNELS = frozenset(
 def compilable(model: ImportedModel) -> bool:
     """Whether ``model`` is one the generated code should compile: float32 in and out, every op in
     GRAPH_OPS."""
-    float32 = all(vi.dtype == "float32" for vi in [*model.inputs, *model.outputs])
+    return why_not_compilable(model) is None
+
+
+def why_not_compilable(model: ImportedModel) -> str | None:
+    """Why the generated code should not compile ``model`` (for ``reflow parallelize``'s summary), or None
+    where it may."""
     ops = {n.op for n in model.graph if n.op.startswith("onnx.")}
-    return float32 and bool(ops) and ops <= GRAPH_OPS
+    if not ops:
+        return "no ONNX ops"
+    if missing := sorted(op.removeprefix("onnx.") for op in ops - GRAPH_OPS):
+        return f"not in graph_compiler.GRAPH_OPS: {', '.join(missing)}"
+    if not all(vi.dtype == "float32" for vi in [*model.inputs, *model.outputs]):
+        return "not float32 in and out"
+    return None
 
 
 def for_graph_compiler(model: ImportedModel) -> ImportedModel:

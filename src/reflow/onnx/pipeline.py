@@ -15,7 +15,7 @@ from reflow.onnx.codegen import GeneratedCode, generate
 from reflow.onnx.conv_fusion import fuse_conv_activations
 from reflow.onnx.costmodel import apply_costs, flop_costs, measure_graph, profile, random_inputs
 from reflow.onnx.eager import run_graph
-from reflow.onnx.graph_compiler import GRAPH_OPS, compilable, for_graph_compiler
+from reflow.onnx.graph_compiler import for_graph_compiler, why_not_compilable
 from reflow.onnx.importer import ImportedModel, ValueInfo, import_model, with_value_shapes
 from reflow.onnx.models import randomize_weights, set_batch
 from reflow.onnx.plan import Plan, serial_plan
@@ -67,7 +67,7 @@ def parallelize(
     measured = _measure(model, 1, compiled)
     if workers == 1:
         plan = serial_plan(model.graph)
-        return Result(model, plan, generate(model, plan, compile=compiled), measured, {}, compilation)
+        return Result(model, plan, generate(model, plan, compile=compiled), measured, compilation=compilation)
     from reflow.onnx.planner import batch_slices, plan_options
 
     b = _batch(model)
@@ -88,7 +88,9 @@ def parallelize(
     )
     plan = options[0]
     if not ((profile_ops if time_plans is None else time_plans) and is_parallel(plan)):
-        return Result(model, plan, _code(model, sliced, plan, compile=compiled), measured, {}, compilation)
+        return Result(
+            model, plan, _code(model, sliced, plan, compile=compiled), measured, compilation=compilation
+        )
     intra_plan = next(p for p in options if not is_parallel(p))
     candidates = {describe(p): (p, _code(model, sliced, p, runtime, compiled)) for p in (plan, intra_plan)}
     timed = time_codes({k: code for k, (_, code) in candidates.items()})
@@ -172,14 +174,7 @@ def _compile_choice(model: ImportedModel, threads: int, wanted: bool) -> tuple[b
     whose LRNs it ran 8x slower (onnx_lrn's shifted channel slices), before LRN left GRAPH_OPS."""
     if not wanted:
         return False, "no (--no-compile)"
-    if not compilable(model):
-        missing = sorted(
-            {n.op.removeprefix("onnx.") for n in model.graph if n.op.startswith("onnx.")}
-            - {op.removeprefix("onnx.") for op in GRAPH_OPS}
-        )
-        why = (
-            f"not in graph_compiler.GRAPH_OPS: {', '.join(missing)}" if missing else "not float32 in and out"
-        )
+    if (why := why_not_compilable(model)) is not None:
         return False, f"no: {why}"
     fast, slow = _measure(for_graph_compiler(model), threads, True), _measure(model, threads, False)
     times = f"the whole graph on {threads} thread(s): compiled {fast * 1e3:.3f} ms, eager {slow * 1e3:.3f} ms"
