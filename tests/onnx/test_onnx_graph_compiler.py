@@ -210,8 +210,7 @@ def test_a_global_average_pool_is_one_window_pool_of_constant_size_and_matches_o
     torch.testing.assert_close(onnx_global_pool(x, "avg"), x.mean(dim=(2, 3), keepdim=True))
 
 
-def _gated_convs(proto: onnx.ModelProto) -> list[Any]:
-    lowered = for_graph_compiler(prepare(proto))
+def _gated_convs(lowered: Any) -> list[Any]:
     return [n for n in lowered.graph if n.op == "onnx.FusedConv" and len(n.attrs["_inputs"]) > 4]
 
 
@@ -220,8 +219,8 @@ def test_a_squeeze_excitation_gate_scales_the_weight_of_the_conv_it_feeds_and_ma
     """conv(s * g, W) == conv(s, W * g) for a gate g of one value per channel: the multiply over the
     activation is gone, the conv reads s and the gate, and the compiled module still answers as onnxruntime
     does."""
-    (conv,) = _gated_convs(squeeze_excitation_model())
     lowered = for_graph_compiler(prepare(squeeze_excitation_model()))
+    (conv,) = _gated_convs(lowered)
     assert conv.attrs["_inputs"][0] == "s" and conv.attrs["_inputs"][4] == "g"
     assert not [n for n in lowered.graph if n.op == "onnx.Mul" and "g" in n.attrs["_inputs"]]
     producer = {v: n.name for n in lowered.graph for v in n.attrs.get("_outputs", ())}
@@ -242,7 +241,7 @@ def test_a_squeeze_excitation_gate_scales_the_weight_of_the_conv_it_feeds_and_ma
     ids=["batch 2", "small map", "product read elsewhere"],
 )
 def test_a_gate_stays_a_multiply_where_folding_it_does_not_apply_or_pay(proto: onnx.ModelProto) -> None:
-    assert not _gated_convs(proto)
+    assert not _gated_convs(for_graph_compiler(prepare(proto)))
 
 
 def test_a_gated_conv_lowers_only_for_a_graph_compiler() -> None:
