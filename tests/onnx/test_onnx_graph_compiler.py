@@ -15,7 +15,8 @@ from onnx_oracle import exec_generated, ort_run, rel_err
 
 from reflow.onnx.codegen import generate
 from reflow.onnx.costmodel import random_inputs
-from reflow.onnx.graph_compiler import compilable, for_graph_compiler
+from reflow.onnx.eager import compile_call
+from reflow.onnx.graph_compiler import compilable, for_graph_compiler, vector_convs
 from reflow.onnx.kernels import onnx_global_pool, onnx_graph_compile
 from reflow.onnx.models import light_model, transformer_model, wide_model
 from reflow.onnx.pipeline import prepare
@@ -195,14 +196,15 @@ def _compiled_outputs(proto: onnx.ModelProto) -> tuple[str, dict[str, np.ndarray
 @needs_onednn_graph
 def test_a_global_average_pool_is_one_window_pool_of_constant_size_and_matches_onnxruntime() -> None:
     """oneDNN Graph takes a pool into its partitions only where its window is a constant: the lowering
-    writes the map's size (known statically) where it is, and the mean where it is not."""
-    lowered = for_graph_compiler(prepare(squeeze_excitation_model()))
+    writes the map's size (known statically) where it is, and the mean where it is not. (At batch 2: at
+    batch 1 this pool feeds matrix-vector products and is a mean, tested below.)"""
+    lowered = for_graph_compiler(prepare(squeeze_excitation_model(batch=2)))
     (pool,) = [n for n in lowered.graph if n.op == "onnx.GlobalAveragePool"]
     assert pool.attrs["window"] == (64, 64)
-    source, got = _compiled_outputs(squeeze_excitation_model())
+    source, got = _compiled_outputs(squeeze_excitation_model(batch=2))
     assert "F.avg_pool2d(" in source and ", (64, 64), (64, 64))" in source
     assert rel_err(got["ort:y"], got["y"]) < 1e-4
-    unknown = prepare(squeeze_excitation_model())
+    unknown = prepare(squeeze_excitation_model(batch=2))
     unknown.values.pop(pool.attrs["_inputs"][0])  # shape inference could not tell the map's size
     (pool,) = [n for n in for_graph_compiler(unknown).graph if n.op == "onnx.GlobalAveragePool"]
     assert "window" not in pool.attrs
@@ -250,3 +252,67 @@ def test_a_gated_conv_lowers_only_for_a_graph_compiler() -> None:
     attrs = {"kernel_shape": [1, 1], "activation": "none", "kernel": "onednn"}
     with pytest.raises(ValueError, match="graph compiler"):
         rule("FusedConv").lower(Call(("x", "w", "b", "None", "g"), attrs))
+
+
+@needs_onednn_graph
+def test_a_squeeze_path_at_batch_1_runs_as_vector_products_beside_the_compiler() -> None:
+    """At batch 1 the squeeze path (global pool, two 1x1 convs on one pixel, the gate's sigmoid) is a mean,
+    two matrix-vector products and in-place activations, which oneDNN Graph leaves to TorchScript: the
+    compiled graph keeps a partition for each real conv only, and still answers as onnxruntime does."""
+    model = prepare(squeeze_excitation_model())
+    convs = {n.attrs["_inputs"][1]: n.name for n in model.graph if n.op == "onnx.FusedConv"}
+    assert vector_convs(model) == {convs["w2"], convs["w3"]}
+    lowered = for_graph_compiler(model)
+    assert not [n for n in lowered.graph if n.op == "onnx.Sigmoid"]  # the gate's, absorbed by its conv
+    gate = lowered.graph.node(convs["w3"])
+    assert gate.attrs["activation"] == "sigmoid" and gate.attrs["_outputs"] == ["g"]
+    assert {e.dst for e in lowered.graph.out_edges(gate.name)} == {convs["w4"]}  # the gate folded there
+    (pool,) = [n for n in lowered.graph if n.op == "onnx.GlobalAveragePool"]
+    assert "window" not in pool.attrs
+    source, got = _compiled_outputs(squeeze_excitation_model())
+    assert "torch.mv(" in source and "torch.addmv(" in source and ".sigmoid_()" in source
+    assert rel_err(got["ort:y"], got["y"]) < 1e-4
+    graph = torch.jit.last_executed_optimized_graph()
+    partitions = [n for n in graph.nodes() if n.kind() == "prim::oneDNNFusionGuard"]
+    assert len(partitions) == 2  # the 3x3 conv and the gated 1x1 conv; 5 with the squeeze path inside
+
+
+def test_no_vector_products_at_batch_2_or_on_a_larger_map() -> None:
+    assert not vector_convs(prepare(squeeze_excitation_model(batch=2)))
+    assert not vector_convs(prepare(light_model("resnet50", batch=1)))  # its 1x1 convs read 7x7 maps at least
+
+
+@pytest.mark.parametrize(
+    "activation, scalars, reference",
+    [
+        ("none", [], lambda y: y),
+        ("relu", [], torch.relu),
+        ("hardtanh", [0.0, 6.0], lambda y: y.clamp(0.0, 6.0)),
+        ("swish", [], torch.nn.functional.silu),
+        ("sigmoid", [], torch.sigmoid),
+    ],
+)
+def test_a_vector_conv_equals_the_conv_with_its_activation(
+    activation: str, scalars: list[float], reference: Any
+) -> None:
+    attrs = {
+        "kernel_shape": [1, 1],
+        "activation": activation,
+        "scalars": scalars,
+        "kernel": "graph",
+        "vector": True,
+    }
+    x, w, b = torch.randn(1, 24, 1, 1), torch.randn(40, 24, 1, 1), torch.randn(40)
+    want = reference(torch.nn.functional.conv2d(x, w, b))
+    (got,) = compile_call("FusedConv", [True, True, True], attrs, 1, 17)(x, w, b)
+    torch.testing.assert_close(got, want)
+    (got,) = compile_call("FusedConv", [True, True], attrs, 1, 17)(x, w)  # no bias: torch.mv
+    torch.testing.assert_close(got, reference(torch.nn.functional.conv2d(x, w)))
+
+
+def test_a_sigmoid_activation_lowers_only_for_a_vector_conv() -> None:
+    from reflow.onnx.ops import Call, rule
+
+    attrs = {"kernel_shape": [1, 1], "activation": "sigmoid", "kernel": "graph"}
+    with pytest.raises(ValueError, match="vector"):
+        rule("FusedConv").lower(Call(("x", "w", "b"), attrs))

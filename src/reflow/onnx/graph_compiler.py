@@ -83,20 +83,111 @@ def why_not_compilable(model: ImportedModel) -> str | None:
 def for_graph_compiler(model: ImportedModel) -> ImportedModel:
     """A copy of ``model`` whose convolutions, dense layers, pools and channel affines lower to the GRAPH
     kernel (their weights then stay in torch's layout: the compiler packs them itself), with gates folded
-    into the convolutions they feed (fold_gates)."""
+    into the convolutions they feed (fold_gates) and the convolutions on one vector per image run as
+    matrix-vector products beside the compiler (see vector_convs)."""
     g = model.graph.copy()
+    vectors = vector_convs(model)
+    readers = _readers(model)
     for node in list(g):
         if node.op in _GRAPH_KERNELS:
             attrs = {**node.attrs, "kernel": GRAPH}
-            if node.op == "onnx.GlobalAveragePool" and (
-                window := _static_window(model, node.attrs["_inputs"][0])
+            if node.name in vectors:
+                attrs["vector"] = True
+            out = node.attrs["_outputs"][0]
+            if (
+                node.op == "onnx.GlobalAveragePool"
+                and not set(readers.get(out, ())) <= vectors  # a pool feeding vector products: a plain mean
+                and (window := _static_window(model, node.attrs["_inputs"][0]))
             ):
                 attrs["window"] = window
             g.replace_node(replace(node, attrs=attrs))
-    return fold_gates(
-        ImportedModel(
-            model.name, g, model.weights, model.inputs, model.outputs, model.values, model.opset, model.folded
-        )
+    compiled = ImportedModel(
+        model.name, g, model.weights, model.inputs, model.outputs, model.values, model.opset, model.folded
+    )
+    return _absorb_sigmoids(fold_gates(compiled), vectors)
+
+
+def vector_convs(model: ImportedModel) -> set[str]:
+    """The FusedConvs that apply a 1x1 kernel to one image of one pixel (squeeze-excitation's two, at batch
+    1): ``W @ x`` for a vector ``x``, which the compiled graph runs as ``torch.addmv`` with its activation
+    in place. oneDNN Graph would make each such conv, and the global pool before it, a partition of its own,
+    at ~16 us each beside a kernel of 1-3 us (efficientnet_b0 at batch 1, 2 threads: 48 of its 93 partitions;
+    ONEDNN_VERBOSE=profile_exec); ``mean``, ``addmv`` and the in-place activations are ops it leaves to
+    TorchScript, at a few us each. Not for a gated or residual conv (inputs 3 and 4)."""
+    found = set()
+    for node in model.graph:
+        attrs = node.attrs
+        ins = attrs.get("_inputs", ())
+        if (
+            node.op == "onnx.FusedConv"
+            and (shape := model.static_shape(ins[0])) is not None
+            and len(shape) == 4
+            and shape[0] == 1
+            and shape[2:] == (1, 1)
+            and tuple(attrs.get("kernel_shape", ())) == (1, 1)
+            and attrs.get("group", 1) == 1
+            and set(attrs.get("strides", (1, 1))) == {1}
+            and set(attrs.get("dilations", (1, 1))) == {1}
+            and not any(attrs.get("pads", ()))
+            and not any(ins[3:])
+        ):
+            found.add(node.name)
+    return found
+
+
+def _readers(model: ImportedModel) -> dict[str, list[str]]:
+    """value -> the nodes that read it (a model output is read by ``output:NAME``)."""
+    readers: dict[str, list[str]] = {vi.name: [f"output:{vi.name}"] for vi in model.outputs}
+    for node in model.graph:
+        for v in node.attrs.get("_inputs", ()):
+            if v:
+                readers.setdefault(v, []).append(node.name)
+    return readers
+
+
+def _absorb_sigmoids(model: ImportedModel, vectors: set[str]) -> ImportedModel:
+    """A copy of ``model`` in which each vector conv (vector_convs) without an activation whose output only a
+    Sigmoid reads takes that Sigmoid as its activation (squeeze-excitation's gate), applied in place on the
+    product: out of place, oneDNN Graph would join the sigmoid and the multiply by the gate into a partition
+    of their own."""
+    g = model.graph
+    readers = _readers(model)
+    absorbed: dict[str, str] = {}  # sigmoid -> conv
+    for name in vectors:
+        node = g.node(name)
+        out = node.attrs["_outputs"][0]
+        sole = readers.get(out, [])
+        if (
+            node.attrs.get("activation") == "none"
+            and len(sole) == 1
+            and sole[0] in g
+            and g.node(sole[0]).op == "onnx.Sigmoid"
+        ):
+            absorbed[sole[0]] = name
+    if not absorbed:
+        return model
+    merged = {conv: sig for sig, conv in absorbed.items()}
+    ng = Graph(g.name)
+    for node in g:
+        if node.name in absorbed:
+            continue
+        if node.name in merged:
+            sig = g.node(merged[node.name])
+            attrs = {
+                **node.attrs,
+                "activation": "sigmoid",
+                "_outputs": sig.attrs["_outputs"],
+                "fused": [*node.attrs.get("fused", []), sig.name],
+            }
+            node = replace(node, attrs=attrs)
+        ng.add_node(node)
+    for e in g.edges:
+        if e.src in absorbed:  # the sigmoid's readers read the conv
+            ng.connect(absorbed[e.src], "o0", e.dst, e.dst_port, e.size)
+        elif e.dst not in absorbed:
+            ng.connect(e.src, e.src_port, e.dst, e.dst_port, e.size)
+    return ImportedModel(
+        model.name, ng, model.weights, model.inputs, model.outputs, model.values, model.opset, model.folded
     )
 
 

@@ -69,14 +69,20 @@ def _graph_activation(expr: str, activation: str, scalars: tuple[float, ...]) ->
 # that follow it (onnxruntime's com.microsoft FusedConv has the same inputs): X, W, B, Z (added, optional),
 # G (optional, GRAPH kernel only: a per-channel gate X is multiplied by, folded into W by graph_compiler);
 # attributes as Conv's (symmetric pads only), ``activation`` ("none", "relu", "hardtanh" clamping to the
-# two ``scalars``, or "swish") and ``kernel``: "onednn" (one fused oneDNN call on a prepacked weight) or
-# "aten" (F.conv2d, then the add and activation in place: cheaper to call, so better for small convolutions)
-# or "linear" (a 1x1 convolution as one GEMM over the channels-last pixels, onnx_conv1x1) or GRAPH (plain
-# out-of-place torch ops for a graph compiler to fuse: see reflow.onnx.graph_compiler).
+# two ``scalars``, "swish", or "sigmoid" for a vector conv) and ``kernel``: "onednn" (one fused oneDNN call
+# on a prepacked weight) or "aten" (F.conv2d, then the add and activation in place: cheaper to call, so
+# better for small convolutions) or "linear" (a 1x1 convolution as one GEMM over the channels-last pixels,
+# onnx_conv1x1) or GRAPH (plain out-of-place torch ops for a graph compiler to fuse: see
+# reflow.onnx.graph_compiler; with ``vector`` set, a matrix-vector product the compiler leaves alone:
+# graph_compiler.vector_convs).
 def _fused_conv(c: Call) -> str:
     strides, dilations, pads = _spatial(c, tuple(c.attrs["kernel_shape"]))
     args = f"{lit(strides)}, {lit(pads[:2])}, {lit(dilations)}, {c.attrs.get('group', 1)}"
     activation, scalars = c.attrs["activation"], tuple(c.attrs.get("scalars", ()))
+    if c.attrs.get("kernel") == GRAPH and c.attrs.get("vector"):
+        return _vector_conv(c, activation, scalars)
+    if activation == "sigmoid":
+        raise ValueError("a FusedConv's sigmoid lowers only as a vector product: graph_compiler.vector_convs")
     if c.attrs.get("kernel") == GRAPH:
         # a gate (input 4, one value per input channel: graph_compiler.fold_gates) scales the weight; its
         # reshape hands it to torch, which multiplies the weight (oneDNN Graph rejects a weight it made)
@@ -98,6 +104,24 @@ def _fused_conv(c: Call) -> str:
         return f"F.silu({expr}, inplace=True)" if activation == "swish" else expr
     extra = f", {lit(scalars)}" if scalars else ""
     return f"onnx_conv({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {c.arg(3)}, {args}, {activation!r}{extra})"
+
+
+def _vector_conv(c: Call, activation: str, scalars: tuple[float, ...]) -> str:
+    """A 1x1 conv on one image of one pixel as a matrix-vector product, its activation in place on the fresh
+    product, which a graph compiler leaves alone (see graph_compiler.vector_convs)."""
+    w, x = f"{c.arg(1)}.flatten(1)", f"{c.arg(0)}.reshape(-1)"
+    expr = f"torch.addmv({c.arg(2)}, {w}, {x})" if c.has(2) else f"torch.mv({w}, {x})"
+    if activation == "relu":
+        expr += ".relu_()"
+    elif activation == "hardtanh":
+        expr += f".clamp_({lit(scalars[0])}, {lit(scalars[1])})"
+    elif activation == "swish":
+        expr = f"F.silu({expr}, inplace=True)"
+    elif activation == "sigmoid":
+        expr += ".sigmoid_()"
+    elif activation != "none":
+        raise ValueError(f"a vector FusedConv has no {activation!r} activation")
+    return f"{expr}.view(1, -1, 1, 1)"
 
 
 def _pack_conv_weight(c: Call, input_shape: str) -> str | None:
