@@ -210,10 +210,7 @@ def fold_gates(model: ImportedModel) -> ImportedModel:
     GATE_FOLD_RATIO), the multiply reads nothing else, and the conv has one group."""
     g = model.graph
     producer = {v: node.name for node in g for v in node.attrs.get("_outputs", ()) if v}
-    readers: dict[str, int] = {vi.name: 1 for vi in model.outputs}
-    for node in g:
-        for v in node.attrs.get("_inputs", ()):
-            readers[v] = readers.get(v, 0) + 1
+    readers = _readers(model)
     folded: dict[str, tuple[Node, str]] = {}  # conv -> (the multiply it absorbs, which input is X)
     for node in g:
         ins = node.attrs.get("_inputs", ())
@@ -224,7 +221,7 @@ def fold_gates(model: ImportedModel) -> ImportedModel:
         ):
             continue
         mul = g.node(producer[ins[0]]) if ins[0] in producer else None
-        if mul is None or mul.op != "onnx.Mul" or readers.get(ins[0]) != 1:
+        if mul is None or mul.op != "onnx.Mul" or len(readers.get(ins[0], ())) != 1:
             continue
         x = _gated_input(model, mul, model.weights[ins[1]].size)
         if x is not None:
