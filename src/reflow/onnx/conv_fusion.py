@@ -24,7 +24,6 @@ nothing but float rounding of the fused add. Run it after
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 from reflow.graph import Graph, Node, Port, topo_order
 from reflow.onnx.importer import ImportedModel
@@ -84,13 +83,13 @@ def _kernel(model: ImportedModel, conv: Node) -> str:
     if out is None:
         return "onednn"
     flops = 2.0 * weight[0].size * out[0] * out[1] * out[2] * out[3]
-    if _pointwise(conv, weight.shape) and math.prod(out) <= LINEAR_MAX_OUTPUT:
+    if pointwise(conv, weight.shape) and math.prod(out) <= LINEAR_MAX_OUTPUT:
         return "aten" if out[0] == 1 and flops < ATEN_MAX_FLOPS_1X1_BATCH_1 else "linear"
     spatial = weight.shape[2] * weight.shape[3] > 1
     return "onednn" if flops >= (ONEDNN_MIN_FLOPS if spatial else ONEDNN_MIN_FLOPS_1X1) else "aten"
 
 
-def _pointwise(conv: Node, weight_shape: tuple[int, ...]) -> bool:
+def pointwise(conv: Node, weight_shape: tuple[int, ...]) -> bool:
     """A 1x1 convolution with stride 1, no padding and one group: a matrix product over the pixels."""
     attrs = conv.attrs
     return (
@@ -146,13 +145,7 @@ def fuse_conv_activations(model: ImportedModel) -> ImportedModel:
     """A copy of ``model`` whose 2-D Convs are FusedConv nodes with their residual Add and Relu absorbed."""
     g = model.graph
     outputs = {vi.name for vi in model.outputs}
-    readers: dict[str, list[str]] = defaultdict(list)  # value -> nodes that read it
-    for node in g:
-        for v in node.attrs.get("_inputs", ()):
-            if v:
-                readers[v].append(node.name)
-    for vi in model.outputs:
-        readers[vi.name].append(f"output:{vi.name}")
+    readers = model.readers()
 
     def sole_reader(value: str) -> Node | None:
         names = readers[value]

@@ -26,6 +26,7 @@ import math
 from dataclasses import replace
 
 from reflow.graph import Graph, Node, Port
+from reflow.onnx.conv_fusion import pointwise
 from reflow.onnx.importer import ImportedModel
 from reflow.onnx.ops import GRAPH
 
@@ -87,23 +88,21 @@ def for_graph_compiler(model: ImportedModel) -> ImportedModel:
     matrix-vector products beside the compiler (see vector_convs)."""
     g = model.graph.copy()
     vectors = vector_convs(model)
-    readers = _readers(model)
+    readers = model.readers()
     for node in list(g):
         if node.op in _GRAPH_KERNELS:
             attrs = {**node.attrs, "kernel": GRAPH}
             if node.name in vectors:
                 attrs["vector"] = True
-            out = node.attrs["_outputs"][0]
             if (
                 node.op == "onnx.GlobalAveragePool"
-                and not set(readers.get(out, ())) <= vectors  # a pool feeding vector products: a plain mean
+                # a pool feeding vector products: a plain mean
+                and not set(readers.get(node.attrs["_outputs"][0], ())) <= vectors
                 and (window := _static_window(model, node.attrs["_inputs"][0]))
             ):
                 attrs["window"] = window
             g.replace_node(replace(node, attrs=attrs))
-    compiled = ImportedModel(
-        model.name, g, model.weights, model.inputs, model.outputs, model.values, model.opset, model.folded
-    )
+    compiled = replace(model, graph=g)
     return _absorb_sigmoids(fold_gates(compiled), vectors)
 
 
@@ -116,33 +115,18 @@ def vector_convs(model: ImportedModel) -> set[str]:
     TorchScript, at a few us each. Not for a gated or residual conv (inputs 3 and 4)."""
     found = set()
     for node in model.graph:
-        attrs = node.attrs
-        ins = attrs.get("_inputs", ())
+        ins = node.attrs.get("_inputs", ())
         if (
             node.op == "onnx.FusedConv"
             and (shape := model.static_shape(ins[0])) is not None
             and len(shape) == 4
             and shape[0] == 1
             and shape[2:] == (1, 1)
-            and tuple(attrs.get("kernel_shape", ())) == (1, 1)
-            and attrs.get("group", 1) == 1
-            and set(attrs.get("strides", (1, 1))) == {1}
-            and set(attrs.get("dilations", (1, 1))) == {1}
-            and not any(attrs.get("pads", ()))
+            and pointwise(node, model.weights[ins[1]].shape)
             and not any(ins[3:])
         ):
             found.add(node.name)
     return found
-
-
-def _readers(model: ImportedModel) -> dict[str, list[str]]:
-    """value -> the nodes that read it (a model output is read by ``output:NAME``)."""
-    readers: dict[str, list[str]] = {vi.name: [f"output:{vi.name}"] for vi in model.outputs}
-    for node in model.graph:
-        for v in node.attrs.get("_inputs", ()):
-            if v:
-                readers.setdefault(v, []).append(node.name)
-    return readers
 
 
 def _absorb_sigmoids(model: ImportedModel, vectors: set[str]) -> ImportedModel:
@@ -151,7 +135,7 @@ def _absorb_sigmoids(model: ImportedModel, vectors: set[str]) -> ImportedModel:
     product: out of place, oneDNN Graph would join the sigmoid and the multiply by the gate into a partition
     of their own."""
     g = model.graph
-    readers = _readers(model)
+    readers = model.readers()
     absorbed: dict[str, str] = {}  # sigmoid -> conv
     for name in vectors:
         node = g.node(name)
@@ -186,9 +170,7 @@ def _absorb_sigmoids(model: ImportedModel, vectors: set[str]) -> ImportedModel:
             ng.connect(absorbed[e.src], "o0", e.dst, e.dst_port, e.size)
         elif e.dst not in absorbed:
             ng.connect(e.src, e.src_port, e.dst, e.dst_port, e.size)
-    return ImportedModel(
-        model.name, ng, model.weights, model.inputs, model.outputs, model.values, model.opset, model.folded
-    )
+    return replace(model, graph=ng)
 
 
 # A gate is folded where the activation it multiplies has more elements than this many times the weight's,
@@ -210,7 +192,7 @@ def fold_gates(model: ImportedModel) -> ImportedModel:
     GATE_FOLD_RATIO), the multiply reads nothing else, and the conv has one group."""
     g = model.graph
     producer = {v: node.name for node in g for v in node.attrs.get("_outputs", ()) if v}
-    readers = _readers(model)
+    readers = model.readers()
     folded: dict[str, tuple[Node, str]] = {}  # conv -> (the multiply it absorbs, which input is X)
     for node in g:
         ins = node.attrs.get("_inputs", ())
@@ -247,9 +229,7 @@ def fold_gates(model: ImportedModel) -> ImportedModel:
             ng.connect(e.src, e.src_port, absorbed[e.dst], port, e.size)
         elif e.src not in absorbed:
             ng.connect(e.src, e.src_port, e.dst, e.dst_port, e.size)
-    return ImportedModel(
-        model.name, ng, model.weights, model.inputs, model.outputs, model.values, model.opset, model.folded
-    )
+    return replace(model, graph=ng)
 
 
 def _gated_input(model: ImportedModel, mul: Node, weight_size: int) -> str | None:

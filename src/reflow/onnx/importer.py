@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,17 @@ class ImportedModel:
     values: dict[str, ValueInfo] = field(default_factory=dict)
     opset: int = 21
     folded: int = 0
+
+    def readers(self) -> defaultdict[str, list[str]]:
+        """value -> the nodes that read it, in graph order; a model output is also read by ``output:NAME``."""
+        readers: defaultdict[str, list[str]] = defaultdict(list)
+        for node in self.graph:
+            for v in node.attrs.get("_inputs", ()):
+                if v:
+                    readers[v].append(node.name)
+        for vi in self.outputs:
+            readers[vi.name].append(f"output:{vi.name}")
+        return readers
 
     def static_shape(self, value: str) -> tuple[int, ...] | None:
         """``value``'s shape where shape inference fixed every dimension, else None."""
