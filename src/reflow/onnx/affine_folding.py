@@ -14,6 +14,7 @@ model computes beyond float rounding.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -132,13 +133,4 @@ def fold_affine_into_conv(model: ImportedModel) -> ImportedModel:
         src = absorbed.get(e.src, e.src)
         ng.connect(src, "o0" if e.src in absorbed else e.src_port, e.dst, e.dst_port, e.size)
     used = {v for n in ng for v in n.attrs.get("_inputs", ())}
-    return ImportedModel(
-        model.name,
-        ng,
-        {k: v for k, v in weights.items() if k in used},
-        model.inputs,
-        model.outputs,
-        model.values,
-        model.opset,
-        model.folded,
-    )
+    return replace(model, graph=ng, weights={k: v for k, v in weights.items() if k in used})

@@ -24,6 +24,7 @@ nothing but float rounding of the fused add. Run it after
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from reflow.graph import Graph, Node, Port, topo_order
 from reflow.onnx.importer import ImportedModel
@@ -218,6 +219,4 @@ def fuse_conv_activations(model: ImportedModel) -> ImportedModel:
             ng.connect(src, src_port, e.dst, e.dst_port, e.size)
         elif src != group[e.dst]:  # the residual entering the fused node
             ng.connect(src, src_port, group[e.dst], "i3", e.size)
-    return ImportedModel(
-        model.name, ng, model.weights, model.inputs, model.outputs, model.values, model.opset, model.folded
-    )
+    return replace(model, graph=ng)

@@ -13,7 +13,7 @@ import functools
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -127,16 +127,7 @@ def profile(
 
 def apply_costs(model: ImportedModel, costs: Mapping[str, float]) -> ImportedModel:
     """A copy of ``model`` whose graph carries ``costs``."""
-    return ImportedModel(
-        model.name,
-        model.graph.with_costs(costs),
-        model.weights,
-        model.inputs,
-        model.outputs,
-        model.values,
-        model.opset,
-        model.folded,
-    )
+    return replace(model, graph=model.graph.with_costs(costs))
 
 
 def measure_graph(

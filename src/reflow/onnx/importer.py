@@ -26,7 +26,7 @@ import contextlib
 import os
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -352,6 +352,4 @@ def with_value_shapes(
         v = src.attrs["_value"] if src.op == "input" else src.attrs["_outputs"][int(e.src_port[1:])]
         size = values[v].nbytes if v in values else e.size
         g.connect(e.src, e.src_port, e.dst, e.dst_port, size)
-    return ImportedModel(
-        model.name, g, model.weights, model.inputs, model.outputs, values, model.opset, model.folded
-    )
+    return replace(model, graph=g, values=values)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -313,6 +314,4 @@ def _rebuilt(model: ImportedModel, m: _Matcher) -> ImportedModel:
                 ng.connect(src, port, node.name, f"i{k}", vi.nbytes if vi is not None else 0.0)
     used = {v for n in ng for v in n.attrs.get("_inputs", ())}
     weights = {k: v for k, v in m.weights.items() if k in used}
-    return ImportedModel(
-        model.name, ng, weights, model.inputs, model.outputs, model.values, model.opset, model.folded
-    )
+    return replace(model, graph=ng, weights=weights)
