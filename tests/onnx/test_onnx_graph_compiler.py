@@ -16,8 +16,13 @@ from onnx_oracle import exec_generated, ort_run, rel_err
 from reflow.onnx.codegen import generate
 from reflow.onnx.costmodel import random_inputs
 from reflow.onnx.eager import compile_call
-from reflow.onnx.graph_compiler import compilable, for_graph_compiler, vector_convs
-from reflow.onnx.kernels import onnx_global_pool, onnx_graph_compile
+from reflow.onnx.graph_compiler import compilable, concat_chains, for_graph_compiler, vector_convs
+from reflow.onnx.kernels import (
+    onnx_concat_grow,
+    onnx_concat_start,
+    onnx_global_pool,
+    onnx_graph_compile,
+)
 from reflow.onnx.models import light_model, transformer_model, wide_model
 from reflow.onnx.pipeline import prepare
 from reflow.onnx.plan import Plan, serial_plan
@@ -182,12 +187,12 @@ def _compiled_outputs(proto: onnx.ModelProto) -> tuple[str, dict[str, np.ndarray
     code = generate(model, serial_plan(model.graph), compile=True)
     ns = exec_generated(code.source, "compiled_se")
     x = random_inputs(model, seed=3)
-    batch = x["x"].shape[0]
+    batch = next(iter(x.values())).shape[0]
     w = ns["prepare_weights"]({k: torch.from_numpy(np.array(v)) for k, v in code.weights.items()}, batch)
     forward = ns["compiled_forward"](w, batch)
     assert forward is not ns["forward_serial"]  # compiled, not the eager fallback
     with torch.inference_mode():
-        got = {k: v.numpy() for k, v in forward(w, {"x": torch.from_numpy(x["x"])}).items()}
+        got = {k: v.numpy() for k, v in forward(w, {k: torch.from_numpy(v) for k, v in x.items()}).items()}
     refs = ort_run(proto, x)
     got.update({f"ort:{vi.name}": r for vi, r in zip(proto.graph.output, refs, strict=True)})
     return code.source, got
@@ -316,3 +321,108 @@ def test_a_sigmoid_activation_lowers_only_for_a_vector_conv() -> None:
     attrs = {"kernel_shape": [1, 1], "activation": "sigmoid", "kernel": "graph"}
     with pytest.raises(ValueError, match="vector"):
         rule("FusedConv").lower(Call(("x", "w", "b"), attrs))
+
+
+def dense_block_model(
+    layers: int = 3, pairwise: bool = False, conv_reads_last: bool = False
+) -> onnx.ModelProto:
+    """A dense block: layer k concatenates the block's input and the k - 1 layers' outputs (all of them, as
+    torchvision exports it, or the previous concat and the newest output with ``pairwise``, as the light
+    densenet121 does), then BatchNorm -> Relu -> 1x1 conv -> Relu -> 3x3 conv (4 new channels); a last
+    concat feeds BatchNorm -> Relu -> 1x1 conv -> y, or, with ``conv_reads_last``, the 1x1 conv directly."""
+    rng = np.random.default_rng(0)
+    c0, growth, size = 8, 4, 6
+    inits: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+
+    def add(name: str, shape: tuple[int, ...], low: float = -1.0) -> str:
+        inits.append(numpy_helper.from_array(rng.uniform(low, 1, shape).astype(np.float32), name))
+        return name
+
+    def bn_relu(x: str, c: int, tag: str) -> str:
+        ins = [x, add(f"s{tag}", (c,)), add(f"b{tag}", (c,)), add(f"m{tag}", (c,)), add(f"v{tag}", (c,), 0.5)]
+        nodes.append(helper.make_node("BatchNormalization", ins, [f"n{tag}"]))
+        nodes.append(helper.make_node("Relu", [f"n{tag}"], [f"r{tag}"]))
+        return f"r{tag}"
+
+    feats, prev = ["x"], ""
+    for k in range(layers + 1):
+        ins = [prev, feats[-1]] if pairwise and prev else list(feats)
+        nodes.append(helper.make_node("Concat", ins, [f"cat{k}"], axis=1))
+        prev, c = f"cat{k}", c0 + growth * k
+        if k == layers:
+            break
+        r = bn_relu(prev, c, str(k))
+        nodes.append(helper.make_node("Conv", [r, add(f"w{k}a", (16, c, 1, 1))], [f"h{k}"]))
+        nodes.append(helper.make_node("Relu", [f"h{k}"], [f"hr{k}"]))
+        w = add(f"w{k}b", (growth, 16, 3, 3))
+        nodes.append(helper.make_node("Conv", [f"hr{k}", w], [f"f{k}"], pads=[1] * 4))
+        feats.append(f"f{k}")
+    last = prev if conv_reads_last else bn_relu(prev, c, "out")
+    nodes.append(helper.make_node("Conv", [last, add("wy", (5, c, 1, 1))], ["y"]))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c0, size, size])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, size, size])
+    graph = helper.make_graph(nodes, "dense_block", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _concat_names(model: Any) -> dict[str, str]:
+    return {n.attrs["_outputs"][0]: n.name for n in model.graph if n.op == "onnx.Concat"}
+
+
+@needs_onednn_graph
+@pytest.mark.parametrize("pairwise", [False, True])
+def test_a_dense_blocks_concats_share_one_buffer_and_match_onnxruntime(pairwise: bool) -> None:
+    """Each concat of a dense block copies only the output it adds into one buffer (the first allocates
+    it), the BatchNorm + ReLU before each layer reads the buffer's view as torch ops, and the compiled graph
+    holds no concat at all."""
+    proto = dense_block_model(pairwise=pairwise)
+    model = prepare(proto)
+    names = _concat_names(model)
+    assert concat_chains(model) == [[names[f"cat{k}"] for k in range(4)]]
+    lowered = for_graph_compiler(model)
+    first, *rest = (lowered.graph.node(names[f"cat{k}"]) for k in range(4))
+    assert first.attrs["chain_channels"] == 8 + 3 * 4
+    producer = {v: n.name for n in lowered.graph for v in n.attrs.get("_outputs", ())}
+    for k, node in enumerate(rest):  # each reads the one before it and the output it adds
+        assert node.attrs["chain_grows"] and node.attrs["_inputs"] == [f"cat{k}", f"f{k}"]
+        assert {e.src for e in lowered.graph.in_edges(node.name)} == {names[f"cat{k}"], producer[f"f{k}"]}
+    affines = [n for n in lowered.graph if n.op == "onnx.ChannelAffine"]
+    assert len(affines) == 4 and all("kernel" not in n.attrs for n in affines)
+    source, got = _compiled_outputs(proto)
+    serial = source.split("def forward_serial")[1].split("\ndef ")[0]
+    assert serial.count("onnx_concat_grow(") == 3 and "torch.cat(" not in serial
+    assert rel_err(got["ort:y"], got["y"]) < 1e-4
+    assert "aten::cat" not in str(torch.jit.last_executed_optimized_graph())
+
+
+def test_a_chain_stops_before_a_concat_whose_output_a_conv_reads() -> None:
+    """A conv in oneDNN Graph needs a dense input, not the buffer's strided view: the concat it reads stays
+    a torch.cat, and the chain is the concats before it."""
+    model = prepare(dense_block_model(conv_reads_last=True))
+    names = _concat_names(model)
+    assert concat_chains(model) == [[names[f"cat{k}"] for k in range(3)]]
+    lowered = for_graph_compiler(model)
+    assert "chain_grows" not in lowered.graph.node(names["cat3"]).attrs
+    assert not concat_chains(prepare(dense_block_model(layers=1, conv_reads_last=True)))  # one concat left
+
+
+def test_concat_start_and_grow_equal_torch_cat_and_share_one_buffer() -> None:
+    parts = [torch.randn(2, c, 3, 5) for c in (4, 3, 2)]
+    v1 = onnx_concat_start(9, parts[0])
+    v2 = onnx_concat_grow(v1, parts[1])
+    v3 = onnx_concat_grow(v2, parts[2])
+    assert torch.equal(v3, torch.cat(parts, 1)) and torch.equal(v2, torch.cat(parts[:2], 1))
+    assert torch.equal(v1, parts[0])  # later writes land after the channels an earlier view shows
+    assert v1.data_ptr() == v3.data_ptr() and v3.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(onnx_concat_start(9, *parts), torch.cat(parts, 1))
+
+
+@needs_onednn_graph
+def test_the_light_densenet121_compiled_with_its_concat_chains_matches_onnxruntime() -> None:
+    """A model nobody here wrote (onnx's light densenet121: its 58 concats in 4 chains)."""
+    proto = light_model("densenet121", batch=1)
+    assert [len(c) for c in concat_chains(prepare(proto))] == [6, 12, 24, 16]
+    _, got = _compiled_outputs(proto)
+    (out,) = [k for k in got if not k.startswith("ort:")]
+    assert rel_err(got[f"ort:{out}"], got[out]) < 1e-4

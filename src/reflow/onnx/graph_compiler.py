@@ -22,7 +22,9 @@ only where the compiled graph wins (``pipeline._compile_choice``).
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import defaultdict
 from dataclasses import replace
 
 from reflow.graph import Graph, Node, Port
@@ -103,7 +105,7 @@ def for_graph_compiler(model: ImportedModel) -> ImportedModel:
                 attrs["window"] = window
             g.replace_node(replace(node, attrs=attrs))
     compiled = replace(model, graph=g)
-    return _absorb_sigmoids(fold_gates(compiled), vectors)
+    return chain_concats(_absorb_sigmoids(fold_gates(compiled), vectors))
 
 
 def vector_convs(model: ImportedModel) -> set[str]:
@@ -127,6 +129,134 @@ def vector_convs(model: ImportedModel) -> set[str]:
         ):
             found.add(node.name)
     return found
+
+
+def concat_chains(model: ImportedModel) -> list[list[str]]:
+    """Chains of Concats along the channels of 4-D maps in which each one extends the one before it: its
+    inputs are that one's followed by more (a dense block as torchvision exports it: layer k concatenates the
+    block's input and the k - 1 layers' outputs), or its first input is that one's output (as the light
+    densenet121 does it, two at a time). Each member's output is read by ChannelAffines alone (the
+    BatchNorm + ReLU before each layer) besides the next member. In a compiled graph a chain shares one
+    buffer (chain_concats): each concat copying all its inputs is O(k^2) copies per block, 1.3 ms of
+    densenet121's 16.5 ms of kernels at batch 1 on 2 threads, and 62 of its 192 oneDNN Graph partitions
+    at ~16 us each (docs/benchmarks.md, issue 18 round 13)."""
+    g = model.graph
+    found = [
+        node
+        for node in g
+        if node.op == "onnx.Concat"
+        and node.attrs.get("axis") in (1, -3)
+        and all(v and _is_map(model, v) for v in (*node.attrs["_inputs"], node.attrs["_outputs"][0]))
+    ]
+    by_inputs = {tuple(n.attrs["_inputs"]): n.name for n in found}
+    by_output = {n.attrs["_outputs"][0]: n.name for n in found}
+    children: defaultdict[str, list[str]] = defaultdict(list)
+    parent: dict[str, str] = {}
+    for node in found:
+        ins = tuple(node.attrs["_inputs"])
+        prev = by_output.get(ins[0]) or next(
+            (by_inputs[ins[:j]] for j in range(len(ins) - 1, 0, -1) if ins[:j] in by_inputs), None
+        )
+        if prev is not None and not _reaches(g, node.name, prev):  # reading prev must not close a cycle
+            parent[node.name] = prev
+            children[prev].append(node.name)
+    readers = model.readers()
+
+    def next_of(name: str) -> str | None:
+        """The member after ``name``: its one extension, where only ChannelAffines read ``name`` besides."""
+        kids = children.get(name, [])
+        others = {
+            r
+            for r in readers[g.node(name).attrs["_outputs"][0]]
+            if r not in g or g.node(r).op != "onnx.ChannelAffine"
+        }
+        return kids[0] if len(kids) == 1 and others <= {kids[0]} else None
+
+    chains = []
+    for node in found:
+        name = node.name
+        if name in parent and next_of(parent[name]) == name:
+            continue  # found from its chain's start
+        chain = [name]
+        while (nxt := next_of(chain[-1])) is not None:
+            chain.append(nxt)
+        last_readers = readers[g.node(chain[-1]).attrs["_outputs"][0]]
+        if not all(r in g and g.node(r).op == "onnx.ChannelAffine" for r in last_readers):
+            chain.pop()  # the last one's readers need a dense tensor: it stays a torch.cat
+        if len(chain) > 1:
+            chains.append(chain)
+    return chains
+
+
+def chain_concats(model: ImportedModel) -> ImportedModel:
+    """A copy of ``model`` in which each chain of concat_chains shares one channels-last buffer: its first
+    concat allocates it (attr ``chain_channels``, the last one's channel count), each later one reads the
+    concat before it instead of the inputs they share and writes only its own (``chain_grows``), so that
+    each value is copied once. The ChannelAffines reading them run as torch ops (one addcmul pass and an
+    in-place ReLU) rather than in oneDNN Graph, which ran them on the buffer's strided views with its
+    reference kernel (10x slower)."""
+    chains = concat_chains(model)
+    if not chains:
+        return model
+    g = model.graph
+    readers = model.readers()
+    rewired: dict[str, tuple[str, int]] = {}  # concat -> (the one before it, how many inputs that replaces)
+    starts: dict[str, int] = {}
+    for chain in chains:
+        shape = model.static_shape(g.node(chain[-1]).attrs["_outputs"][0])
+        assert shape is not None  # concat_chains took only static shapes
+        starts[chain[0]] = shape[1]
+        for prev, name in itertools.pairwise(chain):
+            prev_out = g.node(prev).attrs["_outputs"][0]
+            extends_output = g.node(name).attrs["_inputs"][0] == prev_out
+            rewired[name] = (prev, 1 if extends_output else len(g.node(prev).attrs["_inputs"]))
+    affines = {
+        r
+        for chain in chains
+        for n in chain
+        for r in readers[g.node(n).attrs["_outputs"][0]]
+        if g.node(r).op == "onnx.ChannelAffine"
+    }
+    ng = Graph(g.name)
+    for node in g:
+        if node.name in starts:
+            node = replace(node, attrs={**node.attrs, "chain_channels": starts[node.name]})
+        elif node.name in rewired:
+            prev, shared = rewired[node.name]
+            ins = [g.node(prev).attrs["_outputs"][0], *node.attrs["_inputs"][shared:]]
+            attrs = {**node.attrs, "_inputs": ins, "chain_grows": True}
+            node = replace(node, inputs=tuple(Port(f"i{k}") for k in range(len(ins))), attrs=attrs)
+        elif node.name in affines:
+            node = replace(node, attrs={k: v for k, v in node.attrs.items() if k != "kernel"})
+        ng.add_node(node)
+    for name, (prev, _) in rewired.items():
+        ng.connect(prev, "o0", name, "i0", model.values[g.node(prev).attrs["_outputs"][0]].nbytes)
+    for e in g.edges:
+        if e.dst not in rewired:
+            ng.connect(e.src, e.src_port, e.dst, e.dst_port, e.size)
+        elif (k := int(e.dst_port[1:])) >= (shared := rewired[e.dst][1]):  # an input the concat adds
+            ng.connect(e.src, e.src_port, e.dst, f"i{k - shared + 1}", e.size)
+    return replace(model, graph=ng)
+
+
+def _is_map(model: ImportedModel, value: str) -> bool:
+    """Whether ``value`` is a float32 4-D tensor of a static shape."""
+    vi, shape = model.values.get(value), model.static_shape(value)
+    return vi is not None and vi.dtype == "float32" and shape is not None and len(shape) == 4
+
+
+def _reaches(g: Graph, src: str, dst: str) -> bool:
+    """Whether a path leads from node ``src`` to node ``dst`` (reading the earlier concat from a later one
+    must not close a cycle)."""
+    seen, todo = {src}, [src]
+    while todo:
+        for s in g.successors(todo.pop()):
+            if s == dst:
+                return True
+            if s not in seen:
+                seen.add(s)
+                todo.append(s)
+    return False
 
 
 def _absorb_sigmoids(model: ImportedModel, vectors: set[str]) -> ImportedModel:

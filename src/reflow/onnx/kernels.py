@@ -132,6 +132,31 @@ def onnx_global_pool(x: torch.Tensor, kind: str) -> torch.Tensor:
     return x.mean(dim=dims, keepdim=True)
 
 
+def onnx_concat_start(channels: int, *parts: torch.Tensor) -> torch.Tensor:
+    """The first concat of a chain along channels (graph_compiler.concat_chains): ``parts`` written into the
+    leading channels of one channels-last buffer of ``channels`` channels, which the later concats of the
+    chain fill (onnx_concat_grow); returns the view of the channels written so far."""
+    first = parts[0]
+    buf = torch.empty(
+        (first.shape[0], channels, *first.shape[2:]), dtype=first.dtype, memory_format=torch.channels_last
+    )
+    return onnx_concat_grow(buf[:, :0], *parts)
+
+
+def onnx_concat_grow(prefix: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
+    """``torch.cat((prefix, *parts), 1)`` where ``prefix`` views the leading channels of a concat buffer
+    (onnx_concat_start): ``parts`` are written into the channels after it and the widened view returned, so
+    each concat of a chain copies only what it adds (a dense block's k-th concat would copy all k inputs)."""
+    start = prefix.shape[1]
+    end = start + sum(p.shape[1] for p in parts)
+    size = (prefix.shape[0], end, *prefix.shape[2:])
+    view = prefix.as_strided(size, prefix.stride(), prefix.storage_offset())
+    for p in parts:
+        view[:, start : start + p.shape[1]] = p
+        start += p.shape[1]
+    return view
+
+
 def onnx_softmax(x: torch.Tensor, axis: int, opset: int, kind: str) -> torch.Tensor:
     """Softmax/LogSoftmax/Hardmax; before opset 13 ONNX flattened everything from ``axis`` on."""
     if opset < 13:

@@ -32,9 +32,19 @@ def _transpose(c: Call) -> str:
 
 
 register("Transpose", _transpose, no_flops)
-register(
-    "Concat", lambda c: f"torch.cat(({''.join(a + ', ' for a in c.args)}), dim={c.attrs['axis']})", no_flops
-)
+
+
+def _concat(c: Call) -> str:
+    # a chain of concats sharing one buffer (set by graph_compiler.concat_chains): the first allocates it,
+    # each later one reads the one before it (input 0) and writes only the inputs it adds
+    if "chain_channels" in c.attrs:
+        return f"onnx_concat_start({c.attrs['chain_channels']}, {', '.join(c.args)})"
+    if c.attrs.get("chain_grows"):
+        return f"onnx_concat_grow({', '.join(c.args)})"
+    return f"torch.cat(({''.join(a + ', ' for a in c.args)}), dim={c.attrs['axis']})"
+
+
+register("Concat", _concat, no_flops)
 
 
 def _split(c: Call) -> str:
