@@ -16,8 +16,8 @@ below, the convolutional networks it was measured on: on a transformer graph (at
 oneDNN Graph's TorchScript bridge failed an internal assertion, and those graphs already run torch's fused
 attention and dense kernels. LRN is left out too: the light inception_v1's two LRNs (onnx_lrn, shifted
 channel slices) made its compiled graph 8x slower than the eager module. Even within GRAPH_OPS the compiled
-graph is not always faster (the light densenet121: 69 vs 52 ms), so the pipeline measures both and compiles
-only where the compiled graph wins (``pipeline._compile_choice``).
+graph is not always faster (the light densenet121 was not, 69 vs 52 ms, before its concats shared a buffer),
+so the pipeline measures both and compiles only where the compiled graph wins (``pipeline._compile_choice``).
 """
 
 from __future__ import annotations
