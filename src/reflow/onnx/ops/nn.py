@@ -97,11 +97,7 @@ def _fused_conv(c: Call) -> str:
     if c.attrs.get("kernel") == "aten":
         expr = f"F.conv2d({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {args})"
         expr += f".add_({c.arg(3)})" if c.has(3) else ""
-        if activation == "relu":
-            return expr + ".relu_()"
-        if activation == "hardtanh":
-            return expr + f".clamp_({lit(scalars[0])}, {lit(scalars[1])})"
-        return f"F.silu({expr}, inplace=True)" if activation == "swish" else expr
+        return _inplace_activation(expr, activation, scalars)
     extra = f", {lit(scalars)}" if scalars else ""
     return f"onnx_conv({c.arg(0)}, {c.arg(1)}, {c.arg(2)}, {c.arg(3)}, {args}, {activation!r}{extra})"
 
@@ -111,17 +107,23 @@ def _vector_conv(c: Call, activation: str, scalars: tuple[float, ...]) -> str:
     product, which a graph compiler leaves alone (see graph_compiler.vector_convs)."""
     w, x = f"{c.arg(1)}.flatten(1)", f"{c.arg(0)}.reshape(-1)"
     expr = f"torch.addmv({c.arg(2)}, {w}, {x})" if c.has(2) else f"torch.mv({w}, {x})"
+    return f"{_inplace_activation(expr, activation, scalars)}.view(1, -1, 1, 1)"
+
+
+def _inplace_activation(expr: str, activation: str, scalars: tuple[float, ...]) -> str:
+    """``activation`` (a fused conv's) applied in place to ``expr``, a fresh tensor: the eager lowering's
+    counterpart of _graph_activation (and of kernels.onnx_activation_, which the prepacked kernels call)."""
     if activation == "relu":
-        expr += ".relu_()"
-    elif activation == "hardtanh":
-        expr += f".clamp_({lit(scalars[0])}, {lit(scalars[1])})"
-    elif activation == "swish":
-        expr = f"F.silu({expr}, inplace=True)"
-    elif activation == "sigmoid":
-        expr += ".sigmoid_()"
-    elif activation != "none":
-        raise ValueError(f"a vector FusedConv has no {activation!r} activation")
-    return f"{expr}.view(1, -1, 1, 1)"
+        return expr + ".relu_()"
+    if activation == "hardtanh":
+        return expr + f".clamp_({lit(scalars[0])}, {lit(scalars[1])})"
+    if activation == "swish":
+        return f"F.silu({expr}, inplace=True)"
+    if activation == "sigmoid":
+        return expr + ".sigmoid_()"
+    if activation != "none":
+        raise ValueError(f"a FusedConv has no {activation!r} activation")
+    return expr
 
 
 def _pack_conv_weight(c: Call, input_shape: str) -> str | None:
